@@ -1,0 +1,132 @@
+"""Plain-text formatting of ages, durations, sizes, rates and ETAs for the panels.
+
+Every function is pure: times come in as numbers (Unix seconds, or seconds), so the app's
+injected clock decides what "now" is and tests can freeze it. Missing values give ``"n/a"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+NA = "n/a"
+"""Shown for a value the session did not report (null on the wire)."""
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """A compact duration: ``"42s"``, ``"3m"``, ``"1h05m"``, ``"2d03h"``.
+
+    Args:
+        seconds: a length of time in seconds; negative counts as zero.
+
+    Returns:
+        The duration, or ``"n/a"`` when ``seconds`` is ``None`` or not finite.
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return NA
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def fmt_age(then: float | None, now: float) -> str:
+    """How long ago ``then`` was: ``"just now"``, ``"12 s ago"``, ``"4 min ago"``, ``"2 h ago"``.
+
+    Args:
+        then: a Unix time in seconds (``None`` → ``"n/a"``).
+        now: the current Unix time in seconds (the app's clock).
+    """
+    if then is None or not math.isfinite(then):
+        return NA
+    s = max(0.0, now - then)
+    if s < 2:
+        return "just now"
+    if s < 60:
+        return f"{int(s)} s ago"
+    if s < 3600:
+        return f"{int(s // 60)} min ago"
+    if s < 86400:
+        h, m = divmod(int(s // 60), 60)
+        return f"{h} h ago" if m == 0 else f"{h} h {m} min ago"
+    return f"{int(s // 86400)} d ago"
+
+
+_UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+
+
+def fmt_bytes(n: int | float | None) -> str:
+    """A size in decimal units as people read them on disks: ``"180 MB"``, ``"1.4 GB"``.
+
+    Args:
+        n: a size in bytes (``None`` → ``"n/a"``).
+    """
+    if n is None or not math.isfinite(n):
+        return NA
+    value = float(max(0, n))
+    for unit in _UNITS:
+        if value < 1000 or unit == _UNITS[-1]:
+            if unit == "B":
+                return f"{int(value)} B"
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def fmt_gib(n: int | None) -> str:
+    """GPU memory in GiB with one decimal, as nvidia-smi users expect (``"14.7"``)."""
+    if n is None:
+        return NA
+    return f"{n / 2**30:.1f}"
+
+
+def fmt_number(value: float | None, digits: int = 4) -> str:
+    """A metric value in ``digits`` significant digits; ``"NaN"``/``"inf"`` for non-finite."""
+    if value is None:
+        return NA
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}g}"
+
+
+def fmt_rate(steps_per_s: float | None) -> str:
+    """Throughput: ``"12.3 steps/s"``, or ``"2.0 s/step"`` when slower than one a second."""
+    if steps_per_s is None or not math.isfinite(steps_per_s) or steps_per_s <= 0:
+        return NA
+    if steps_per_s < 1:
+        return f"{1 / steps_per_s:.1f} s/step"
+    return f"{steps_per_s:.1f} steps/s"
+
+
+def eta_seconds(step: int | None, total: int | None, steps_per_s: float | None) -> float | None:
+    """Seconds until ``total`` at the current throughput, or ``None`` when it cannot be known."""
+    if step is None or total is None or not steps_per_s or steps_per_s <= 0:
+        return None
+    if not math.isfinite(steps_per_s):
+        return None
+    return max(0, total - step) / steps_per_s
+
+
+def fmt_eta(step: int | None, total: int | None, steps_per_s: float | None) -> str:
+    """``"ETA 12m"`` style remaining time (see :func:`eta_seconds`), ``"n/a"`` when unknown."""
+    return fmt_duration(eta_seconds(step, total, steps_per_s))
+
+
+def bar(fraction: float | None, width: int) -> str:
+    """A text bar ``width`` cells wide filled to ``fraction`` (0–1) with eighth blocks.
+
+    ``None`` gives a bar of light shade, so an unknown value never looks like zero.
+    """
+    width = max(0, width)
+    if fraction is None or not math.isfinite(fraction):
+        return "░" * width
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = round(fraction * width * 8)
+    full, rest = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[rest] if rest else ""
+    return ("█" * full + partial).ljust(width, " ")[:width]

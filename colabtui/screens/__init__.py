@@ -1,0 +1,1 @@
+"""Screens of the colabtui app: welcome, help, stop confirmation, add-session form."""

@@ -1,0 +1,102 @@
+"""The add-session form: URL, token (hidden), label. It saves nothing until the session
+answers ``/v1/status`` with this token; every problem is shown in the form, in words."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from colabtui.client import RemoteClient, SessionError
+from colabtui.config import ConfigError, SessionConfig, validate_token, validate_url
+
+CHECK_TIMEOUT_S = 5.0
+"""How long the form waits for the session to answer, seconds per request phase."""
+
+
+class AddSessionScreen(ModalScreen[SessionConfig | None]):
+    """Dismisses with the checked :class:`SessionConfig`, or ``None`` when cancelled.
+
+    Args:
+        known_urls: URLs already saved (adding one again is refused with a message).
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", show=True)]
+
+    def __init__(self, known_urls: list[str] | tuple[str, ...] = ()) -> None:
+        super().__init__()
+        self._known = set(known_urls)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="add-box", classes="dialog"):
+            yield Static("Add a session", classes="dialog-title")
+            yield Label("URL (printed by mon.serve())")
+            yield Input(placeholder="http://127.0.0.1:8765", id="url")
+            yield Label("Token")
+            yield Input(placeholder="the --token value", password=True, id="token")
+            yield Label("Label (optional)")
+            yield Input(placeholder="e.g. resnet on T4", id="label")
+            yield Static("", id="form-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Check and add", id="add", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#url", Input).focus()
+
+    def show_error(self, message: str) -> None:
+        """Show ``message`` literally (it may hold text from the session)."""
+        self.query_one("#form-error", Static).update(Text(message, style="bold red"))
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        order = ["url", "token", "label"]
+        i = order.index(event.input.id) if event.input.id in order else 2
+        if i < 2:
+            self.query_one(f"#{order[i + 1]}", Input).focus()
+        else:
+            self._try_add()
+
+    @on(Button.Pressed, "#add")
+    def _add_pressed(self) -> None:
+        self._try_add()
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _try_add(self) -> None:
+        try:
+            url = validate_url(self.query_one("#url", Input).value)
+            token = validate_token(self.query_one("#token", Input).value.strip())
+        except ConfigError as exc:
+            self.show_error(str(exc))
+            return
+        if url in self._known:
+            self.show_error(f"{url} is already in the config")
+            return
+        label = self.query_one("#label", Input).value.strip()
+        self.query_one("#add", Button).disabled = True
+        self.query_one("#form-error", Static).update(Text(f"asking {url} …", style="dim"))
+        self._check(SessionConfig(url=url, token=token, label=label))
+
+    @work(exclusive=True, group="add-check", exit_on_error=False)
+    async def _check(self, session: SessionConfig) -> None:
+        client = RemoteClient(session.url, session.token, timeout_s=CHECK_TIMEOUT_S)
+        try:
+            status = await client.status()
+        except SessionError as exc:
+            self.query_one("#add", Button).disabled = False
+            title = {"unreachable": "does not answer", "token_refused": "token refused",
+                     "protocol": "protocol mismatch", "bad_response": "bad response"}
+            self.show_error(f"{title.get(exc.kind, exc.kind)}: {exc.message}")
+            return
+        finally:
+            await client.aclose()
+        if not session.label and status.label:
+            session = SessionConfig(url=session.url, token=session.token, label=status.label)
+        self.dismiss(session)

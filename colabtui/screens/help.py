@@ -1,0 +1,49 @@
+"""The help screen: every key and what it does."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+KEYS = (
+    ("s", "save a checkpoint of the focused session now"),
+    ("S", "save a checkpoint of every session"),
+    ("x", "stop the focused session (asks first; it saves, then ends)"),
+    ("a", "add a session (URL, token, label)"),
+    ("d", "remove the focused session from the config (its history stays)"),
+    ("1-9", "focus a session's panel"),
+    ("tab", "focus the next panel"),
+    ("l", "loss chart: log scale on/off"),
+    ("ctrl+p", "command palette (every action above)"),
+    ("?", "this help"),
+    ("q", "quit"),
+)
+
+
+def help_table() -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", justify="right")
+    table.add_column()
+    for key, what in KEYS:
+        table.add_row(key, what)
+    return table
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists the keys; any of escape, ?, q closes it."""
+
+    BINDINGS = [
+        Binding("escape,question_mark,q", "dismiss_help", "Close", show=True),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box", classes="dialog"):
+            yield Static("colabtui — keys", classes="dialog-title")
+            yield Static(help_table())
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)

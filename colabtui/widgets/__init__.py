@@ -1,0 +1,1 @@
+"""The widgets of the colabtui app, one job each."""

@@ -1,0 +1,84 @@
+"""The GPU block of a panel: name, utilization, memory bar, temperature and power.
+
+Every field NVML could not give is shown as ``n/a``; a session with no GPU says so with the
+reason the runtime gave. All text from the session is appended as plain text (never markup).
+"""
+
+from __future__ import annotations
+
+from colabtui_remote.schema import GpuStats
+from rich.text import Text
+from textual.widget import Widget
+
+from colabtui.formatting import NA, bar, fmt_gib
+
+MAX_GPUS_SHOWN = 2
+"""Beyond this many GPUs the block says "+N more" (panels are narrow)."""
+
+HOT_C = 85.0
+"""Temperature shown in warning style, °C (T4/A100 slow down from about 85-90 °C)."""
+
+
+def gpu_lines(gpus: list[GpuStats], gpu_error: str | None, width: int) -> Text:
+    """The block as text for a panel ``width`` cells wide (one GPU: 3 lines)."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if not gpus:
+        text.append("no GPU", style="bold")
+        text.append(f" ({gpu_error})" if gpu_error else " (none reported)", style="dim")
+        return text
+    for n, gpu in enumerate(gpus[:MAX_GPUS_SHOWN]):
+        if n:
+            text.append("\n")
+        _one_gpu(text, gpu, width, numbered=len(gpus) > 1)
+    if len(gpus) > MAX_GPUS_SHOWN:
+        text.append(f"\n+{len(gpus) - MAX_GPUS_SHOWN} more GPUs", style="dim")
+    return text
+
+
+def _one_gpu(text: Text, gpu: GpuStats, width: int, numbered: bool) -> None:
+    if numbered:
+        text.append(f"GPU{gpu.index} ", style="dim")
+    text.append(gpu.name if gpu.name is not None else NA, style="bold")
+    text.append("\n")
+    util = NA if gpu.utilization_pct is None else f"{gpu.utilization_pct:.0f}%"
+    text.append(util, style="bold")
+    text.append(" util", style="dim")
+    if gpu.temperature_c is None:
+        text.append(f"  {NA} °C")
+    else:
+        style = "bold red" if gpu.temperature_c >= HOT_C else ""
+        text.append(f"  {gpu.temperature_c:.0f}°C", style=style)
+    watts = NA if gpu.power_w is None else f"{gpu.power_w:.0f}"
+    limit = NA if gpu.power_limit_w is None else f"{gpu.power_limit_w:.0f}"
+    text.append(f"  {watts}/{limit} W")
+    text.append("\n")
+    used, total = gpu.memory_used_bytes, gpu.memory_total_bytes
+    figures = f" {fmt_gib(used)}/{fmt_gib(total)} GiB"
+    fraction = used / total if used is not None and total else None
+    bar_width = max(3, min(24, width - len(figures) - 4))
+    text.append("mem ", style="dim")
+    style = "red" if fraction is not None and fraction > 0.95 else "green"
+    text.append(bar(fraction, bar_width), style=f"{style} on grey23")
+    text.append(figures)
+
+
+class GpuView(Widget):
+    """Shows the GPUs of the latest status. Set :attr:`gpus`/:attr:`gpu_error`, then refresh."""
+
+    DEFAULT_CSS = "GpuView { height: auto; }"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.gpus: list[GpuStats] | None = None
+        self.gpu_error: str | None = None
+
+    def show(self, gpus: list[GpuStats], gpu_error: str | None) -> None:
+        """Replace what is shown; resizes itself when the number of lines changes."""
+        self.gpus, self.gpu_error = list(gpus), gpu_error
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        if self.gpus is None:
+            return Text("GPU: waiting for the session", style="dim", no_wrap=True,
+                        overflow="ellipsis")
+        return gpu_lines(self.gpus, self.gpu_error, self.size.width)

@@ -1,0 +1,262 @@
+"""The loss chart of one session: its logged series drawn with textual-plot.
+
+Three things a plain line plot gets wrong for training curves are handled here:
+
+* **Non-finite points** (NaN, ±inf) are never dropped silently: each is drawn as a red marker
+  on the top edge of the chart (``-inf`` on the bottom edge) and counted in the title line.
+* **Long runs** are cut to at most two points per column (the minimum and the maximum of the
+  steps that fall in it), so a spike stays visible however many points the run has logged.
+* **Log scale** (toggled by the app): values are drawn as log10; values <= 0 cannot be, so they
+  are marked on the bottom edge and counted, like non-finite ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from colabtui_remote.schema import MetricPoint
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
+from textual_plot import HiResMode, NumericAxisFormatter, PlotWidget
+
+SERIES_STYLES = ("bright_cyan", "bright_magenta", "yellow")
+"""Line colours, in the order series are chosen by :func:`chart_series`."""
+
+MAX_SERIES = 3
+MARKER_STYLE = "bold red"
+
+
+def chart_series(names: Sequence[str]) -> list[str]:
+    """The series worth charting: those whose name contains ``loss`` (up to three), in
+    name order with ``loss`` itself first; otherwise the first series logged."""
+    losses = sorted((n for n in names if "loss" in n.lower()), key=lambda n: (n != "loss", n))
+    if losses:
+        return losses[:MAX_SERIES]
+    return list(names[:1])
+
+
+def minmax_per_column(steps: np.ndarray, values: np.ndarray, columns: int,
+                      x_min: float, x_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce finite points to at most two a column: each column's minimum and maximum.
+
+    Args:
+        steps: shape (n,), the x values (steps), ascending.
+        values: shape (n,), finite y values.
+        columns: the number of columns the chart has (>= 1).
+        x_min, x_max: the x range the columns span.
+
+    Returns:
+        ``(steps, values)``, at most ``2 * columns`` long, in step order; a column's min and max
+        keep their own steps, so the line passes through both.
+    """
+    n = len(steps)
+    if n <= 2 * columns or columns < 1:
+        return steps, values
+    span = (x_max - x_min) or 1.0
+    bucket = np.minimum(((steps - x_min) / span * columns).astype(np.int64), columns - 1)
+    # Columns are contiguous runs because steps ascend; their starts split the arrays.
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    i_min = np.minimum.reduceat(values, starts)
+    i_max = np.maximum.reduceat(values, starts)
+    keep: list[int] = []
+    bounds = np.r_[starts, n]
+    for b in range(len(starts)):
+        lo, hi = bounds[b], bounds[b + 1]
+        seg = values[lo:hi]
+        a = lo + int(np.flatnonzero(seg == i_min[b])[0])
+        z = lo + int(np.flatnonzero(seg == i_max[b])[0])
+        keep.extend(sorted({a, z}))
+    idx = np.asarray(keep, dtype=np.int64)
+    return steps[idx], values[idx]
+
+
+@dataclass(frozen=True)
+class PreparedSeries:
+    """One series ready to draw: finite points (already log10 when asked) and the steps of
+    the points that cannot be drawn, split by which edge marks them."""
+
+    name: str
+    steps: np.ndarray
+    values: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+    nan: int
+    inf: int
+    nonpositive: int
+
+
+def prepare(name: str, points: Sequence[MetricPoint], log_scale: bool) -> PreparedSeries:
+    """Split a series into drawable points and marked ones (see the module docstring)."""
+    if not points:
+        empty = np.zeros(0)
+        return PreparedSeries(name, empty, empty, empty, empty, 0, 0, 0)
+    pts = sorted(points, key=lambda p: p.step)
+    steps = np.fromiter((p.step for p in pts), dtype=np.float64, count=len(pts))
+    values = np.fromiter((p.value for p in pts), dtype=np.float64, count=len(pts))
+    nan = np.isnan(values)
+    pinf = np.isposinf(values)
+    ninf = np.isneginf(values)
+    finite = ~(nan | pinf | ninf)
+    nonpos = finite & (values <= 0) if log_scale else np.zeros_like(finite)
+    ok = finite & ~nonpos
+    drawn = np.log10(values[ok]) if log_scale else values[ok]
+    return PreparedSeries(
+        name=name,
+        steps=steps[ok],
+        values=drawn,
+        top=steps[nan | pinf],
+        bottom=steps[ninf | nonpos],
+        nan=int(nan.sum()),
+        inf=int(pinf.sum() + ninf.sum()),
+        nonpositive=int(nonpos.sum()),
+    )
+
+
+class LogAxisFormatter(NumericAxisFormatter):
+    """Ticks on a log10 axis at 1, 2, 5 × 10^k (or whole decades over a wide range),
+    labelled with the values themselves (``0.001``, ``0.5``, ``20``)."""
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        lo, hi = math.floor(min_), math.ceil(max_)
+        decades = max(1, hi - lo)
+        if decades >= 3:
+            every = max(1, math.ceil(decades / max(1, max_ticks)))
+            return [float(k) for k in range(lo, hi + 1, every) if min_ <= k <= max_]
+        ticks = [k + math.log10(m) for k in range(lo, hi + 1) for m in (1, 2, 5)]
+        ticks = [t for t in ticks if min_ <= t <= max_]
+        return ticks if len(ticks) >= 2 else super().get_ticks(min_, max_, max_ticks)
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return [f"{10 ** t:.2g}" for t in ticks]
+
+
+class _Plot(PlotWidget, can_focus=False):
+    """A PlotWidget that is only a display: the panel owns the keys (no pan, zoom, focus)."""
+
+    BINDINGS = []
+    margin_top = reactive(0)
+    margin_bottom = reactive(1)
+    margin_left = reactive(7)
+
+
+class LossChart(Widget):
+    """The chart of a session's loss series, with a title line naming them and counting the
+    points that cannot be drawn.
+
+    Attributes:
+        log_scale: draw y on a log10 scale.
+    """
+
+    DEFAULT_CSS = """
+    LossChart { height: 1fr; min-height: 3; }
+    LossChart > #chart-title { height: 1; }
+    LossChart > _Plot { height: 1fr; }
+    """
+
+    log_scale: reactive[bool] = reactive(False)
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._series: dict[str, list[MetricPoint]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("no points logged yet", style="dim"), id="chart-title")
+        yield _Plot(allow_pan_and_zoom=False)
+
+    def set_series(self, series: Mapping[str, list[MetricPoint]]) -> None:
+        """Show these series (name → points; any order; non-finite values allowed)."""
+        self._series = dict(series)
+        self._redraw()
+
+    def watch_log_scale(self) -> None:
+        self._redraw()
+
+    def on_resize(self) -> None:
+        self._redraw()
+
+    def on_mount(self) -> None:
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if not self.is_mounted:
+            return
+        try:
+            plot = self.query_one(_Plot)
+            title = self.query_one("#chart-title", Static)
+        except Exception:  # noqa: BLE001 - not composed yet; the mount redraw follows
+            return
+        names = chart_series(list(self._series))
+        prepared = [prepare(n, self._series[n], self.log_scale) for n in names]
+        title.update(self._title(prepared))
+        plot.clear()
+        plot.set_y_formatter(LogAxisFormatter() if self.log_scale else NumericAxisFormatter())
+        all_steps = [a for p in prepared for a in (p.steps, p.top, p.bottom) if len(a)]
+        if not all_steps:
+            plot.set_xlimits(0, 1)
+            plot.set_ylimits(0, 1)
+            return
+        x_min = float(min(a.min() for a in all_steps))
+        x_max = float(max(a.max() for a in all_steps))
+        if x_min == x_max:
+            x_min, x_max = x_min - 1, x_max + 1
+        finite = [p.values for p in prepared if len(p.values)]
+        if finite:
+            y_min = float(min(v.min() for v in finite))
+            y_max = float(max(v.max() for v in finite))
+        else:
+            y_min, y_max = 0.0, 1.0
+        if y_min == y_max:
+            pad = abs(y_min) * 0.05 or 0.5
+            y_min, y_max = y_min - pad, y_max + pad
+        plot.set_xlimits(x_min, x_max)
+        plot.set_ylimits(y_min, y_max)
+        columns = max(1, self.size.width - plot.margin_left - 2)
+        for style, p in zip(SERIES_STYLES, prepared):
+            if len(p.steps):
+                xs, ys = minmax_per_column(p.steps, p.values, columns, x_min, x_max)
+                if len(xs) == 1:
+                    plot.scatter(xs, ys, marker="•", marker_style=style)
+                else:
+                    plot.plot(xs, ys, line_style=style, hires_mode=HiResMode.BRAILLE)
+        for p in prepared:
+            if len(p.top):
+                plot.scatter(p.top, np.full(len(p.top), y_max), marker="▲",
+                             marker_style=MARKER_STYLE)
+            if len(p.bottom):
+                plot.scatter(p.bottom, np.full(len(p.bottom), y_min), marker="▼",
+                             marker_style=MARKER_STYLE)
+
+    @staticmethod
+    def _title(prepared: list[PreparedSeries]) -> Text:
+        if not prepared:
+            return Text("no points logged yet", style="dim", no_wrap=True, overflow="ellipsis")
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for style, p in zip(SERIES_STYLES, prepared):
+            if text:
+                text.append("  ")
+            text.append("━ ", style=style)
+            text.append(p.name)  # untrusted: appended as plain text, never markup
+        counts = []
+        nan = sum(p.nan for p in prepared)
+        inf = sum(p.inf for p in prepared)
+        nonpos = sum(p.nonpositive for p in prepared)
+        if nan:
+            counts.append(f"{nan} NaN")
+        if inf:
+            counts.append(f"{inf} inf")
+        if nonpos:
+            counts.append(f"{nonpos} ≤0")
+        if counts:
+            text.append("  ▲ " + ", ".join(counts), style=MARKER_STYLE)
+        return text
+
+
+def count_nonfinite(points: Sequence[MetricPoint]) -> int:
+    """How many points of a series are NaN or ±inf."""
+    return sum(1 for p in points if not math.isfinite(p.value))

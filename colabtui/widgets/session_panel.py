@@ -1,0 +1,367 @@
+"""One session's panel: polls its session in a worker and shows GPU, progress, checkpoint,
+work at risk, the loss chart and the connection state.
+
+Poll loop (one per panel):
+
+1. :meth:`SessionPanel.poll_now` starts :meth:`_poll_once` as a worker in this panel's own
+   group (``poll-<key>``, exclusive within it), so panels never cancel each other's polls.
+2. The worker asks ``status``; on a new session id it continues from the ledger's last seq;
+   it fetches ``/v1/metrics`` incrementally (``after`` = last seq seen, again while
+   ``page.more``) and records status and points in the ledger.
+3. It posts one immutable :class:`PollResult`; the handler applies it inside
+   ``app.batch_update()`` and only then schedules the next poll with ``set_timer``, so polls
+   never pile up. While the session fails, the delay doubles up to ``backoff_max_s``.
+
+Everything the session sends is untrusted: it is rendered as :class:`rich.text.Text` built with
+``append`` (never parsed as markup) and widget ids come from :attr:`SessionConfig.key`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from colabtui_remote.schema import CommandRecord, MetricPoint, Status
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import Static
+
+from colabtui.client import RemoteClient, SessionError
+from colabtui.config import SessionConfig, Settings
+from colabtui.formatting import fmt_duration
+from colabtui.ledger import Ledger
+from colabtui.widgets.checkpoint_view import CheckpointView
+from colabtui.widgets.gpu_view import GpuView
+from colabtui.widgets.loss_chart import LossChart
+from colabtui.widgets.progress_view import ProgressView
+
+MAX_PAGES_PER_POLL = 20
+"""Metric pages fetched in one poll; the rest follow on the next (keeps a poll short)."""
+
+MAX_POINTS_IN_MEMORY = 50_000
+"""Above this many points in a series the panel reloads its downsampled history from the
+ledger instead of keeping every point."""
+
+COMMAND_POLL_S = 0.25
+"""Seconds between ``get_command`` checks while a save or stop is under way."""
+
+COMMAND_WAIT_S = 900.0
+"""How long to follow a command before saying it is still running (15 min: a large
+checkpoint to Drive can take minutes)."""
+
+ERROR_TITLES = {
+    "token_refused": "token refused",
+    "protocol": "protocol mismatch",
+    "bad_response": "bad response",
+}
+
+
+@dataclass
+class PollResult(Message):
+    """One poll of one session, applied as a whole.
+
+    Attributes:
+        key: the panel's session key.
+        at: local time the poll ended (the app's clock), seconds.
+        status: the status, or ``None`` when the session could not be asked.
+        new_points: points logged since the previous poll, by series.
+        history: when set, the run's whole curve (from the ledger) replacing what is shown.
+        error: why the poll failed (with ``status`` still set when only metrics failed).
+    """
+
+    key: str
+    at: float
+    status: Status | None = None
+    new_points: dict[str, list[MetricPoint]] = field(default_factory=dict)
+    history: dict[str, list[MetricPoint]] | None = None
+    error: SessionError | None = None
+
+
+@dataclass
+class CommandUpdate(Message):
+    """A save or stop sent to a session changed state (or could not be sent).
+
+    Attributes:
+        key: the panel's session key.
+        label: the session's label (untrusted text).
+        action: ``"save"`` or ``"stop"``.
+        record: the command as the session reports it, or ``None`` when sending failed.
+        error: why sending or following it failed.
+    """
+
+    key: str
+    label: str
+    action: str
+    record: CommandRecord | None = None
+    error: SessionError | None = None
+
+
+def connection_text(kind: str, message: str, since: float | None, now: float) -> Text:
+    """The connection line: ``connected``, ``unreachable for 3m``, ``token refused``..."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if kind == "connected":
+        text.append("● connected", style="bold green")
+    elif kind == "waiting":
+        text.append("○ connecting…", style="dim")
+    elif kind == "unreachable":
+        gone = fmt_duration(now - since) if since is not None else "a moment"
+        text.append(f"✖ unreachable for {gone}", style="bold yellow")
+    else:
+        text.append(f"✖ {ERROR_TITLES.get(kind, kind)}", style="bold red")
+    if message:
+        text.append(": ", style="dim")
+        text.append(message, style="dim")  # from the client/session: plain text
+    return text
+
+
+class SessionPanel(Vertical, can_focus=True):
+    """The panel of one saved session.
+
+    Args:
+        session: the saved session (url, token, label).
+        index: its number, 1-based (keys 1-9 focus it).
+        clock: local Unix time, seconds (injected so tests can freeze it).
+        settings: poll interval and work-at-risk warning.
+        ledger: where status and points are recorded; history comes from it.
+        poll: start polling on mount (``False`` for fixed data fed with :meth:`apply`).
+        backoff_max_s: longest wait between polls while the session fails, seconds.
+    """
+
+    def __init__(self, session: SessionConfig, index: int, *, clock: Callable[[], float],
+                 settings: Settings, ledger: Ledger | None, poll: bool = True,
+                 backoff_max_s: float = 30.0, log_scale: bool = False) -> None:
+        super().__init__(id=session.key)
+        self.session = session
+        self.index = index
+        self._clock = clock
+        self._settings = settings
+        self._ledger = ledger
+        self._poll_enabled = poll
+        self._backoff_max_s = backoff_max_s
+        self._client: RemoteClient | None = None
+        self._timer = None
+        self._failures = 0
+        # the poller's cursor, touched only by the (exclusive) poll worker
+        self._session_id: str | None = None
+        self._after = 0
+        # what is shown, changed only by apply()
+        self.status: Status | None = None
+        self.conn_kind = "waiting"
+        self.conn_message = ""
+        self.unreachable_since: float | None = None
+        self.offset = 0.0
+        self.series: dict[str, list[MetricPoint]] = {}
+        self._log_scale = log_scale
+
+    # ----------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._header_text(), id="header", classes="panel-header")
+        yield GpuView(id="gpu")
+        yield ProgressView(id="progress")
+        yield CheckpointView(self._clock, self._settings.risk_warning_min, id="checkpoint")
+        chart = LossChart(id="chart")
+        chart.log_scale = self._log_scale
+        yield chart
+
+    def on_mount(self) -> None:
+        self._load_history()
+        if self._poll_enabled:
+            self._client = RemoteClient(self.session.url, self.session.token)
+            self.poll_now()
+
+    async def on_unmount(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        if self._client is not None:
+            await self._client.aclose()
+
+    def _load_history(self) -> None:
+        """Show the curve of this session's newest run from the ledger at once."""
+        if self._ledger is None:
+            return
+        for row in self._ledger.sessions():  # newest first
+            if row.session_key == self.session.key:
+                history = self._ledger.load_series(row.run)
+                if history:
+                    self.series = history
+                    self.query_one(LossChart).set_series(self.series)
+                return
+
+    def _header_text(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        text.append(f" {self.index} ", style="bold reverse")
+        text.append(" ")
+        text.append(self.session.display_label, style="bold")  # untrusted: plain text
+        if self.status is not None and self.status.run != self.session.display_label:
+            text.append("  run ", style="dim")
+            text.append(self.status.run, style="dim")
+        text.append("\n")
+        text.append_text(connection_text(self.conn_kind, self.conn_message,
+                                         self.unreachable_since, self._clock()))
+        return text
+
+    def set_index(self, index: int) -> None:
+        """Renumber the panel (after another one was removed)."""
+        self.index = index
+        self.tick()
+
+    def set_log_scale(self, on: bool) -> None:
+        self._log_scale = on
+        self.query_one(LossChart).log_scale = on
+
+    def tick(self) -> None:
+        """Redraw the time-dependent text (ages, "unreachable for") from the clock."""
+        self.query_one("#header", Static).update(self._header_text())
+        self.query_one(CheckpointView).refresh()
+
+    # ----------------------------------------------------------------- applying a result
+
+    def apply(self, result: PollResult) -> None:
+        """Show one poll result (status, new points, connection state) all at once."""
+        if result.status is not None:
+            status = result.status
+            self.status = status
+            if status.server_time is not None:
+                self.offset = result.at - status.server_time
+        if result.error is None:
+            self.conn_kind, self.conn_message = "connected", ""
+            self.unreachable_since = None
+        else:
+            if self.conn_kind != result.error.kind or self.unreachable_since is None:
+                self.unreachable_since = result.at
+            self.conn_kind, self.conn_message = result.error.kind, result.error.message
+        if result.history is not None:
+            self.series = {k: list(v) for k, v in result.history.items()}
+        for name, pts in result.new_points.items():
+            self._append(name, pts)
+        self.set_class(self.status is not None and self.conn_kind != "connected", "-stale")
+        self.set_class(self.conn_kind not in ("connected", "waiting"), "-error")
+        if self.status is not None:
+            self.query_one(GpuView).show(self.status.gpus, self.status.gpu_error)
+            self.query_one(ProgressView).show(self.status)
+            self.query_one(CheckpointView).show(self.status, self.offset)
+        if result.history is not None or result.new_points:
+            self.query_one(LossChart).set_series(self.series)
+        self.tick()
+
+    def _append(self, name: str, pts: list[MetricPoint]) -> None:
+        if not pts:
+            return
+        current = self.series.setdefault(name, [])
+        first = pts[0].step
+        # a resumed run repeats steps after its checkpoint: the later session wins
+        while current and current[-1].step >= first:
+            current.pop()
+        current.extend(pts)
+        if len(current) > MAX_POINTS_IN_MEMORY and self._ledger and self.status:
+            self.series = self._ledger.load_series(self.status.run)
+
+    def on_poll_result(self, message: PollResult) -> None:
+        message.stop()
+        with self.app.batch_update():
+            self.apply(message)
+        self._failures = 0 if message.error is None else self._failures + 1
+        self._schedule_next()
+
+    # ----------------------------------------------------------------- polling
+
+    def _schedule_next(self) -> None:
+        interval = max(0.05, self._settings.poll_interval_s)
+        delay = interval
+        if self._failures:
+            delay = min(self._backoff_max_s, interval * 2 ** min(self._failures - 1, 16))
+        if self._timer is not None:
+            self._timer.stop()
+        self._timer = self.set_timer(delay, self.poll_now)
+
+    def poll_failed(self, error: BaseException) -> None:
+        """Called by the app when the poll worker itself crashed: show it and poll again."""
+        self._failures += 1
+        self.apply(PollResult(self.session.key, self._clock(),
+                              error=SessionError("bad_response", f"internal error: {error!r}")))
+        self._schedule_next()
+
+    def poll_now(self) -> None:
+        """Start a poll unless one is running (the running one reschedules itself)."""
+        if not self._poll_enabled or self._client is None:
+            return
+        if any(w.group == self._poll_group and not w.is_finished for w in self.workers):
+            return
+        self.run_worker(self._poll_once(), group=self._poll_group, exclusive=True,
+                        exit_on_error=False, description=f"poll {self.session.key}")
+
+    @property
+    def _poll_group(self) -> str:
+        return f"poll-{self.session.key}"
+
+    async def _poll_once(self) -> None:
+        client = self._client
+        assert client is not None
+        ledger = self._ledger
+        try:
+            status = await client.status()
+        except SessionError as exc:
+            self.post_message(PollResult(self.session.key, self._clock(), error=exc))
+            return
+        now = self._clock()
+        fresh = status.session_id != self._session_id
+        if fresh:
+            self._session_id = status.session_id
+            self._after = ledger.last_seq(status.session_id) if ledger else 0
+        if ledger is not None:
+            ledger.record_status(self.session.key, self.session.url, self.session.display_label,
+                                 status, now)
+        new: dict[str, list[MetricPoint]] = {}
+        error = None
+        try:
+            for _ in range(MAX_PAGES_PER_POLL):
+                if status.last_seq <= self._after:
+                    break
+                page = await client.metrics(self._after)
+                if ledger is not None:
+                    ledger.add_points(status.run, status.session_id, page)
+                for name, pts in page.series.items():
+                    new.setdefault(name, []).extend(pts)
+                self._after = max(self._after, page.next_after)
+                if not page.more:
+                    break
+        except SessionError as exc:
+            error = exc
+        history = None
+        if fresh and ledger is not None:
+            history = ledger.load_series(status.run)
+            new = {}
+        self.post_message(PollResult(self.session.key, self._clock(), status=status,
+                                     new_points=new, history=history, error=error))
+
+    # ----------------------------------------------------------------- commands
+
+    def send(self, action: str) -> None:
+        """Send ``"save"`` or ``"stop"`` to the session and follow it until done or failed;
+        each step arrives at the app as a :class:`CommandUpdate`."""
+        client = self._client
+        if client is None:
+            client = RemoteClient(self.session.url, self.session.token)
+            self._client = client
+        self.run_worker(self._command(client, action), group=f"cmd-{self.session.key}",
+                        exit_on_error=False, description=f"{action} {self.session.key}")
+
+    async def _command(self, client: RemoteClient, action: str) -> None:
+        label = self.session.display_label
+        try:
+            record = await client.send_command(action)
+            if record.state not in ("done", "failed"):
+                self.post_message(CommandUpdate(self.session.key, label, action, record))
+            waited = 0.0
+            while record.state not in ("done", "failed") and waited < COMMAND_WAIT_S:
+                await asyncio.sleep(COMMAND_POLL_S)
+                waited += COMMAND_POLL_S
+                record = await client.get_command(record.id)
+            self.post_message(CommandUpdate(self.session.key, label, action, record))
+        except SessionError as exc:
+            self.post_message(CommandUpdate(self.session.key, label, action, error=exc))
+        self.poll_now()

@@ -1,0 +1,130 @@
+"""Request handling for wire protocol v1, separate from the socket server.
+
+:class:`Api` turns (method, target, Authorization header, body) into (HTTP status, JSON object).
+It never raises: anything a client sends becomes a 4xx with a JSON error, and a bug on our side
+becomes a 500, so nothing a client does reaches the training loop.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from . import schema
+from .commands import CommandBook, CommandConflict
+from .metrics import MetricsStore
+
+log = logging.getLogger(__name__)
+
+_COMMAND_PATH = re.compile(r"^/v1/commands/([^/]{1,128})$")
+
+
+class SessionSource(Protocol):
+    """What the API reads from: a :class:`~colabtui_remote.monitor.Monitor`."""
+
+    metrics: MetricsStore
+    commands: CommandBook
+
+    def status(self) -> schema.Status: ...
+
+    def checkpoint_list(self) -> schema.CheckpointList: ...
+
+
+def _error(status: int, code: str, message: str) -> tuple[int, dict]:
+    return status, schema.error_body(code, message)
+
+
+class Api:
+    """Routes of DESIGN.md's protocol table, behind a bearer token.
+
+    Args:
+        source: the session the API reports on and sends commands to.
+        token: the bearer token every request must carry.
+    """
+
+    def __init__(self, source: SessionSource, token: str) -> None:
+        self._source = source
+        self._token = ("Bearer " + token).encode("utf-8")
+
+    def authorized(self, authorization: str | None) -> bool:
+        """Constant-time comparison of the whole header against ``Bearer <token>``."""
+        given = (authorization or "").encode("utf-8", "replace")
+        return hmac.compare_digest(given, self._token)
+
+    def handle(self, method: str, target: str, authorization: str | None,
+               body: bytes) -> tuple[int, Any]:
+        """Answer one request.
+
+        Returns:
+            (HTTP status, JSON-able object). 401 for a missing or wrong token (the same body
+            either way, and before any route is revealed), 404 unknown route, 405 wrong method,
+            400 malformed input, 409 an id reused with another action, 500 our own bug.
+        """
+        if not self.authorized(authorization):
+            return _error(401, "unauthorized",
+                          "missing or wrong token: send 'Authorization: Bearer <token>' with the "
+                          "token printed by serve()")
+        try:
+            return self._route(method, target, body)
+        except Exception:  # a bug here must not reach the training loop
+            log.exception("colabtui_remote: error while answering %s %s", method, target[:200])
+            return _error(500, "internal", "the session failed to answer this request; "
+                          "see the notebook's log")
+
+    def _route(self, method: str, target: str, body: bytes) -> tuple[int, Any]:
+        parts = urlsplit(target)
+        path = parts.path.rstrip("/") or "/"
+        query = parse_qs(parts.query, max_num_fields=8)
+        if path == "/v1/status":
+            return self._only(method, "GET") or (200, schema.status_to_wire(self._source.status()))
+        if path == "/v1/metrics":
+            return self._only(method, "GET") or self._metrics(query)
+        if path == "/v1/checkpoints":
+            return self._only(method, "GET") or (
+                200, schema.checkpoint_list_to_wire(self._source.checkpoint_list()))
+        if path == "/v1/commands":
+            return self._only(method, "POST") or self._post_command(body)
+        match = _COMMAND_PATH.match(path)
+        if match:
+            return self._only(method, "GET") or self._get_command(match.group(1))
+        return _error(404, "not_found", f"no route {path[:100]!r}; this server speaks protocol "
+                      f"v{schema.PROTOCOL_VERSION} under /v1/")
+
+    @staticmethod
+    def _only(method: str, allowed: str) -> tuple[int, Any] | None:
+        if method == allowed:
+            return None
+        return _error(405, "method_not_allowed", f"use {allowed} on this route, not {method[:10]}")
+
+    def _metrics(self, query: dict[str, list[str]]) -> tuple[int, Any]:
+        try:
+            after = int(query.get("after", ["0"])[0])
+            limit = int(query.get("limit", [str(schema.MAX_METRICS_POINTS)])[0])
+        except ValueError:
+            return _error(400, "bad_request", "'after' and 'limit' must be integers")
+        limit = max(1, min(limit, schema.MAX_METRICS_POINTS))
+        return 200, self._source.metrics.page(after, limit).to_wire()
+
+    def _post_command(self, body: bytes) -> tuple[int, Any]:
+        try:
+            obj = schema.loads(body)
+        except schema.SchemaError as exc:
+            return _error(400, "bad_request", f"body is {exc}")
+        if not isinstance(obj, dict):
+            return _error(400, "bad_request", 'body must be an object: {"id": "<uuid>", "action": "save"}')
+        try:
+            record, _created = self._source.commands.submit(obj.get("id"), obj.get("action"))
+        except CommandConflict as exc:
+            return _error(409, "conflict", str(exc))
+        except ValueError as exc:
+            return _error(400, "bad_request", str(exc))
+        return 202, schema.command_to_wire(record)
+
+    def _get_command(self, command_id: str) -> tuple[int, Any]:
+        record = self._source.commands.get(command_id)
+        if record is None:
+            return _error(404, "not_found", f"no command with id {command_id[:128]!r}")
+        return 200, schema.command_to_wire(record)

@@ -1,0 +1,399 @@
+"""What a checkpoint holds: capture on the training thread, restore on resume.
+
+A checkpoint state is a plain nested structure (dicts, lists, tuples, numbers, strings and CPU
+tensors) that ``torch.load(weights_only=True)`` reads back without unpickling any class::
+
+    {"format": "colabtui-checkpoint", "format_version": 1,
+     "step": 1200, "epoch": 3, "captured_at": 1700000000.0, "torch": "2.4.0",
+     "tracked": {"model": {"kind": "state_dict", "state": {...}},
+                 "best_acc": {"kind": "value", "value": 0.91}, ...},
+     "rng": {"python": [...], "numpy": {...} or None, "torch_cpu": <uint8 tensor>,
+             "cuda": [<uint8 tensor>, ...] or None}}
+
+torch is imported only when a state is captured or restored, so the package imports without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import OrderedDict
+from typing import Any
+
+logger = logging.getLogger("colabtui_remote.checkpoint")
+
+FORMAT = "colabtui-checkpoint"
+FORMAT_VERSION = 1
+
+PREFIXES = ("_orig_mod.", "module.")
+"""State-dict key prefixes reconciled on restore: ``torch.compile`` wraps a module as
+``_orig_mod``; ``DataParallel``/``DistributedDataParallel`` wrap it as ``module``."""
+
+_PLAIN_SCALARS = (type(None), bool, int, float, str, bytes)
+
+
+class CheckpointError(Exception):
+    """A checkpoint cannot be captured, read or restored; the message says which part and why."""
+
+
+def require_torch() -> Any:
+    """Import torch on first use.
+
+    Raises:
+        ImportError: torch is not installed.
+    """
+    try:
+        import torch
+    except ImportError as exc:
+        raise ImportError("checkpoints need torch: pip install torch") from exc
+    return torch
+
+
+# --------------------------------------------------------------------------- capture
+
+
+def capture_state(tracked: dict[str, Any], step: int, epoch: int | None) -> dict:
+    """Copy everything a checkpoint holds to CPU, on the calling (training) thread.
+
+    Tensors are copied (``detach().clone()`` on CPU, ``detach().to("cpu")`` elsewhere) so later
+    training steps cannot change what is written. Tensors shared between entries (tied weights)
+    stay shared in the copy.
+
+    Args:
+        tracked: name → object. Objects with ``state_dict()`` (model, optimizer, scheduler,
+            ``torch.amp.GradScaler``, user extras) are stored by their state dict; anything else
+            must be a plain value (numbers, strings, bytes, lists, tuples, dicts, tensors).
+            ``None`` entries are skipped.
+        step: the training step the state belongs to.
+        epoch: the epoch, or ``None``.
+
+    Returns:
+        The checkpoint state (see the module docstring), CPU tensors and plain types only.
+
+    Raises:
+        ImportError: torch is not installed.
+        CheckpointError: a value cannot be stored as a plain type (e.g. a NumPy array or an
+            arbitrary object); the message names where it is.
+    """
+    torch = require_torch()
+    copier = _Copier(torch)
+    out: dict[str, Any] = {}
+    for name, obj in tracked.items():
+        if obj is None:
+            continue
+        if not isinstance(name, str):
+            raise CheckpointError(f"tracked names must be strings, got {name!r}")
+        if callable(getattr(obj, "state_dict", None)):
+            try:
+                sd = obj.state_dict()
+            except Exception as exc:
+                raise CheckpointError(f"{name}: state_dict() failed: {exc}") from exc
+            out[name] = {"kind": "state_dict", "state": copier.copy(sd, name)}
+        else:
+            out[name] = {"kind": "value", "value": copier.copy(obj, name)}
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "step": int(step),
+        "epoch": None if epoch is None else int(epoch),
+        "captured_at": time.time(),
+        "torch": str(torch.__version__),
+        "tracked": out,
+        "rng": _capture_rng(torch),
+    }
+
+
+def state_nbytes(state: Any) -> int:
+    """Bytes of tensor data in ``state`` (an estimate of the file size; pickled structure
+    and zip headers add a little)."""
+    torch = require_torch()
+    total = 0
+    seen: set[int] = set()
+    stack = [state]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, torch.Tensor):
+            if id(obj) not in seen:
+                seen.add(id(obj))
+                total += obj.untyped_storage().nbytes()
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+    return total
+
+
+class _Copier:
+    """Deep copy into plain types, keeping tensor aliasing (tied weights stay tied)."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+        self.memo: dict[int, Any] = {}
+        self.keep_alive: list[Any] = []  # ids in memo stay valid while originals live
+
+    def copy(self, obj: Any, where: str) -> Any:
+        torch = self.torch
+        if isinstance(obj, torch.Tensor):
+            done = self.memo.get(id(obj))
+            if done is not None:
+                return done
+            t = obj.detach()
+            # clone() on CPU: a plain .to("cpu") would return the same tensor, which the next
+            # optimizer step mutates in place while the writer is still reading it.
+            copied = t.clone() if t.device.type == "cpu" else t.to("cpu")
+            self.memo[id(obj)] = copied
+            self.keep_alive.append(obj)
+            return copied
+        if isinstance(obj, _PLAIN_SCALARS) or isinstance(
+                obj, (torch.Size, torch.dtype, torch.device)):
+            return obj
+        if isinstance(obj, dict):
+            out = OrderedDict() if isinstance(obj, OrderedDict) else {}
+            for key, value in obj.items():
+                if not isinstance(key, (str, int, float, bool, type(None))):
+                    raise CheckpointError(
+                        f"{where}: key {key!r} is a {type(key).__name__}; checkpoint keys must be "
+                        "str, int, float, bool or None")
+                out[key] = self.copy(value, f"{where}[{key!r}]")
+            meta = getattr(obj, "_metadata", None)
+            if isinstance(out, OrderedDict) and isinstance(meta, dict):
+                # nn.Module state dicts carry per-submodule versions here; load_state_dict
+                # uses them to upgrade old layouts (e.g. BatchNorm's num_batches_tracked).
+                out._metadata = self.copy(meta, f"{where}._metadata")  # type: ignore[attr-defined]
+            return out
+        if isinstance(obj, (list, tuple)):
+            items = [self.copy(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+            return items if isinstance(obj, list) else tuple(items)
+        numpy_item = _numpy_scalar(obj)
+        if numpy_item is not None:
+            return numpy_item
+        hint = ""
+        if type(obj).__module__ == "numpy":
+            hint = "; convert it with torch.from_numpy(x) or x.tolist()"
+        raise CheckpointError(
+            f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot be stored in a "
+            f"checkpoint loadable with torch.load(weights_only=True){hint}")
+
+
+def _numpy_scalar(obj: Any) -> Any:
+    """A NumPy scalar (np.float32(0.5)) as the equivalent Python number, else ``None``."""
+    if type(obj).__module__ != "numpy" or not hasattr(obj, "item") or getattr(obj, "ndim", 1) != 0:
+        return None
+    value = obj.item()
+    return value if isinstance(value, (bool, int, float)) else None
+
+
+# --------------------------------------------------------------------------- RNG
+
+
+def _capture_rng(torch: Any) -> dict:
+    version, internal, gauss_next = random.getstate()
+    rng: dict[str, Any] = {
+        "python": [version, list(internal), gauss_next],
+        "numpy": None,
+        "torch_cpu": torch.get_rng_state(),
+        "cuda": None,
+    }
+    try:
+        import numpy as np
+    except ImportError:
+        np = None
+    if np is not None:
+        name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+        # Plain types: an ndarray would need unsafe unpickling on load.
+        rng["numpy"] = {"algorithm": str(name), "keys": [int(k) for k in keys], "pos": int(pos),
+                        "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    if torch.cuda.is_available():
+        rng["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return rng
+
+
+def _restore_rng(torch: Any, rng: Any, notes: list[str]) -> None:
+    if not isinstance(rng, dict):
+        raise CheckpointError("rng: missing or not a dict")
+    try:
+        version, internal, gauss_next = rng["python"]
+        random.setstate((version, tuple(internal), gauss_next))
+        torch.set_rng_state(rng["torch_cpu"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"rng: cannot restore the Python/torch RNG state: {exc}") from exc
+    state_np = rng.get("numpy")
+    if state_np is not None:
+        try:
+            import numpy as np
+        except ImportError:
+            np = None
+            _note(notes, "rng: NumPy RNG state not restored: numpy is not installed")
+        if np is not None:
+            try:
+                np.random.set_state((state_np["algorithm"], np.array(state_np["keys"], dtype=np.uint32),
+                                     state_np["pos"], state_np["has_gauss"], state_np["cached_gaussian"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"rng: cannot restore the NumPy RNG state: {exc}") from exc
+    cuda = rng.get("cuda")
+    if cuda:
+        if not torch.cuda.is_available():
+            _note(notes, f"rng: CUDA RNG states of {len(cuda)} device(s) not restored: "
+                         "CUDA is not available here")
+            return
+        count = torch.cuda.device_count()
+        for index, state in enumerate(cuda[:count]):
+            torch.cuda.set_rng_state(state, index)
+        if count != len(cuda):
+            _note(notes, f"rng: checkpoint has CUDA RNG states for {len(cuda)} device(s), this "
+                         f"runtime has {count}; restored {min(count, len(cuda))}")
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def restore(tracked: dict[str, Any], state: dict) -> list[str]:
+    """Load a checkpoint state into the tracked objects and set the RNG states.
+
+    Objects with ``load_state_dict()`` get their saved state dict (modules strictly, after
+    prefix reconciliation); plain values are put back into ``tracked`` under their name.
+    ``torch.optim.Optimizer.load_state_dict`` moves optimizer state to its parameters' device.
+    Presence, kinds, module keys and shapes and optimizer parameter groups are all checked
+    before anything is loaded, so those mismatches leave every object untouched.
+
+    Args:
+        tracked: name → object, as given to :func:`capture_state` (``None`` entries skipped).
+        state: a checkpoint state, e.g. from :func:`colabtui_remote.checkpoint.load_resumable`.
+
+    Returns:
+        Human-readable notes, e.g. ``"model: stripped prefix _orig_mod. from 4 keys"``
+        (each is also logged at INFO).
+
+    Raises:
+        ImportError: torch is not installed.
+        CheckpointError: not a checkpoint state, a tracked object missing from it, or a state
+            dict that does not fit its object (keys, shapes, parameter groups).
+    """
+    torch = require_torch()
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError("not a colabtui checkpoint state (no 'format': "
+                              f"{FORMAT!r} field)")
+    saved = state.get("tracked")
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint state has no 'tracked' dict")
+    notes: list[str] = []
+    plan: list[tuple[str, Any, dict]] = []
+    for name, obj in tracked.items():
+        if obj is None:
+            continue
+        entry = saved.get(name)
+        if not isinstance(entry, dict):
+            have = ", ".join(sorted(map(str, saved))) or "nothing"
+            raise CheckpointError(f"{name}: tracked but not in the checkpoint (it holds: {have})")
+        wants_sd = callable(getattr(obj, "load_state_dict", None))
+        if wants_sd != (entry.get("kind") == "state_dict"):
+            saved_as = "a state dict" if entry.get("kind") == "state_dict" else "a plain value"
+            now = "an object with load_state_dict()" if wants_sd else "a plain value"
+            raise CheckpointError(f"{name}: saved as {saved_as} but tracked now as {now}")
+        if wants_sd and isinstance(obj, torch.nn.Module):
+            entry = {**entry, "state": _fit_module_state(torch, name, obj, entry.get("state"), notes)}
+        elif wants_sd and isinstance(obj, torch.optim.Optimizer):
+            _check_optimizer_state(name, obj, entry.get("state"))
+        plan.append((name, obj, entry))
+    for name in saved:
+        if tracked.get(name) is None:
+            _note(notes, f"{name}: in the checkpoint but not tracked; not restored")
+    for name, obj, entry in plan:
+        if entry["kind"] == "value":
+            tracked[name] = entry.get("value")
+            continue
+        sd = entry.get("state")
+        if not sd and callable(getattr(obj, "is_enabled", None)):
+            # A disabled GradScaler saves {}; its load_state_dict refuses an empty dict.
+            if obj.is_enabled():
+                _note(notes, f"{name}: saved from a disabled GradScaler; scaler left as it is")
+            continue
+        try:
+            obj.load_state_dict(sd)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CheckpointError(f"{name}: load_state_dict failed: {exc}") from exc
+    _restore_rng(torch, state.get("rng"), notes)
+    return notes
+
+
+def _note(notes: list[str], text: str) -> None:
+    notes.append(text)
+    logger.info("restore: %s", text)
+
+
+def _fit_module_state(torch: Any, name: str, module: Any, sd: Any, notes: list[str]) -> Any:
+    """Reconcile key prefixes of a module state dict and check keys and shapes against it."""
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{name}: saved state dict is not a dict")
+    target = module.state_dict()
+    want = set(target)
+    for _ in range(2 * len(PREFIXES)):  # nested wrappers: module._orig_mod.x
+        have = list(sd)
+        if set(have) == want or not have or not want:
+            break
+        for prefix in PREFIXES:
+            ck_all = all(k.startswith(prefix) for k in have)
+            ck_none = not any(k.startswith(prefix) for k in have)
+            model_all = all(k.startswith(prefix) for k in want)
+            if ck_all and not model_all:
+                sd = _rename(sd, lambda k, p=prefix: k[len(p):], strip=prefix)
+                _note(notes, f"{name}: stripped prefix {prefix} from {len(have)} keys")
+                break
+            if model_all and ck_none:
+                sd = _rename(sd, lambda k, p=prefix: p + k, add=prefix)
+                _note(notes, f"{name}: added prefix {prefix} to {len(have)} keys")
+                break
+        else:
+            break
+    missing = sorted(want - set(sd))
+    unexpected = sorted(set(sd) - want)
+    if missing or unexpected:
+        msg = f"{name}: state dict keys do not match the model"
+        if missing:
+            msg += f"; missing {len(missing)}: {', '.join(missing[:5])}"
+        if unexpected:
+            msg += f"; unexpected {len(unexpected)}: {', '.join(unexpected[:5])}"
+        for prefix in PREFIXES:
+            n = sum(k.startswith(prefix) for k in sd)
+            if 0 < n < len(sd):
+                msg += (f" ({n} of {len(sd)} checkpoint keys start with {prefix!r}; prefixes are "
+                        "reconciled only when every key carries them)")
+        raise CheckpointError(msg)
+    bad = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
+           for k in sd if isinstance(sd[k], torch.Tensor) and isinstance(target[k], torch.Tensor)
+           and sd[k].shape != target[k].shape]
+    if bad:
+        raise CheckpointError(f"{name}: {len(bad)} tensor shape(s) differ: {'; '.join(bad[:5])}")
+    return sd
+
+
+def _check_optimizer_state(name: str, optimizer: Any, sd: Any) -> None:
+    groups = sd.get("param_groups") if isinstance(sd, dict) else None
+    if not isinstance(groups, list) or not isinstance(sd.get("state"), dict):
+        raise CheckpointError(f"{name}: saved optimizer state has no 'state'/'param_groups'")
+    want = [len(g["params"]) for g in optimizer.param_groups]
+    have = [len(g.get("params", ())) if isinstance(g, dict) else -1 for g in groups]
+    if want != have:
+        raise CheckpointError(f"{name}: parameter groups differ: checkpoint has {have} "
+                              f"parameters per group, the optimizer {want}")
+
+
+def _rename(sd: dict, fn: Any, strip: str = "", add: str = "") -> OrderedDict:
+    """Apply ``fn`` to every key; carry the module version metadata along (its keys are module
+    paths: ``""`` is the root, ``"_orig_mod.0"`` a child)."""
+    out: OrderedDict = OrderedDict((fn(k), v) for k, v in sd.items())
+    meta = getattr(sd, "_metadata", None)
+    if isinstance(meta, dict):
+        new_meta: OrderedDict = OrderedDict()
+        for path, value in meta.items():
+            if strip:
+                root = strip[:-1]
+                if path == root:
+                    new_meta[""] = value
+                elif path.startswith(strip):
+                    new_meta[path[len(strip):]] = value
+            else:
+                new_meta[add + path if path else add[:-1]] = value
+        out._metadata = new_meta  # type: ignore[attr-defined]
+    return out

@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m colabtui_remote.examples.digits --help``."""

@@ -1,0 +1,470 @@
+"""The one object a training loop talks to.
+
+Usage in a notebook (see the README for the whole cell)::
+
+    mon = Monitor(run="resnet-lr3e-4", checkpoint_dir="/content/drive/MyDrive/colabtui/resnet",
+                  autosave_every=600)
+    mon.track(model=model, optimizer=opt, scheduler=sched)
+    mon.serve()                               # prints the line to paste into colabtui
+    for step in mon.steps(total_steps):       # starts after the newest good checkpoint
+        loss = train_step()
+        mon.log(loss=loss)
+    mon.close()
+
+Threads: the training thread calls :meth:`log`, :meth:`steps` / :meth:`at_step_boundary`; the HTTP
+thread calls :meth:`status` and records commands; the writer thread writes checkpoints; the GPU
+sampler reads NVML. Saves happen only at step boundaries, on the training thread's word.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import platform
+import secrets
+import shlex
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from . import schema
+from .api import Api
+from .checkpoint import Checkpointer, load_resumable, restore
+from .commands import CommandBook
+from .gpu import GpuSampler
+from .metrics import MetricsStore
+from .server import Server
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8765
+"""Port :meth:`Monitor.serve` binds unless told otherwise (fixed, so ``ssh -L`` and tunnels
+can be set up once)."""
+
+TOKEN_BYTES = 24
+"""Random bytes in a generated token: 192 bits (the protocol asks for at least 128)."""
+
+_LIVE: dict[tuple[str, int], tuple[Server, str]] = {}
+"""Servers this process runs, by address, so that re-running a notebook cell replaces the old
+server instead of failing with "address already in use"."""
+_LIVE_LOCK = threading.Lock()
+
+
+class Monitor:
+    """Reports a training run to colabtui and carries out its commands.
+
+    Args:
+        run: the run's name; a run spans sessions (runtimes) and resumes across them.
+        checkpoint_dir: folder for checkpoints (e.g. on a mounted Drive). ``None``: no
+            checkpoints; a save command then fails with a clear reason.
+        autosave_every: seconds between automatic checkpoints; ``None`` or 0 turns it off.
+        keep: checkpoints kept in the folder (the newest ``keep``).
+        label: what the laptop shows for this session; defaults to ``run``.
+        handle_sigterm: on SIGTERM, save and stop at the next step boundary (main thread only).
+    """
+
+    def __init__(self, run: str, checkpoint_dir: str | os.PathLike | None = None, *,
+                 autosave_every: float | None = 600.0, keep: int = 3, label: str | None = None,
+                 handle_sigterm: bool = True) -> None:
+        if not isinstance(run, str) or not run.strip():
+            raise ValueError("run must be a non-empty name, e.g. Monitor(run='resnet-lr3e-4')")
+        self.run = run
+        self.label = label or run
+        self.session_id = uuid.uuid4().hex[:16]
+        self.metrics = MetricsStore()
+        self.commands = CommandBook()
+        self.checkpointer = Checkpointer(checkpoint_dir, keep=keep) if checkpoint_dir else None
+        self.autosave_every = float(autosave_every) if autosave_every else None
+        self.step = 0
+        """Steps completed so far (the index of the next step to run)."""
+        self.epoch: int | None = None
+        self.total_steps: int | None = None
+        self.state = "running"
+        self.error: str | None = None
+        self.extras: dict[str, Any] = {}
+        """Plain-valued extras given to :meth:`track`; restored by :meth:`resume`."""
+        self._tracked: dict[str, Any] = {}
+        self._started_at = time.time()
+        self._started_mono = time.monotonic()
+        self._next_autosave = (self._started_mono + self.autosave_every
+                               if self.autosave_every else float("inf"))
+        self._boundaries: collections.deque[tuple[float, int]] = collections.deque(maxlen=120)
+        self._stop = False
+        self._sigterm = False
+        self._resumed = False
+        self._gpu = GpuSampler()
+        self._gpu_started = False
+        self._server: Server | None = None
+        self.token: str | None = None
+        self._handle_sigterm = handle_sigterm
+        self._previous_sigterm: Any = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ set-up
+
+    def track(self, model: Any = None, optimizer: Any = None, scheduler: Any = None,
+              scaler: Any = None, **extra: Any) -> Monitor:
+        """Name what a checkpoint holds. Objects with ``state_dict()``/``load_state_dict()`` are
+        saved through them; other extras must be plain values (numbers, strings, lists, dicts,
+        tensors) and come back in :attr:`extras` after :meth:`resume`. Returns ``self``."""
+        for name, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler),
+                          ("scaler", scaler), *extra.items()):
+            if obj is not None:
+                self._tracked[name] = obj
+        self.extras.update({k: v for k, v in extra.items() if not hasattr(v, "state_dict")})
+        return self
+
+    def resume(self) -> int:
+        """Load the newest checkpoint that verifies into the tracked objects.
+
+        Returns:
+            The step to start from: steps completed by the checkpoint, or 0 with none.
+
+        Raises:
+            CheckpointError: a checkpoint verified but does not fit the tracked objects.
+        """
+        self._resumed = True
+        if self.checkpointer is None:
+            return self.step
+        found = load_resumable(self.checkpointer.directory)
+        if found is None:
+            log.info("colabtui_remote: no checkpoint in %s; starting at step 0",
+                     self.checkpointer.directory)
+            return self.step
+        state, info = found
+        notes = restore(self._tracked, state)
+        for note in notes:
+            log.info("colabtui_remote: %s", note)
+        for name in self.extras:
+            if name in state.get("extra", {}):
+                self.extras[name] = state["extra"][name]
+        self.step = info.step
+        self.epoch = state.get("epoch", info.epoch)
+        print(f"colabtui: resumed {self.run} at step {self.step} from {info.path}", flush=True)
+        return self.step
+
+    def serve(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
+              *, quiet: bool = False) -> str:
+        """Start the HTTP server on a daemon thread and print the line to paste on the laptop.
+
+        Running the cell again in the same process replaces the earlier server on that address
+        and keeps its token unless a new one is given, so a connected laptop keeps working.
+
+        Args:
+            host: address to bind. ``127.0.0.1`` keeps it private to the runtime (reach it
+                through ``ssh -L`` or a tunnel); ``0.0.0.0`` exposes it on every interface.
+            port: TCP port; 0 picks a free one.
+            token: bearer token; a random 192-bit one when ``None``.
+            quiet: do not print the connect line.
+
+        Returns:
+            The server's URL, e.g. ``http://127.0.0.1:8765``.
+
+        Raises:
+            PortInUse: another program holds the port.
+        """
+        if self._server is not None:
+            self._server.close()
+        with _LIVE_LOCK:
+            previous = _LIVE.pop((host, port), None) if port else None
+            if previous is not None:
+                previous[0].close()
+                token = token or previous[1]
+            token = token or secrets.token_urlsafe(TOKEN_BYTES)
+            self._server = Server(Api(self, token), host=host, port=port)
+            _LIVE[(host, self._server.port)] = (self._server, token)
+        self.token = token
+        if not self._gpu_started:
+            self._gpu.start()
+            self._gpu_started = True
+        self._install_sigterm()
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        url = f"http://{shown}:{self._server.port}"
+        if not quiet:
+            print(f"colabtui connect {url} --token {token} --label {shlex.quote(self.label)}",
+                  flush=True)
+        return url
+
+    @property
+    def url(self) -> str | None:
+        """The server's URL once :meth:`serve` ran."""
+        if self._server is None:
+            return None
+        host = "127.0.0.1" if self._server.host in ("0.0.0.0", "") else self._server.host
+        return f"http://{host}:{self._server.port}"
+
+    # ------------------------------------------------------------------ the training thread
+
+    def log(self, step: int | None = None, **values: Any) -> None:
+        """Record metric values (floats, ints or 0-d tensors) at ``step`` (default: the current
+        step). No I/O, no contended lock, no GPU synchronisation: it appends to memory.
+
+        Raises:
+            TypeError: a value is not a number or a 0-d tensor.
+        """
+        if step is None:
+            step = self.step
+        append = self.metrics.append
+        for name, value in values.items():
+            append(name, value, step)
+
+    def steps(self, total: int) -> Iterator[int]:
+        """Yield step indices from the resumed step to ``total - 1``.
+
+        Between steps it carries out commands and autosaves; when asked to stop it saves and
+        ends early. At the end it saves a last checkpoint, so a finished run is not redone.
+        """
+        self.total_steps = int(total)
+        if not self._resumed:
+            self.resume()
+        self._set_state("running")
+        step = self.step
+        while step < total:
+            yield step
+            step += 1
+            if self.at_step_boundary(step):
+                return
+        self._finish()
+
+    @property
+    def stop_requested(self) -> bool:
+        """True once a stop command (or SIGTERM) has been carried out: end the loop."""
+        return self._stop
+
+    def at_step_boundary(self, step: int, epoch: int | None = None) -> bool:
+        """Tell the monitor ``step`` steps are complete; save or stop here if asked or due.
+
+        This is the only place a save happens. Cheap when nothing is due (a few attribute reads).
+
+        Args:
+            step: steps completed so far (the index of the next step).
+            epoch: the current epoch, if the loop counts them.
+
+        Returns:
+            True when the loop should end now (a stop was carried out).
+        """
+        self.step = step
+        if epoch is not None:
+            self.epoch = epoch
+        now = time.monotonic()
+        self._boundaries.append((now, step))
+        if self.commands.has_pending() or self._sigterm or now >= self._next_autosave:
+            self._act(now)
+        return self._stop
+
+    def _act(self, now: float) -> None:
+        ckpt = self.checkpointer
+        if self._sigterm and not self._stop:
+            self._sigterm = False
+            self.commands.submit(f"sigterm-{self.session_id}", "stop")
+        busy = ckpt is not None and ckpt.busy
+        if self.commands.has_pending() and not busy:
+            records = self.commands.take_pending()
+            if any(r.action == "stop" for r in records):
+                self._stop_now(records)
+            else:
+                self._save([r.id for r in records])
+            if self.autosave_every:
+                self._next_autosave = now + self.autosave_every
+        elif now >= self._next_autosave and not busy:
+            self._next_autosave = now + self.autosave_every
+            self._save([])
+
+    def _save(self, command_ids: list[str], wait: bool = False
+              ) -> tuple[schema.CheckpointInfo | None, str | None]:
+        """Save at this step for these commands. With ``wait``, block until the write is
+        durable and return (info, error); otherwise return at once and let the writer report."""
+        ckpt = self.checkpointer
+        if ckpt is None:
+            error = "no checkpoint_dir was given to Monitor(); nothing to save to"
+            if not wait:
+                for cid in command_ids:
+                    self.commands.finish(cid, error=error)
+            return None, error
+        last = ckpt.last
+        if last is not None and last.step == self.step:
+            for cid in command_ids:  # this step is already durable: nothing to write twice
+                self.commands.finish(cid, checkpoint=last)
+            return last, None
+        outcome: dict[str, Any] = {}
+
+        def on_done(info: schema.CheckpointInfo | None, error: str | None) -> None:
+            outcome.update(info=info, error=error)
+            if error:
+                log.warning("colabtui_remote: checkpoint at step %d failed: %s", self.step, error)
+            if not wait:
+                for cid in command_ids:
+                    self.commands.finish(cid, checkpoint=info, error=error)
+                if self.state == "saving":
+                    self._set_state("running")
+
+        if not wait:
+            self._set_state("saving")
+        try:
+            state = ckpt.capture(self._tracked_for_save(), self.step, self.epoch)
+        except Exception as exc:  # a save must never end the run
+            log.exception("colabtui_remote: could not capture the training state")
+            on_done(None, f"could not capture the training state: {exc}")
+            return None, outcome["error"]
+        ckpt.submit(state, self.step, self.epoch, on_done)
+        if wait:
+            ckpt.wait()
+        return outcome.get("info"), outcome.get("error")
+
+    def _stop_now(self, records: list[schema.CommandRecord]) -> None:
+        """Save, then end the loop. If the save fails the run goes on: stopping then would lose
+        the work since the last checkpoint."""
+        self._set_state("stopping")
+        info, error = self._save([], wait=True)
+        no_folder = self.checkpointer is None
+        for record in records:
+            if error and not (no_folder and record.action == "stop"):
+                why = error if record.action == "save" else (
+                    f"not stopped: the checkpoint failed ({error})")
+                self.commands.finish(record.id, error=why)
+            else:
+                self.commands.finish(record.id, checkpoint=info)
+        if error and not no_folder:
+            self._set_state("running")
+            return
+        self._stop = True
+        self._set_state("stopped")
+
+    def _tracked_for_save(self) -> dict[str, Any]:
+        tracked = dict(self._tracked)
+        tracked.update(self.extras)
+        return tracked
+
+    def _finish(self) -> None:
+        if self.checkpointer is not None:
+            self._set_state("saving")
+            self._save([], wait=True)
+        self._set_state("finished")
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+
+    # ------------------------------------------------------------------ read by the HTTP thread
+
+    def steps_per_s(self) -> float | None:
+        """Throughput over the last steps (up to 120 boundaries, at most 30 s back), steps/s."""
+        marks = list(self._boundaries)
+        if len(marks) < 2:
+            return None
+        t_last, s_last = marks[-1]
+        horizon = t_last - 30.0
+        first = next((m for m in marks if m[0] >= horizon), marks[0])
+        if first[0] >= t_last:
+            return None
+        return (s_last - first[1]) / (t_last - first[0])
+
+    def status(self) -> schema.Status:
+        """One snapshot for ``GET /v1/status``."""
+        now = time.time()
+        latest = self.metrics.latest()
+        nonfinite = {}
+        metrics = {}
+        for name, value in latest.items():
+            marker = schema.nonfinite_marker(value)
+            if marker:
+                nonfinite[name] = marker
+            metrics[name] = None if marker else value
+        gpus, gpu_error = self._gpu.snapshot()
+        ckpt = self.checkpointer
+        if ckpt is not None:
+            next_at = None
+            if self.autosave_every and self.state in ("running", "saving"):
+                next_at = now + (self._next_autosave - time.monotonic())
+            checkpoint = schema.CheckpointStatus(
+                dir=str(ckpt.directory), last=ckpt.last, in_progress=ckpt.progress(),
+                last_error=ckpt.last_error, last_error_at=ckpt.last_error_at,
+                next_autosave_at=next_at, autosave_every_s=self.autosave_every,
+                count=len(ckpt.list()))
+        else:
+            checkpoint = schema.CheckpointStatus()
+        return schema.Status(
+            protocol=schema.PROTOCOL_VERSION, run=self.run, session_id=self.session_id,
+            label=self.label, state=self.state, step=self.step, total_steps=self.total_steps,
+            epoch=self.epoch, steps_per_s=self.steps_per_s(), metrics=metrics,
+            metrics_nonfinite=nonfinite, last_seq=self.metrics.last_seq,
+            started_at=self._started_at, uptime_s=time.monotonic() - self._started_mono,
+            server_time=now, gpus=gpus, gpu_error=gpu_error, checkpoint=checkpoint,
+            host=_host_info(), error=self.error)
+
+    def checkpoint_list(self) -> schema.CheckpointList:
+        """The manifest for ``GET /v1/checkpoints``."""
+        if self.checkpointer is None:
+            return schema.CheckpointList(dir=None, checkpoints=[])
+        return schema.CheckpointList(dir=str(self.checkpointer.directory),
+                                     checkpoints=self.checkpointer.list())
+
+    # ------------------------------------------------------------------ shutdown
+
+    def _install_sigterm(self) -> None:
+        if not self._handle_sigterm or threading.current_thread() is not threading.main_thread():
+            return
+        if self._previous_sigterm is not None:
+            return
+        try:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        except (ValueError, OSError):  # not allowed here (some embedded interpreters)
+            self._previous_sigterm = None
+
+    def _on_sigterm(self, signum, frame) -> None:
+        if self._sigterm or self._stop or self.state in ("finished", "stopped"):
+            # A second SIGTERM, or nothing left to save: behave as before we were installed.
+            previous = self._previous_sigterm
+            if callable(previous):
+                previous(signum, frame)
+            else:
+                raise SystemExit(128 + signum)
+            return
+        self._sigterm = True
+
+    def close(self) -> None:
+        """Finish a checkpoint in flight, stop the server and the GPU sampler. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+        if self._server is not None:
+            with _LIVE_LOCK:
+                key = (self._server.host, self._server.port)
+                if key in _LIVE and _LIVE[key][0] is self._server:
+                    del _LIVE[key]
+            self._server.close()
+        self._gpu.close()
+        if self._previous_sigterm is not None:
+            try:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            except (ValueError, OSError):
+                pass
+            self._previous_sigterm = None
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None and not isinstance(exc[1], (KeyboardInterrupt, GeneratorExit)):
+            self.state = "failed"
+            self.error = f"{exc[0].__name__}: {exc[1]}"[: schema.MAX_TEXT]
+        self.close()
+
+
+_PLATFORM: tuple[str, str, str] | None = None
+
+
+def _host_info() -> schema.HostInfo:
+    global _PLATFORM
+    if _PLATFORM is None:  # platform.platform() runs subprocess-like probes: once is enough
+        _PLATFORM = (platform.python_version(), platform.platform(terse=True), socket.gethostname())
+    torch = sys.modules.get("torch")  # reported once the training code imported it; never imported here
+    return schema.HostInfo(python=_PLATFORM[0], torch=getattr(torch, "__version__", None),
+                           platform=_PLATFORM[1], hostname=_PLATFORM[2])

@@ -1,0 +1,79 @@
+"""Exact resume across processes: the training example, stopped and started again."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import torch
+from digits_training import wait_for
+
+from colabtui_remote.checkpoint import load_resumable
+
+TOTAL = 400
+
+
+def _status(session):
+    r = httpx.get(session.url + "/v1/status", headers={"Authorization": f"Bearer {session.token}"})
+    return r.json()
+
+
+def _stop(session):
+    r = httpx.post(session.url + "/v1/commands", json={"id": str(uuid.uuid4()), "action": "stop"},
+                   headers={"Authorization": f"Bearer {session.token}"})
+    assert r.status_code == 202
+
+
+def _final_state(folder):
+    state, info = load_resumable(folder)
+    return state, info
+
+
+def test_stop_and_resume_in_a_new_process_is_bitwise_identical_to_training_straight(digits_session):
+    straight = digits_session(name="straight", steps=TOTAL, step_delay=0)
+    assert straight.wait(120) == 0, straight.stderr()
+
+    interrupted = digits_session(name="interrupted", steps=TOTAL, step_delay=0.01)
+    wait_for(lambda: _status(interrupted)["step"] >= 40, timeout=60)
+    _stop(interrupted)
+    assert interrupted.wait(60) == 0, interrupted.stderr()
+    _, stopped_at = load_resumable(interrupted.checkpoint_dir)
+    assert 40 <= stopped_at.step < TOTAL
+
+    interrupted.args[interrupted.args.index("--step-delay") + 1] = "0"
+    interrupted.start()  # a new session of the same run, in a new process
+    assert interrupted.wait(120) == 0, interrupted.stderr()
+    assert f"resumed interrupted at step {stopped_at.step}" in interrupted.stdout()
+
+    a, a_info = _final_state(straight.checkpoint_dir)
+    b, b_info = _final_state(interrupted.checkpoint_dir)
+    assert a_info.step == b_info.step == TOTAL
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key  # bitwise, not allclose
+    lr_a = [g["lr"] for g in a["optimizer"]["param_groups"]]
+    lr_b = [g["lr"] for g in b["optimizer"]["param_groups"]]
+    assert lr_a == lr_b
+    assert a["scheduler"] == b["scheduler"]
+
+
+def test_a_truncated_newest_checkpoint_resumes_from_the_previous_one(digits_session):
+    session = digits_session(name="trunc", step_delay=0.01)
+    wait_for(lambda: _status(session)["step"] >= 20, timeout=60)
+    _stop(session)
+    assert session.wait(60) == 0
+    _, first = load_resumable(session.checkpoint_dir)
+
+    session.start()
+    wait_for(lambda: _status(session)["step"] >= first.step + 20, timeout=60)
+    _stop(session)
+    assert session.wait(60) == 0
+    _, second = load_resumable(session.checkpoint_dir)
+    assert second.step > first.step
+
+    with open(second.path, "r+b") as f:  # the runtime died while Drive was syncing it
+        f.truncate(second.bytes // 2)
+    session.start()
+    wait_for(lambda: "resumed" in session.stdout(), timeout=60)
+    assert f"resumed trunc at step {first.step}" in session.stdout()
+    assert "ckpt" in session.stderr().lower() and "warn" in session.stderr().lower()
