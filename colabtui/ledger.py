@@ -167,6 +167,15 @@ class _Bucket:
         if self.hi is None or v > self.hi[0]:
             self.hi = (v, step, seq, t)
 
+    def merge(self, other: _Bucket) -> None:
+        self.n += other.n
+        if other.lo is not None and (self.lo is None or other.lo[0] < self.lo[0]):
+            self.lo = other.lo
+        if other.hi is not None and (self.hi is None or other.hi[0] > self.hi[0]):
+            self.hi = other.hi
+        if self.nf is None:
+            self.nf = other.nf
+
     def row(self, series_id: int, session: int, width: int, bucket: int) -> tuple:
         lo = self.lo or (None, None, None, None)
         hi = self.hi or (None, None, None, None)
@@ -288,22 +297,33 @@ class Ledger:
 
     def _insert_points(self, sid: int, sess: int, pts: list[schema.MetricPoint]) -> None:
         rows = []
-        buckets: list[dict[int, _Bucket]] = [{} for _ in ROLLUP_WIDTHS]
+        finest: dict[int, _Bucket] = {}
+        width0 = ROLLUP_WIDTHS[0]
         for p in pts:
             v = p.value
             marker = None if math.isfinite(v) else schema.nonfinite_marker(v)
             stored = None if marker else v
             rows.append((sid, sess, p.step, p.seq, p.time, stored, marker))
-            for level, width in enumerate(ROLLUP_WIDTHS):
-                b = buckets[level].get(p.step // width)
-                if b is None:
-                    b = buckets[level][p.step // width] = _Bucket()
-                b.add(stored, marker, p.step, p.seq, p.time)
+            b = finest.get(p.step // width0)
+            if b is None:
+                b = finest[p.step // width0] = _Bucket()
+            b.add(stored, marker, p.step, p.seq, p.time)
         self._db.executemany("INSERT OR IGNORE INTO points VALUES (?,?,?,?,?,?,?)", rows)
+        # Coarser levels are merged from the finer buckets, not from every point again.
+        levels = [finest]
+        for prev_w, width in zip(ROLLUP_WIDTHS, ROLLUP_WIDTHS[1:], strict=False):
+            coarse: dict[int, _Bucket] = {}
+            for key, b in levels[-1].items():
+                ck = key * prev_w // width
+                c = coarse.get(ck)
+                if c is None:
+                    c = coarse[ck] = _Bucket()
+                c.merge(b)
+            levels.append(coarse)
         self._db.executemany(_UPSERT_ROLLUP, (
             b.row(sid, sess, width, key)
-            for level, width in enumerate(ROLLUP_WIDTHS)
-            for key, b in buckets[level].items()))
+            for width, buckets in zip(ROLLUP_WIDTHS, levels, strict=True)
+            for key, b in buckets.items()))
         steps = [p.step for p in pts]
         self._db.execute(
             """INSERT INTO series_sessions VALUES (?,?,?,?,?)
@@ -398,20 +418,41 @@ class Ledger:
                 continue
             # Whole buckets come from the roll-up; the bucket the cut falls in, from raw points.
             first_partial = math.inf if cut == math.inf else int(cut) // level
-            rows = self._db.execute(
-                """SELECT min_v, min_step, min_seq, min_time, max_v, max_step, max_seq, max_time,
-                          nf_marker, nf_step, nf_seq, nf_time
-                   FROM rollup WHERE series_id = ? AND session = ? AND width = ? AND bucket < ?""",
-                (sid, sess, level, first_partial if first_partial != math.inf else 2**62))
-            for r in rows:
-                if r[0] is not None:
-                    reducer.add(r[0], None, r[1], r[2], r[3])
-                    reducer.add(r[4], None, r[5], r[6], r[7])
-                if r[8] is not None:
-                    reducer.add(None, r[8], r[9], r[10], r[11])
+            below = first_partial if first_partial != math.inf else 2**62
+            where = (sid, sess, level, below, reducer.lo, reducer.nb, reducer.span)
+            # SQL reduces the roll-up rows to output buckets; bare columns beside min()/max()
+            # come from the row holding the extreme (documented SQLite behaviour).
+            for agg, c in (("min", "min"), ("max", "max")):
+                for v, step, seq, t in self._db.execute(
+                        f"""SELECT {agg}({c}_v), {c}_step, {c}_seq, {c}_time FROM rollup
+                            WHERE series_id = ? AND session = ? AND width = ? AND bucket < ?
+                              AND {c}_v IS NOT NULL
+                            GROUP BY ({c}_step - ?) * ? / ?""", where):
+                    reducer.add(v, None, step, seq, t)
+            for marker, step, seq, t in self._db.execute(
+                    """SELECT nf_marker, min(nf_step), nf_seq, nf_time FROM rollup
+                       WHERE series_id = ? AND session = ? AND width = ? AND bucket < ?
+                         AND nf_marker IS NOT NULL
+                       GROUP BY (nf_step - ?) * ? / ?, nf_marker""", where):
+                reducer.add(None, marker, step, seq, t)
             if first_partial != math.inf:
                 self._reduce_raw(reducer, sid, sess, first_partial * level, cut)
+        for sess, _lo, _hi, _n, cut in parts:
+            self._keep_ends(reducer, sid, sess, cut)
         return reducer.points()
+
+    def _keep_ends(self, reducer: _Reducer, sid: int, sess: int, cut: float) -> None:
+        # A segment's first and last points stay whatever the buckets keep: the newest value
+        # sits at the right edge of a chart, and a resume shows where it starts.
+        hi = cut if cut != math.inf else 2**62
+        for order in ("ASC", "DESC"):
+            row = self._db.execute(
+                f"""SELECT seq, step, time, value, marker FROM points
+                    WHERE series_id = ? AND session = ? AND step < ?
+                    ORDER BY step {order}, seq {order} LIMIT 1""", (sid, sess, hi)).fetchone()
+            if row is not None:
+                seq, step, t, v, m = row
+                reducer.keep.add((step, seq, t, schema.marker_value(m, v)))
 
     def _raw(self, sid: int, sess: int, cut: float) -> list[schema.MetricPoint]:
         rows = self._db.execute(
@@ -461,6 +502,7 @@ class _Reducer:
         self._lo: dict[int, tuple] = {}
         self._hi: dict[int, tuple] = {}
         self._nf: dict[tuple[int, str], tuple] = {}
+        self.keep: set[tuple] = set()
 
     def add(self, v: float | None, marker: str | None, step: int, seq: int, t: float) -> None:
         b = (step - self.lo) * self.nb // self.span
@@ -478,12 +520,12 @@ class _Reducer:
             self._hi[b] = (step, seq, t, v)
 
     def points(self) -> list[schema.MetricPoint]:
-        keep: set[tuple] = set()
-        keep.update(self._lo.values())
-        keep.update(self._hi.values())
-        keep.update(self._nf.values())
-        pts = sorted(keep, key=lambda r: (r[0], r[1]))
-        return [schema.MetricPoint(seq, step, t, v) for step, seq, t, v in pts]
+        # Keyed by (step, seq): NaN != NaN, so the tuples themselves would not deduplicate.
+        keep = {(r[0], r[1]): r for r in self.keep}
+        for group in (self._lo, self._hi, self._nf):
+            keep.update(((r[0], r[1]), r) for r in group.values())
+        return [schema.MetricPoint(seq, step, t, v) for (step, seq), (_, _, t, v) in
+                sorted(keep.items())]
 
 
 def iter_pages(run: str, series: dict[str, Iterable[tuple[int, float]]], *, start_seq: int = 1,

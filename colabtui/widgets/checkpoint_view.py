@@ -88,14 +88,14 @@ class CheckpointView(Widget):
         self._clock = clock
         self.risk_warning_min = risk_warning_min
         self.status: Status | None = None
-        self.offset = 0.0
+        self.clock_offset = 0.0
 
     def show(self, status: Status, offset: float) -> None:
-        self.status, self.offset = status, offset
+        self.status, self.clock_offset = status, offset
         self.refresh(layout=True)
 
     def render(self) -> Text:
         if self.status is None:
             return Text("checkpoint: waiting for the session", style="dim", no_wrap=True,
                         overflow="ellipsis")
-        return checkpoint_lines(self.status, self._clock(), self.offset, self.risk_warning_min)
+        return checkpoint_lines(self.status, self._clock(), self.clock_offset, self.risk_warning_min)

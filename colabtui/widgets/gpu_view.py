@@ -48,9 +48,11 @@ def _one_gpu(text: Text, gpu: GpuStats, width: int, numbered: bool) -> None:
     else:
         style = "bold red" if gpu.temperature_c >= HOT_C else ""
         text.append(f"  {gpu.temperature_c:.0f}°C", style=style)
-    watts = NA if gpu.power_w is None else f"{gpu.power_w:.0f}"
-    limit = NA if gpu.power_limit_w is None else f"{gpu.power_limit_w:.0f}"
-    text.append(f"  {watts}/{limit} W")
+    if gpu.power_w is None:
+        text.append(f"  {NA} W")
+    else:
+        limit = "" if gpu.power_limit_w is None else f"/{gpu.power_limit_w:.0f}"
+        text.append(f"  {gpu.power_w:.0f}{limit} W")
     text.append("\n")
     used, total = gpu.memory_used_bytes, gpu.memory_total_bytes
     figures = f" {fmt_gib(used)}/{fmt_gib(total)} GiB"

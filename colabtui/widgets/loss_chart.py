@@ -136,6 +136,21 @@ class LogAxisFormatter(NumericAxisFormatter):
         return [f"{10 ** t:.2g}" for t in ticks]
 
 
+class StepAxisFormatter(NumericAxisFormatter):
+    """Step ticks with short labels (``800``, ``1.5k``, ``20k``, ``1.2M``) so they fit."""
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return [short_number(t) for t in ticks]
+
+
+def short_number(value: float) -> str:
+    """``1500`` → ``"1.5k"``, ``20000`` → ``"20k"``, ``800`` → ``"800"``."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
 class _Plot(PlotWidget, can_focus=False):
     """A PlotWidget that is only a display: the panel owns the keys (no pan, zoom, focus)."""
 
@@ -191,12 +206,17 @@ class LossChart(Widget):
             title = self.query_one("#chart-title", Static)
         except Exception:  # noqa: BLE001 - not composed yet; the mount redraw follows
             return
+        margin = 7 if self.size.width >= 30 else 5
+        if plot.margin_left != margin:
+            plot.margin_left = margin
         names = chart_series(list(self._series))
         prepared = [prepare(n, self._series[n], self.log_scale) for n in names]
         title.update(self._title(prepared))
         plot.clear()
         plot.set_y_formatter(LogAxisFormatter() if self.log_scale else NumericAxisFormatter())
         all_steps = [a for p in prepared for a in (p.steps, p.top, p.bottom) if len(a)]
+        # no points yet: the title says so; an empty 0..1 box would only look like data
+        plot.display = bool(all_steps)
         if not all_steps:
             plot.set_xlimits(0, 1)
             plot.set_ylimits(0, 1)
@@ -214,16 +234,25 @@ class LossChart(Widget):
         if y_min == y_max:
             pad = abs(y_min) * 0.05 or 0.5
             y_min, y_max = y_min - pad, y_max + pad
-        plot.set_xlimits(x_min, x_max)
-        plot.set_ylimits(y_min, y_max)
+        rows = max(2, self.size.height - 1 - plot.margin_bottom - 2)
         columns = max(1, self.size.width - plot.margin_left - 2)
-        for style, p in zip(SERIES_STYLES, prepared):
+        # one row of headroom (and footroom) so edge markers sit inside the axis box
+        cell = (y_max - y_min) / rows
+        plot.set_xlimits(x_min, x_max)
+        plot.set_ylimits(y_min - cell, y_max + cell)
+        max_ticks = max(2, columns // 7)
+        ticks = StepAxisFormatter().get_ticks(x_min, x_max, max_ticks=max_ticks)
+        ticks = ticks[::math.ceil(len(ticks) / max_ticks)] if ticks else ticks
+        plot.set_xticks(ticks)
+        plot.set_x_formatter(StepAxisFormatter())
+        y_max, y_min = y_max + cell * 0.6, y_min - cell * 0.6
+        for style, p in zip(SERIES_STYLES, prepared, strict=False):
             if len(p.steps):
                 xs, ys = minmax_per_column(p.steps, p.values, columns, x_min, x_max)
                 if len(xs) == 1:
                     plot.scatter(xs, ys, marker="•", marker_style=style)
                 else:
-                    plot.plot(xs, ys, line_style=style, hires_mode=HiResMode.BRAILLE)
+                    plot.plot(xs, ys, line_style=style, hires_mode=HiResMode.QUADRANT)
         for p in prepared:
             if len(p.top):
                 plot.scatter(p.top, np.full(len(p.top), y_max), marker="▲",
@@ -237,7 +266,7 @@ class LossChart(Widget):
         if not prepared:
             return Text("no points logged yet", style="dim", no_wrap=True, overflow="ellipsis")
         text = Text(no_wrap=True, overflow="ellipsis")
-        for style, p in zip(SERIES_STYLES, prepared):
+        for style, p in zip(SERIES_STYLES, prepared, strict=False):
             if text:
                 text.append("  ")
             text.append("━ ", style=style)

@@ -26,6 +26,7 @@ from colabtui_remote.schema import CommandRecord, MetricPoint, Status
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static
 
@@ -152,7 +153,7 @@ class SessionPanel(Vertical, can_focus=True):
         self.conn_kind = "waiting"
         self.conn_message = ""
         self.unreachable_since: float | None = None
-        self.offset = 0.0
+        self.clock_offset = 0.0
         self.series: dict[str, list[MetricPoint]] = {}
         self._log_scale = log_scale
 
@@ -215,8 +216,13 @@ class SessionPanel(Vertical, can_focus=True):
 
     def tick(self) -> None:
         """Redraw the time-dependent text (ages, "unreachable for") from the clock."""
-        self.query_one("#header", Static).update(self._header_text())
-        self.query_one(CheckpointView).refresh()
+        try:
+            header = self.query_one("#header", Static)
+            checkpoint = self.query_one(CheckpointView)
+        except NoMatches:  # being removed, or not composed yet
+            return
+        header.update(self._header_text())
+        checkpoint.refresh()
 
     # ----------------------------------------------------------------- applying a result
 
@@ -226,7 +232,7 @@ class SessionPanel(Vertical, can_focus=True):
             status = result.status
             self.status = status
             if status.server_time is not None:
-                self.offset = result.at - status.server_time
+                self.clock_offset = result.at - status.server_time
         if result.error is None:
             self.conn_kind, self.conn_message = "connected", ""
             self.unreachable_since = None
@@ -243,7 +249,7 @@ class SessionPanel(Vertical, can_focus=True):
         if self.status is not None:
             self.query_one(GpuView).show(self.status.gpus, self.status.gpu_error)
             self.query_one(ProgressView).show(self.status)
-            self.query_one(CheckpointView).show(self.status, self.offset)
+            self.query_one(CheckpointView).show(self.status, self.clock_offset)
         if result.history is not None or result.new_points:
             self.query_one(LossChart).set_series(self.series)
         self.tick()

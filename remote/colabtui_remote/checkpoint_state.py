@@ -129,24 +129,27 @@ class _Copier:
 
     def __init__(self, torch: Any) -> None:
         self.torch = torch
-        self.memo: dict[int, Any] = {}
-        self.keep_alive: list[Any] = []  # ids in memo stay valid while originals live
+        self.memo: dict[tuple, Any] = {}
+        self.keep_alive: list[Any] = []  # addresses in memo stay valid while originals live
 
     def copy(self, obj: Any, where: str) -> Any:
         torch = self.torch
         if isinstance(obj, torch.Tensor):
-            done = self.memo.get(id(obj))
+            t = obj.detach()
+            # state_dict() hands out a fresh detached tensor per key, so tied weights are
+            # recognised by the memory they view, not by identity.
+            key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), t.dtype,
+                   tuple(t.shape), tuple(t.stride()))
+            done = self.memo.get(key)
             if done is not None:
                 return done
-            t = obj.detach()
             # clone() on CPU: a plain .to("cpu") would return the same tensor, which the next
             # optimizer step mutates in place while the writer is still reading it.
             copied = t.clone() if t.device.type == "cpu" else t.to("cpu")
-            self.memo[id(obj)] = copied
-            self.keep_alive.append(obj)
+            self.memo[key] = copied
+            self.keep_alive.append(t)
             return copied
-        if isinstance(obj, _PLAIN_SCALARS) or isinstance(
-                obj, (torch.Size, torch.dtype, torch.device)):
+        if isinstance(obj, (*_PLAIN_SCALARS, torch.Size, torch.dtype, torch.device)):
             return obj
         if isinstance(obj, dict):
             out = OrderedDict() if isinstance(obj, OrderedDict) else {}
@@ -182,6 +185,15 @@ def _numpy_scalar(obj: Any) -> Any:
         return None
     value = obj.item()
     return value if isinstance(value, (bool, int, float)) else None
+
+
+def saved_values(state: dict) -> dict[str, Any]:
+    """The plain-valued entries of a checkpoint state (``{"best_acc": 0.91}``), without torch."""
+    tracked = state.get("tracked") if isinstance(state, dict) else None
+    if not isinstance(tracked, dict):
+        return {}
+    return {name: entry.get("value") for name, entry in tracked.items()
+            if isinstance(entry, dict) and entry.get("kind") == "value"}
 
 
 # --------------------------------------------------------------------------- RNG
@@ -252,7 +264,8 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
     """Load a checkpoint state into the tracked objects and set the RNG states.
 
     Objects with ``load_state_dict()`` get their saved state dict (modules strictly, after
-    prefix reconciliation); plain values are put back into ``tracked`` under their name.
+    prefix reconciliation); plain values are put back into ``tracked`` under their name (also
+    where ``tracked`` holds ``None`` as a placeholder; :func:`saved_values` lists them all).
     ``torch.optim.Optimizer.load_state_dict`` moves optimizer state to its parameters' device.
     Presence, kinds, module keys and shapes and optimizer parameter groups are all checked
     before anything is loaded, so those mismatches leave every object untouched.
@@ -280,9 +293,11 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
     notes: list[str] = []
     plan: list[tuple[str, Any, dict]] = []
     for name, obj in tracked.items():
-        if obj is None:
-            continue
         entry = saved.get(name)
+        if obj is None:
+            if isinstance(entry, dict) and entry.get("kind") == "value":
+                plan.append((name, None, entry))  # a placeholder for a saved plain value
+            continue
         if not isinstance(entry, dict):
             have = ", ".join(sorted(map(str, saved))) or "nothing"
             raise CheckpointError(f"{name}: tracked but not in the checkpoint (it holds: {have})")
@@ -296,8 +311,9 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
         elif wants_sd and isinstance(obj, torch.optim.Optimizer):
             _check_optimizer_state(name, obj, entry.get("state"))
         plan.append((name, obj, entry))
+    planned = {name for name, _, _ in plan}
     for name in saved:
-        if tracked.get(name) is None:
+        if name not in planned:
             _note(notes, f"{name}: in the checkpoint but not tracked; not restored")
     for name, obj, entry in plan:
         if entry["kind"] == "value":

@@ -10,10 +10,10 @@ and -inf, so spikes and divergence survive; the points kept are real points with
 seq, step and time. Storage is columnar (``array('q')``/``array('d')``): 32 bytes a point.
 
 Threads: :meth:`MetricsStore.append` runs on the training thread and is the hot path: no I/O, no
-``.item()`` on a GPU tensor, and a lock that only appenders take (so it is uncontended when one
-thread logs). Readers (:meth:`~MetricsStore.page`, :meth:`~MetricsStore.latest`) take no lock:
-the appender publishes immutable level tuples and appends the ``seq`` column last, so a reader
-always sees a consistent prefix. This relies on the GIL making one ``array.append`` atomic.
+``.item()`` on a GPU tensor, no waiting on a lock. It puts ``(name, value, step, time)`` on a
+deque (thread-safe without a lock); whoever next holds the store's lock gives the queued points
+their seq numbers and stores them: the appender itself every :data:`FLUSH_EVERY` points if the
+lock is free at that instant, else the reader holding it, which flushes before every read.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import threading
 import time
 from array import array
 from bisect import bisect_right
+from collections import deque
+from operator import itemgetter
 from typing import Any
 
 from colabtui_remote import schema
@@ -43,18 +45,22 @@ LEVELS = 6
 """Thinned levels above the recent one. With the defaults the coarsest holds one point in
 about 4**6 = 4096 of those logged; beyond it the oldest points are re-thinned in place."""
 
-_POINT_BYTES = 32
-"""Bytes a stored point takes: seq (int64), step (int64), time (float64), value (float64)."""
-
 _BUDGET_POINT_BYTES = 36
-"""What a point is charged against ``max_bytes``: 32 bytes plus ``array``'s ~6 % over-allocation
-and the slack of chunks waiting to move."""
+"""What a point is charged against ``max_bytes``: 32 bytes (seq and step int64, time and value
+float64) plus ``array``'s ~6 % over-allocation and the slack of chunks waiting to move."""
+
+FLUSH_EVERY = 256
+"""Points an appender queues before it moves them into the series (when the lock is free)."""
+
+QUEUE_MAX = 65_536
+"""Points that may queue while a reader holds the lock before an appender waits for it."""
 
 _MAX_PENDING = 256
 """Device values a series may hold unresolved before ``append`` waits for the oldest (a GPU that
 far behind the host already stalls it: CUDA's launch queue is about 1024 kernels deep)."""
 
 _time = time.time
+_read_failures = 0  # device values that could not be read: warned about once per process
 
 
 class _Level:
@@ -72,12 +78,20 @@ class _Level:
     def __len__(self) -> int:
         return len(self.seq)
 
-    def slice(self, i: int, j: int) -> _Level:
-        return _Level(self.seq[i:j], self.step[i:j], self.time[i:j], self.value[i:j])
+    def extend(self, other: _Level) -> None:
+        self.seq.extend(other.seq)
+        self.step.extend(other.step)
+        self.time.extend(other.time)
+        self.value.extend(other.value)
 
-    def concat(self, other: _Level) -> _Level:
-        return _Level(self.seq + other.seq, self.step + other.step,
-                      self.time + other.time, self.value + other.value)
+    def replace_head(self, m: int, head: _Level | None) -> None:
+        """Put ``head`` (nothing when ``None``) in place of the first ``m`` points."""
+        for name in self.__slots__:
+            col = getattr(self, name)
+            if head is None:
+                del col[:m]
+            else:
+                col[:m] = getattr(head, name)
 
     def nbytes(self) -> int:
         return (sys.getsizeof(self.seq) + sys.getsizeof(self.step)
@@ -122,21 +136,23 @@ class _Pending:
                     self._event.synchronize()
                 self._value = float(self._tensor.item())
             except Exception as exc:  # a device error must not break a reader or the loop
-                log.warning("could not read a logged device value, stored as NaN: %s", exc)
+                global _read_failures
+                _read_failures += 1
+                log.log(logging.WARNING if _read_failures == 1 else logging.DEBUG,
+                        "could not read a logged device value, stored as NaN: %s", exc)
                 self._value = math.nan
             self._tensor = None
         return self._value
 
 
 class _Series:
-    __slots__ = ("name", "levels", "recent", "pending")
+    __slots__ = ("name", "levels", "pending")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.recent = _Level()
-        self.levels: tuple[_Level, ...] = (self.recent,)
-        # (seq, step, time, float | _Pending); replaced, never mutated, so readers may hold it.
-        self.pending: tuple[tuple[int, int, float, Any], ...] = ()
+        self.levels: list[_Level] = [_Level()]  # newest (full resolution) first
+        # Points queued behind a device value not yet on the host: (seq, step, time, value).
+        self.pending: list[tuple[int, int, float, Any]] = []
 
 
 def _coerce(name: str, value: Any) -> float | _Pending:
@@ -195,34 +211,72 @@ def _keep_slow(vals: array) -> tuple[int, ...]:
     return tuple(sorted(keep))
 
 
-def _thin(lvl: _Level, i: int, j: int, bucket: int = BUCKET) -> tuple[_Level, int]:
-    """Thin ``lvl[i:j]`` bucket by bucket (buckets start at ``i``).
+_ONE = array("d", [0.0])
+
+
+def _thin(lvl: _Level, m: int, bucket: int = BUCKET) -> tuple[_Level, int]:
+    """Thin the first ``m`` points of ``lvl`` bucket by bucket.
+
+    Per bucket of ``bucket`` points the minimum and maximum are kept, and when the bucket holds
+    non-finite values, the first NaN, +inf and -inf too.
 
     Returns:
         The kept points as a new level, and the largest seq dropped (0 when none was).
     """
     seq, val = lvl.seq, lvl.value
+    starts = range(0, m, bucket)
+    # Whole-bucket work goes through map() over builtins: this runs on the training thread.
+    chunks = [val[b:min(b + bucket, m)] for b in starts]
+    finite = list(map(math.isfinite, map(sum, chunks)))  # False: a NaN/inf in the bucket
+    # min()/max() mean nothing with a NaN in the bucket: those go to _keep_slow instead.
+    safe = [c if f else _ONE for c, f in zip(chunks, finite, strict=True)]
+    los = map(array.index, safe, map(min, safe))
+    his = map(array.index, safe, map(max, safe))
     keep: list[int] = []
-    dropped_max = 0
-    isfinite = math.isfinite
-    for start in range(i, j, bucket):
-        chunk = val[start:min(start + bucket, j)]
-        if isfinite(sum(chunk)):
-            lo = chunk.index(min(chunk))
-            hi = chunk.index(max(chunk))
-            ks: tuple[int, ...] = (lo,) if lo == hi else ((lo, hi) if lo < hi else (hi, lo))
+    add = keep.append
+    for b, ok, lo, hi, chunk in zip(starts, finite, los, his, chunks, strict=True):
+        if ok:
+            if lo < hi:
+                add(b + lo)
+                add(b + hi)
+            elif hi < lo:
+                add(b + hi)
+                add(b + lo)
+            else:
+                add(b + lo)
         else:
-            ks = _keep_slow(chunk)
-        last = len(chunk) - 1
-        if len(ks) <= last:
-            while last in ks:
-                last -= 1
-            dropped_max = seq[start + last]  # later buckets hold larger seqs
-        keep.extend(start + k for k in ks)
-    step, tim = lvl.step, lvl.time
-    kept = _Level(array("q", [seq[k] for k in keep]), array("q", [step[k] for k in keep]),
-                  array("d", [tim[k] for k in keep]), array("d", [val[k] for k in keep]))
-    return kept, dropped_max
+            keep.extend(b + k for k in _keep_slow(chunk))
+    dropped_max = 0
+    kept_tail = set(keep[-2 * bucket:])
+    for i in range(m - 1, max(-1, m - 1 - 2 * bucket), -1):
+        if i not in kept_tail:
+            dropped_max = seq[i]
+            break
+    else:
+        # The last two buckets kept everything (tiny buckets): look further back.
+        kept_all = set(keep)
+        for i in range(m - 1, -1, -1):
+            if i not in kept_all:
+                dropped_max = seq[i]
+                break
+    return _Level(array("q", map(seq.__getitem__, keep)),
+                  array("q", map(lvl.step.__getitem__, keep)),
+                  array("d", map(lvl.time.__getitem__, keep)),
+                  array("d", map(val.__getitem__, keep))), dropped_max
+
+
+_STEP_MIN = -(2**63)
+_STEP_MAX = 2**63 - 1
+
+
+def _check_step(name: str, step: Any) -> int:
+    try:
+        value = operator.index(step)
+    except TypeError:
+        value = None
+    if value is None or not _STEP_MIN <= value <= _STEP_MAX:
+        raise TypeError(f"metric {name!r}: step must be an integer in int64 range, got {step!r}")
+    return value
 
 
 class MetricsStore:
@@ -232,8 +286,8 @@ class MetricsStore:
         recent_points: points per series kept at full resolution (fewer when ``max_bytes``
             cannot hold them for every series). At least 16.
         max_bytes: approximate bound on what the store holds, all series together, in bytes.
-            At least 16 KiB. The default holds 3 series of 10 million points each in about
-            15 MB, and 64 series at full resolution for their last ~15 000 points.
+            At least 16 KiB. With the defaults 3 series of 3.3 million points each take about
+            30 MB, and 64 series keep their last ~14 000 points at full resolution.
 
     Raises:
         ValueError: ``recent_points`` or ``max_bytes`` too small.
@@ -246,15 +300,17 @@ class MetricsStore:
             raise ValueError(f"max_bytes must be at least 16384, got {max_bytes}")
         self._recent_points = int(recent_points)
         self._max_bytes = int(max_bytes)
+        # Appenders only add to this deque (thread-safe, no lock); whoever holds the lock moves
+        # its points into the series: an appender every FLUSH_EVERY points if the lock is free,
+        # a reader before every read.
+        self._queue: deque[tuple[str, Any, int, float]] = deque()
+        self._lock = threading.Lock()
+        self._names: set[str] = set()  # accepted series names, read without the lock
         self._series: dict[str, _Series] = {}
-        self._lock = threading.Lock()  # appenders only; readers never take it
-        self._seq = 0  # last seq handed out
-        self._committed = 0  # last seq whose point readers can see (pending or stored)
+        self._seq = 0  # last seq handed out (under the lock)
         self._dropped_max = 0  # largest seq thinned away
-        self._chunk = max(16, min(4096, self._recent_points // 8))
-        self._recent_cap = self._recent_points
-        self._level_cap = self._chunk
-        self._compact_at = 0
+        self._device_values = False  # a device tensor was logged: look for _Pending on flush
+        self._recent_cap = self._chunk = self._level_cap = 0
         self._set_caps(1)
 
     # ------------------------------------------------------------------ hot path
@@ -262,113 +318,156 @@ class MetricsStore:
     def append(self, name: str, value: float | int | Any, step: int) -> None:
         """Record one value of series ``name`` at training step ``step``.
 
-        Runs on the training thread: no I/O, no waiting on a GPU. A CUDA 0-d tensor is copied to
-        the host without blocking and read later (by a reader, or a few appends on once the copy
-        is done). NaN and ±inf are stored as they are.
+        Runs on the training thread: no I/O, no waiting on a GPU, no waiting on a lock (unless
+        a reader has held it while :data:`QUEUE_MAX` points queued up). A CUDA 0-d tensor is
+        copied to the host without blocking and read once the copy is done, or when a reader
+        asks. NaN and ±inf are stored as they are. Safe to call from several threads.
 
         Args:
             name: series name, e.g. ``"loss"``; 1 to :data:`schema.MAX_TEXT` characters.
             value: a real number (int, float, numpy scalar) or a 0-d tensor/array.
-            step: the training step (an integer).
+            step: the training step, an integer in int64 range.
 
         Raises:
             TypeError: ``value`` is not a number or 0-d tensor, ``step`` is not an integer, or
                 ``name`` is not a string.
             ValueError: ``value`` is a tensor/array that is not 0-d or an int too large for a
-                float; ``name`` is empty or too long; more than
-                :data:`schema.MAX_METRIC_NAMES` series.
+                float; ``name`` is empty or too long; a new series beyond
+                :data:`schema.MAX_METRIC_NAMES`.
         """
         if type(value) is not float:
-            value = _coerce(name, value)
-        s = self._series.get(name)
-        if s is None:
-            s = self._add_series(name)
-        with self._lock:
-            if s.pending or type(value) is _Pending:
-                self._append_pending(s, value, step)
-                return
-            lvl = s.recent
-            try:  # step first: if it is refused nothing else has been appended
-                lvl.step.append(step)
-            except (TypeError, OverflowError):
-                raise TypeError(f"metric {name!r}: step must be an integer in int64 range, "
-                                f"got {step!r}") from None
-            seq = self._seq + 1
-            self._seq = seq
-            lvl.value.append(value)
-            lvl.time.append(_time())
-            lvl.seq.append(seq)  # last: readers size a level by its seq column
-            self._committed = seq
-            if len(lvl.seq) >= self._compact_at:
-                self._compact(s)
-
-    def _append_pending(self, s: _Series, value: float | _Pending, step: int) -> None:
-        """Queue behind earlier device values so the series stays in seq order (lock held)."""
+            value = self._coerce(name, value)
+        if type(step) is not int or not _STEP_MIN <= step <= _STEP_MAX:
+            step = _check_step(name, step)
         try:
-            ok = -(2**63) <= operator.index(step) < 2**63
-        except TypeError:
-            ok = False
-        if not ok:
-            raise TypeError(f"metric {s.name!r}: step must be an integer in int64 range, "
-                            f"got {step!r}")
-        step = operator.index(step)
-        seq = self._seq + 1
-        self._seq = seq
-        s.pending = s.pending + ((seq, step, _time(), value),)
-        self._committed = seq
-        self._drain(s, force=len(s.pending) > _MAX_PENDING)
+            known = name in self._names
+        except TypeError:  # unhashable
+            known = False
+        if not known:
+            self._add_name(name)
+        q = self._queue
+        q.append((name, value, step, _time()))
+        if len(q) >= FLUSH_EVERY:
+            self._try_flush(len(q) >= QUEUE_MAX)
 
-    def _drain(self, s: _Series, force: bool = False) -> None:
-        """Move resolved values from the head of ``s.pending`` into storage (lock held)."""
-        pending = s.pending
-        n = 0
-        lvl = s.recent
-        for seq, step, t, v in pending:
-            if type(v) is _Pending:
-                if not (v.ready() or (force and n == 0)):
-                    break
-                v = v.result()
-            lvl.step.append(step)
-            lvl.value.append(v)
-            lvl.time.append(t)
-            lvl.seq.append(seq)
-            n += 1
-        if n:
-            # Stored before un-queued: a reader that misses it in one place finds it in the other.
-            s.pending = pending[n:]
-            if len(lvl.seq) >= self._compact_at:
-                self._compact(s)
+    def _coerce(self, name: str, value: Any) -> float | _Pending:
+        value = _coerce(name, value)
+        if type(value) is _Pending:
+            self._device_values = True
+        return value
 
-    # ------------------------------------------------------------------ memory bound
-
-    def _add_series(self, name: str) -> _Series:
+    def _add_name(self, name: str) -> None:
         if not isinstance(name, str):
             raise TypeError(f"metric name must be a string, got {type(name).__name__}")
         if not name or len(name) > schema.MAX_TEXT:
             raise ValueError(f"metric name must be 1 to {schema.MAX_TEXT} characters, "
                              f"got {len(name)}")
-        with self._lock:
-            s = self._series.get(name)
-            if s is None:
-                if len(self._series) >= schema.MAX_METRIC_NAMES:
-                    raise ValueError(f"metric {name!r}: at most {schema.MAX_METRIC_NAMES} series "
-                                     "may be logged (the wire protocol's limit)")
-                s = _Series(name)
-                self._series[name] = s
-                self._set_caps(len(self._series))
-            return s
+        with self._lock:  # once per series
+            if name in self._names:
+                return
+            if len(self._names) >= schema.MAX_METRIC_NAMES:
+                raise ValueError(f"metric {name!r}: at most {schema.MAX_METRIC_NAMES} series "
+                                 "may be logged (the wire protocol's limit)")
+            self._names = self._names | {name}  # replaced, so unlocked readers see old or new
+            self._set_caps(len(self._names))
+
+    def _try_flush(self, wait: bool) -> None:
+        if self._lock.acquire(wait):
+            try:
+                self._flush(readers=False)
+            finally:
+                self._lock.release()
+
+    # ------------------------------------------------------------------ under the lock
+
+    def _flush(self, readers: bool) -> None:
+        """Give queued points their seq and store them (lock held).
+
+        Args:
+            readers: called for a reader: wait for device values instead of leaving them queued.
+        """
+        q = self._queue
+        n = len(q)
+        if n:
+            pop = q.popleft
+            names, values, steps, times = zip(*[pop() for _ in range(n)], strict=True)
+            seq0 = self._seq
+            self._seq = seq0 + n
+            first = names[0]
+            if names.count(first) == n:
+                groups = {first: None}
+            else:
+                groups = {}
+                for i, nm in enumerate(names):
+                    g = groups.get(nm)
+                    if g is None:
+                        groups[nm] = [i]
+                    else:
+                        g.append(i)
+            for nm, idx in groups.items():
+                s = self._series.get(nm)
+                if s is None:
+                    s = self._series[nm] = _Series(nm)
+                if idx is None:
+                    cols = (range(seq0 + 1, seq0 + n + 1), steps, times, values)
+                elif len(idx) == 1:
+                    i = idx[0]
+                    cols = ((seq0 + 1 + i,), (steps[i],), (times[i],), (values[i],))
+                else:
+                    get = itemgetter(*idx)
+                    cols = ([seq0 + 1 + i for i in idx], get(steps), get(times), get(values))
+                if s.pending or (self._device_values
+                                 and any(type(v) is _Pending for v in cols[3])):
+                    s.pending.extend(zip(*cols, strict=True))
+                else:
+                    lvl = s.levels[0]
+                    lvl.seq.extend(cols[0])
+                    lvl.step.extend(cols[1])
+                    lvl.time.extend(cols[2])
+                    lvl.value.extend(cols[3])
+                    if len(lvl) >= self._recent_cap + self._chunk:
+                        self._compact(s)
+        if self._device_values:
+            for s in self._series.values():
+                if s.pending:
+                    excess = len(s.pending) - _MAX_PENDING
+                    self._drain(s, len(s.pending) if readers else excess)
+
+    def _drain(self, s: _Series, wait: int) -> None:
+        """Store the values at the head of ``s.pending`` that are on the host, waiting for the
+        device for the first ``wait`` of them."""
+        lvl = s.levels[0]
+        n = 0
+        for seq, step, t, v in s.pending:
+            if type(v) is _Pending:
+                if not (n < wait or v.ready()):
+                    break
+                v = v.result()
+            lvl.seq.append(seq)
+            lvl.step.append(step)
+            lvl.time.append(t)
+            lvl.value.append(v)
+            n += 1
+        if n:
+            del s.pending[:n]
+            if len(lvl) >= self._recent_cap + self._chunk:
+                self._compact(s)
 
     def _set_caps(self, n_series: int) -> None:
         """Split ``max_bytes`` between ``n_series`` series: half recent, half thinned levels."""
         budget = self._max_bytes // (_BUDGET_POINT_BYTES * max(1, n_series))
-        chunk = self._chunk
-        self._recent_cap = max(chunk, min(self._recent_points, budget // 2))
+        self._recent_cap = max(16, min(self._recent_points, budget // 2))
+        # Points moved per compaction: large enough to amortise, small enough that one
+        # compaction stays a short pause on the training thread.
+        self._chunk = chunk = max(8, min(4096, self._recent_cap // 8))
         self._level_cap = max(chunk, (budget - self._recent_cap) // LEVELS - chunk)
-        self._compact_at = self._recent_cap + chunk
 
     def _compact(self, s: _Series) -> None:
-        """Move the oldest chunk of each over-full level into the next, thinned (lock held)."""
-        levels = list(s.levels)
+        """Move the oldest points of each over-full level into the next, thinned.
+
+        In place (``del`` and ``extend``): fresh arrays would cost page faults every time.
+        """
+        levels = s.levels
         k = 0
         while k < len(levels):
             lvl = levels[k]
@@ -377,30 +476,29 @@ class MetricsStore:
             if n < cap + self._chunk:
                 break
             m = n - cap
-            kept, dropped = _thin(lvl, 0, m)
-            if dropped > self._dropped_max:  # before publishing: readers then see thinned=True
-                self._dropped_max = dropped
+            kept, dropped = _thin(lvl, m)
+            self._dropped_max = max(self._dropped_max, dropped)
             if k == LEVELS:  # the coarsest level thins its own oldest points in place
-                levels[k] = kept.concat(lvl.slice(m, n))
+                lvl.replace_head(m, kept)
                 break
-            levels[k] = lvl.slice(m, n)
+            lvl.replace_head(m, None)
             if k + 1 == len(levels):
                 levels.append(kept)
             else:
-                levels[k + 1] = levels[k + 1].concat(kept)
+                levels[k + 1].extend(kept)
             k += 1
-        s.levels = tuple(levels)  # one assignment: readers see the old or the new, never a mix
-        s.recent = levels[0]
 
     # ------------------------------------------------------------------ readers
 
     @property
     def last_seq(self) -> int:
-        """The newest seq a reader can see; 0 when nothing was logged."""
-        return self._committed
+        """The newest seq; 0 when nothing was logged. Stores queued points first."""
+        with self._lock:
+            self._flush(readers=True)
+            return self._seq
 
     def page(self, after: int, limit: int = schema.MAX_METRICS_POINTS) -> schema.MetricsPage:
-        """The points with seq > ``after``, the ``limit`` lowest seqs across all series.
+        """The points with seq > ``after``: the ``limit`` lowest seqs across all series.
 
         Safe to call from any thread while :meth:`append` runs. May wait for a GPU to deliver
         values logged as CUDA tensors (on the caller's thread, never the training thread's).
@@ -416,53 +514,38 @@ class MetricsStore:
 
         Raises:
             ValueError: ``limit`` < 1.
-            TypeError: ``after`` is not an integer.
+            TypeError: ``after`` or ``limit`` is not an integer.
         """
+        limit = operator.index(limit)
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         after = max(0, operator.index(after))
-        committed = self._committed  # first: every point up to it is visible from here on
-        cols: dict[str, tuple[list, list, list, list]] = {}
-        for name, s in list(self._series.items()):
-            pending = s.pending  # before the levels, see _drain
-            levels = s.levels
-            seqs: list[int] = []
-            steps: list[int] = []
-            times: list[float] = []
-            vals: list[Any] = []
-            remaining = limit + 1  # one over: tells whether anything is left for the next page
-            newest_stored = 0
-            for lvl in reversed(levels):  # oldest level first
-                n = len(lvl.seq)
-                hi = bisect_right(lvl.seq, committed, 0, n)
-                if hi:
-                    newest_stored = lvl.seq[hi - 1]
-                lo = bisect_right(lvl.seq, after, 0, hi)
-                j = min(hi, lo + remaining)
-                if j > lo:
-                    seqs.extend(lvl.seq[lo:j])
-                    steps.extend(lvl.step[lo:j])
-                    times.extend(lvl.time[lo:j])
-                    vals.extend(lvl.value[lo:j])
-                    remaining -= j - lo
-                if remaining == 0:
-                    break
-            if remaining:
-                floor = max(after, newest_stored)
-                for seq, step, t, v in pending:
-                    if seq <= floor:
-                        continue
-                    if seq > committed or remaining == 0:
-                        break
-                    seqs.append(seq)
-                    steps.append(step)
-                    times.append(t)
-                    vals.append(v)
-                    remaining -= 1
-            if seqs:
-                cols[name] = (seqs, steps, times, vals)
+        with self._lock:
+            self._flush(readers=True)
+            cols: dict[str, tuple[list, list, list, list]] = {}
+            for name, s in self._series.items():
+                seqs: list[int] = []
+                steps: list[int] = []
+                times: list[float] = []
+                vals: list[float] = []
+                remaining = limit + 1  # one over: tells whether anything is left for later
+                for lvl in reversed(s.levels):  # oldest level first
+                    n = len(lvl)
+                    lo = bisect_right(lvl.seq, after, 0, n)
+                    j = min(n, lo + remaining)
+                    if j > lo:
+                        seqs.extend(lvl.seq[lo:j])
+                        steps.extend(lvl.step[lo:j])
+                        times.extend(lvl.time[lo:j])
+                        vals.extend(lvl.value[lo:j])
+                        remaining -= j - lo
+                        if not remaining:
+                            break
+                if seqs:
+                    cols[name] = (seqs, steps, times, vals)
+            last_seq = self._seq
+            thinned = self._dropped_max > after
         total = sum(len(c[0]) for c in cols.values())
-        more = total > limit
         if total > limit:
             cutoff = sorted(q for c in cols.values() for q in c[0])[limit - 1]
         elif total:
@@ -470,45 +553,36 @@ class MetricsStore:
         else:
             cutoff = after
         series: dict[str, list[schema.MetricPoint]] = {}
+        point = schema.MetricPoint
         for name, (seqs, steps, times, vals) in cols.items():
             k = bisect_right(seqs, cutoff)
             if k:
-                series[name] = [
-                    schema.MetricPoint(seqs[i], steps[i], times[i],
-                                       vals[i].result() if type(vals[i]) is _Pending else vals[i])
-                    for i in range(k)]
-        return schema.MetricsPage(after=after, next_after=cutoff, last_seq=committed, more=more,
-                                  thinned=self._dropped_max > after, series=series)
+                series[name] = [point(seqs[i], steps[i], times[i], vals[i]) for i in range(k)]
+        return schema.MetricsPage(after=after, next_after=cutoff, last_seq=last_seq,
+                                  more=total > limit, thinned=thinned, series=series)
 
     def latest(self) -> dict[str, float]:
         """The newest value of each series (NaN/±inf kept), by name. May wait for a GPU."""
-        out: dict[str, float] = {}
-        for name, s in list(self._series.items()):
-            pending = s.pending
-            levels = s.levels
-            if pending:
-                v = pending[-1][3]
-                out[name] = v.result() if type(v) is _Pending else v
-                continue
-            for lvl in levels:  # newest level first
-                n = len(lvl.seq)
-                if n:
-                    out[name] = lvl.value[n - 1]
-                    break
-        return out
+        with self._lock:
+            self._flush(readers=True)
+            return {name: s.levels[0].value[-1] for name, s in self._series.items()
+                    if len(s.levels[0])}
 
     def memory_bytes(self) -> int:
         """What the store holds, in bytes: every column's allocation (over-allocation included),
-        queued device values and per-series bookkeeping."""
-        total = sys.getsizeof(self) + sys.getsizeof(self._series)
-        for name, s in list(self._series.items()):
-            total += sys.getsizeof(name) + sys.getsizeof(s) + sys.getsizeof(s.pending)
-            total += sum(lvl.nbytes() + sys.getsizeof(lvl) for lvl in s.levels)
-            # A queued entry: its tuple, two numbers and a host copy of the tensor (~250 bytes).
-            total += len(s.pending) * 350
-        return total
+        the queue and per-series bookkeeping."""
+        with self._lock:
+            self._flush(readers=True)
+            total = (sys.getsizeof(self) + sys.getsizeof(self._series)
+                     + sys.getsizeof(self._names) + sys.getsizeof(self._queue))
+            for name, s in self._series.items():
+                total += sys.getsizeof(name) + sys.getsizeof(s) + sys.getsizeof(s.pending)
+                total += sys.getsizeof(s.levels)
+                total += sum(lvl.nbytes() + sys.getsizeof(lvl) for lvl in s.levels)
+            return total
 
     def __len__(self) -> int:
-        """Points stored now, all series together (thinned levels and queued values included)."""
-        return sum(sum(len(lvl) for lvl in s.levels) + len(s.pending)
-                   for s in list(self._series.values()))
+        """Points stored now, all series together (thinned levels included)."""
+        with self._lock:
+            self._flush(readers=True)
+            return sum(sum(len(lvl) for lvl in s.levels) for s in self._series.values())

@@ -36,6 +36,7 @@ from typing import Any
 from . import schema
 from .api import Api
 from .checkpoint import Checkpointer, load_resumable, restore
+from .checkpoint_state import saved_values
 from .commands import CommandBook
 from .gpu import GpuSampler
 from .metrics import MetricsStore
@@ -141,9 +142,7 @@ class Monitor:
         notes = restore(self._tracked, state)
         for note in notes:
             log.info("colabtui_remote: %s", note)
-        for name in self.extras:
-            if name in state.get("extra", {}):
-                self.extras[name] = state["extra"][name]
+        self.extras.update(saved_values(state))
         self.step = info.step
         self.epoch = state.get("epoch", info.epoch)
         print(f"colabtui: resumed {self.run} at step {self.step} from {info.path}", flush=True)

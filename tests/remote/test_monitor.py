@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 import uuid
 
 import httpx
@@ -101,7 +102,7 @@ def test_a_failed_checkpoint_write_is_reported_and_training_goes_on(session, tmp
     good = wait_for(lambda: finished(client, first))
     assert good.state == "done"
     # The folder vanishes (a Drive mount drops): replace it by a file so nothing can be written.
-    folder = mon.checkpointer.directory
+    folder = Path(mon.checkpointer.directory)
     moved = tmp_path / "moved-away"
     os.rename(folder, moved)
     folder.write_text("not a folder")
@@ -121,7 +122,7 @@ def test_a_failed_checkpoint_write_is_reported_and_training_goes_on(session, tmp
 def test_stop_whose_save_fails_does_not_end_the_run(session, tmp_path):
     mon, client, thread = session()
     wait_for(lambda: mon.step > 5)
-    folder = mon.checkpointer.directory
+    folder = Path(mon.checkpointer.directory)
     os.rename(folder, tmp_path / "gone")
     folder.write_text("not a folder")
     cid = send(client, "stop")

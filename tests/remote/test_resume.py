@@ -48,13 +48,16 @@ def test_stop_and_resume_in_a_new_process_is_bitwise_identical_to_training_strai
     a, a_info = _final_state(straight.checkpoint_dir)
     b, b_info = _final_state(interrupted.checkpoint_dir)
     assert a_info.step == b_info.step == TOTAL
-    assert a["model"].keys() == b["model"].keys()
-    for key in a["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key  # bitwise, not allclose
-    lr_a = [g["lr"] for g in a["optimizer"]["param_groups"]]
-    lr_b = [g["lr"] for g in b["optimizer"]["param_groups"]]
-    assert lr_a == lr_b
-    assert a["scheduler"] == b["scheduler"]
+    model_a, model_b = (s["tracked"]["model"]["state"] for s in (a, b))
+    assert model_a.keys() == model_b.keys()
+    for key in model_a:
+        assert torch.equal(model_a[key], model_b[key]), key  # bitwise, not allclose
+    opt_a, opt_b = (s["tracked"]["optimizer"]["state"] for s in (a, b))
+    assert [g["lr"] for g in opt_a["param_groups"]] == [g["lr"] for g in opt_b["param_groups"]]
+    for index, per_param in opt_a["state"].items():
+        for key, value in per_param.items():
+            assert torch.equal(value, opt_b["state"][index][key]), (index, key)
+    assert a["tracked"]["scheduler"]["state"] == b["tracked"]["scheduler"]["state"]
 
 
 def test_a_truncated_newest_checkpoint_resumes_from_the_previous_one(digits_session):

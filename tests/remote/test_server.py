@@ -40,7 +40,7 @@ def test_every_route_refuses_a_missing_or_wrong_token_with_the_same_body(served,
     mon, client = served
     bodies = []
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": mon.token}):
-        r = httpx.request(method, str(client.base_url) + path.lstrip("/"), headers=headers,
+        r = httpx.request(method, str(client.base_url).rstrip("/") + path, headers=headers,
                           json={"id": "x", "action": "save"} if method == "POST" else None)
         assert r.status_code == 401
         bodies.append(r.content)

@@ -1,0 +1,318 @@
+"""The colabtui app: one panel per saved session, side by side, and the keys that act on them.
+
+Keys (also in the footer and the command palette): ``s`` save the focused session, ``S`` save
+all, ``x`` stop the focused one after a confirmation, ``a`` add, ``d`` remove (config only; the
+ledger keeps the history), ``1``-``9`` focus, ``l`` log scale, ``?`` help, ``q`` quit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState
+
+from colabtui.config import Config, ConfigError, SessionConfig, load_config, save_config
+from colabtui.formatting import fmt_bytes
+from colabtui.ledger import Ledger
+from colabtui.screens.add_session import AddSessionScreen
+from colabtui.screens.confirm_stop import ConfirmStopScreen
+from colabtui.screens.help import HelpScreen
+from colabtui.screens.welcome import WelcomeScreen
+from colabtui.widgets.session_panel import CommandUpdate, SessionPanel
+
+COMPACT_BELOW_ROWS = 36
+"""Terminals shorter than this get panels without blank lines between blocks."""
+
+COMPACT_BELOW_COLUMNS = 100
+"""Terminals narrower than this get the compact footer."""
+
+PANEL_ACTIONS = {"save", "save_all", "stop", "remove", "focus_panel", "log_scale"}
+"""Actions that need the main screen with at least one panel."""
+
+
+class ColabTuiApp(App):
+    """Watch and control training sessions.
+
+    Args:
+        config_path: the TOML config (sessions and settings); a missing file means no sessions.
+            An unreadable one is reported and never overwritten during this run.
+        ledger_path: the SQLite ledger of status and metric history.
+        clock: local Unix time in seconds; every age and ETA uses it (tests freeze it).
+        poll: poll the sessions (``False``: no network workers; panels take data from
+            :meth:`SessionPanel.apply`).
+        backoff_max_s: longest wait between polls of a session that fails, seconds.
+    """
+
+    CSS_PATH = "app.tcss"
+    TITLE = "colabtui"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        Binding("s", "save", "Save"),
+        Binding("S", "save_all", "Save all"),
+        Binding("x", "stop", "Stop"),
+        Binding("a", "add", "Add"),
+        Binding("d", "remove", "Remove"),
+        Binding("l", "log_scale", "Log"),
+        Binding("1", "focus_panel(1)", "Focus", key_display="1-9"),
+        *[Binding(str(n), f"focus_panel({n})", f"Focus {n}", show=False) for n in range(2, 10)],
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, config_path: Path, ledger_path: Path, *,
+                 clock: Callable[[], float] = time.time, poll: bool = True,
+                 backoff_max_s: float = 30.0) -> None:
+        super().__init__()
+        self.config_path = Path(config_path)
+        self.ledger_path = Path(ledger_path)
+        self.clock = clock
+        self.poll = poll
+        self.backoff_max_s = backoff_max_s
+        self.config_error: ConfigError | None = None
+        try:
+            self.config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.config_error = exc
+            self.config = Config()
+        self.ledger_error: str | None = None
+        try:
+            self.ledger: Ledger | None = Ledger(self.ledger_path)
+        except Exception as exc:  # noqa: BLE001 - any failure: run without history, say why
+            self.ledger = None
+            self.ledger_error = f"history is off: cannot open {self.ledger_path}: {exc}"
+        self.log_scale = self.config.settings.log_scale
+
+    # ----------------------------------------------------------------- layout
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Horizontal(id="panels")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for n, session in enumerate(self.config.sessions, start=1):
+            self._mount_panel(session, n)
+        if self.config_error is not None:
+            self.notify(f"{self.config_error}\nStarting with no sessions; the file is left as "
+                        "it is: fix it and start colabtui again.", title="config error",
+                        severity="error", timeout=30, markup=False)
+        if self.ledger_error is not None:
+            self.notify(self.ledger_error, severity="warning", timeout=20, markup=False)
+        if not self.config.sessions:
+            self.push_screen(WelcomeScreen())
+        else:
+            self.call_after_refresh(self._focus_first)
+        if self.poll:
+            self.set_interval(1.0, self._tick)
+
+    def on_resize(self, event) -> None:
+        compact = event.size.height < COMPACT_BELOW_ROWS
+        self.query_one("#panels").set_class(compact, "-compact")
+        self.query_one(Footer).compact = event.size.width < COMPACT_BELOW_COLUMNS
+
+    def _focus_first(self) -> None:
+        panels = self.panels
+        if panels and self.focused is None:
+            panels[0].focus()
+
+    def on_unmount(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
+
+    @property
+    def panels(self) -> list[SessionPanel]:
+        """The session panels, in config order."""
+        return list(self.query(SessionPanel))
+
+    def panel(self, key: str) -> SessionPanel:
+        """The panel of the session with this key."""
+        return self.query_one(f"#{key}", SessionPanel)
+
+    def _mount_panel(self, session: SessionConfig, index: int) -> SessionPanel:
+        panel = SessionPanel(session, index, clock=self.clock, settings=self.config.settings,
+                             ledger=self.ledger, poll=self.poll, backoff_max_s=self.backoff_max_s,
+                             log_scale=self.log_scale)
+        self.query_one("#panels", Horizontal).mount(panel)
+        return panel
+
+    def _tick(self) -> None:
+        for panel in self.panels:
+            panel.tick()
+
+    def focused_panel(self) -> SessionPanel | None:
+        """The panel holding the focus, else the first one, else ``None``."""
+        node = self.focused
+        while node is not None:
+            if isinstance(node, SessionPanel):
+                return node
+            node = node.parent
+        panels = self.panels
+        return panels[0] if panels else None
+
+    # ----------------------------------------------------------------- actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in PANEL_ACTIONS:
+            if isinstance(self.screen, (ModalScreen, WelcomeScreen)):
+                return False
+            if action != "log_scale" and not self.config.sessions:
+                return False
+        return not (action == "add" and isinstance(self.screen, ModalScreen))
+
+    def action_save(self) -> None:
+        """Save a checkpoint of the focused session now."""
+        panel = self.focused_panel()
+        if panel is not None:
+            panel.send("save")
+
+    def action_save_all(self) -> None:
+        """Save a checkpoint of every session now."""
+        for panel in self.panels:
+            panel.send("save")
+
+    def action_stop(self) -> None:
+        """Stop the focused session after a confirmation (No is the default)."""
+        panel = self.focused_panel()
+        if panel is None:
+            return
+        step = panel.status.step if panel.status is not None else None
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                panel.send("stop")
+
+        self.push_screen(ConfirmStopScreen(panel.session.display_label, step), answered)
+
+    def action_add(self) -> None:
+        """Open the add-session form; the session is saved once it answers."""
+        if self.config_error is not None:
+            self.notify("The config file could not be read, so it is not changed: fix it "
+                        f"first.\n{self.config_error}", severity="error", markup=False)
+            return
+        known = [s.url for s in self.config.sessions]
+        self.push_screen(AddSessionScreen(known), self._added)
+
+    def _added(self, session: SessionConfig | None) -> None:
+        if session is None:
+            return
+        config = self.config.with_session(session)
+        try:
+            save_config(config, self.config_path)
+        except (OSError, ConfigError) as exc:
+            self.notify(f"could not save {self.config_path}: {exc}", severity="error",
+                        markup=False)
+            return
+        self.config = config
+        if isinstance(self.screen, WelcomeScreen):
+            self.pop_screen()
+        panel = self._mount_panel(session, len(self.config.sessions))
+        self.call_after_refresh(panel.focus)
+        self.notify(f"added {session.display_label}", markup=False)
+
+    def action_remove(self) -> None:
+        """Remove the focused session from the config (the ledger keeps its history)."""
+        if self.config_error is not None:
+            return
+        panel = self.focused_panel()
+        if panel is None:
+            return
+        config = self.config.without(panel.session.key)
+        try:
+            save_config(config, self.config_path)
+        except (OSError, ConfigError) as exc:
+            self.notify(f"could not save {self.config_path}: {exc}", severity="error",
+                        markup=False)
+            return
+        self.config = config
+        label = panel.session.display_label
+        panel.remove()
+        self.call_after_refresh(self._after_remove)
+        self.notify(f"removed {label} from the config (its history is kept)", markup=False)
+
+    def _after_remove(self) -> None:
+        panels = self.panels
+        for n, p in enumerate(panels, start=1):
+            p.set_index(n)
+        if panels:
+            panels[0].focus()
+        else:
+            self.push_screen(WelcomeScreen())
+
+    def action_focus_panel(self, number: int) -> None:
+        """Focus panel ``number`` (1-based)."""
+        panels = self.panels
+        if 1 <= number <= len(panels):
+            panels[number - 1].focus()
+
+    def action_log_scale(self) -> None:
+        """Toggle the log scale of every loss chart."""
+        self.log_scale = not self.log_scale
+        for panel in self.panels:
+            panel.set_log_scale(self.log_scale)
+        self.notify(f"log scale {'on' if self.log_scale else 'off'}", timeout=2)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        commands = [
+            ("Save focused session", "Write a checkpoint of the focused session now (s)",
+             "save"),
+            ("Save all sessions", "Write a checkpoint of every session now (S)", "save_all"),
+            ("Stop focused session", "Save, then end the focused run; asks first (x)", "stop"),
+            ("Add session", "Add a session by URL and token (a)", "add"),
+            ("Remove focused session", "Remove it from the config; history stays (d)",
+             "remove"),
+            ("Toggle log scale", "Loss charts on a log scale (l)", "log_scale"),
+            ("Help", "Every key (?)", "help"),
+        ]
+        for title, help_text, action in commands:
+            if self.check_action(action, ()):
+                yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+
+    # ----------------------------------------------------------------- messages
+
+    @on(CommandUpdate)
+    def _command_update(self, message: CommandUpdate) -> None:
+        what = message.action
+        if message.error is not None:
+            self.notify(f"{message.label}: could not {what}: {message.error.message}",
+                        severity="error", timeout=10, markup=False)
+            return
+        record = message.record
+        assert record is not None
+        if record.state in ("pending", "running"):
+            self.notify(f"{message.label}: {what} requested", timeout=3, markup=False)
+        elif record.state == "done":
+            ck = record.checkpoint
+            where = (f"checkpoint at step {ck.step:,} written ({fmt_bytes(ck.bytes)})"
+                     if ck is not None else "done")
+            verb = "saved" if what == "save" else "stopped"
+            self.notify(f"{message.label}: {verb} — {where}", title=f"{what} done",
+                        timeout=8, markup=False)
+        else:
+            self.notify(f"{message.label}: {what} failed: {record.error or 'no reason given'}",
+                        title=f"{what} failed", severity="error", timeout=15, markup=False)
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        if event.state != WorkerState.ERROR:
+            return
+        worker = event.worker
+        error = worker.error
+        self.notify(f"{worker.description or worker.name}: {error!r}", title="internal error",
+                    severity="error", timeout=15, markup=False)
+        node = worker.node
+        if isinstance(node, SessionPanel) and worker.group.startswith("poll-"):
+            node.poll_failed(error if error is not None else RuntimeError("unknown"))

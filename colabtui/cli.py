@@ -1,0 +1,301 @@
+"""The ``colabtui`` command: open the app, add a session, print status, run the demo.
+
+Errors are printed as one message on stderr, never as a traceback. Exit codes: 0 success;
+1 a session did not answer usably (unreachable, token refused, bad answer, other protocol
+version) or the demo failed; 2 bad input (usage, a bad URL or token, a config file that does not
+parse); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from colabtui import __version__
+from colabtui.config import (
+    Config,
+    ConfigError,
+    SessionConfig,
+    default_config_path,
+    default_ledger_path,
+    load_config,
+    mask_token,
+    save_config,
+    validate_token,
+    validate_url,
+)
+
+EXIT_OK, EXIT_SESSION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def plain(text: Any) -> str:
+    """Text from a session made safe for a terminal: control characters (ANSI escapes) removed."""
+    return _CONTROL.sub("", str(text))
+
+
+def _protocol_version() -> int:
+    from colabtui_remote.schema import PROTOCOL_VERSION
+
+    return PROTOCOL_VERSION
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with its sub-commands (exposed for tests and docs)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="colabtui",
+        formatter_class=fmt,
+        description="Watch and control training sessions on Colab, Kaggle and VMs from one "
+                    "terminal.\nWith no command, opens the app on the saved sessions.",
+        epilog="examples:\n"
+               "  colabtui                                   open the app\n"
+               "  colabtui connect http://127.0.0.1:8765 --token TOKEN --label 'resnet lr=3e-4'\n"
+               "  colabtui status --json                     one poll of every session, as JSON\n"
+               "  colabtui demo --sessions 2                 two local training runs, live\n"
+               "\nexit codes: 0 ok, 1 a session did not answer usably, 2 bad input or config, "
+               "130 interrupted",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"colabtui {__version__} (protocol v{_protocol_version()})")
+    parser.add_argument("--config", type=Path, default=None, metavar="PATH",
+                        help=f"config file (default: {default_config_path()})")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "connect", formatter_class=fmt, help="check a session answers, then save it",
+        description="Ask the session for its status with the token; if it answers, save it to "
+                    "the config file (mode 600). The token is never printed in full.",
+        epilog="examples:\n"
+               "  colabtui connect http://127.0.0.1:8765 --token 3q9X...Zk\n"
+               "  colabtui connect https://abc.trycloudflare.com --token 3q9X...Zk "
+               "--label 'colab T4'\n"
+               "The exact line to paste is printed by the notebook when it calls mon.serve().")
+    p.add_argument("url", help="the session's URL, http:// or https://")
+    p.add_argument("--token", required=True, help="bearer token the session printed")
+    p.add_argument("--label", default="", help="name shown in the app (default: the session's)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for an answer (default 10)")
+
+    p = sub.add_parser(
+        "status", formatter_class=fmt, help="poll every saved session once and print a table",
+        description="Poll every saved session once, without the app, and print state, step, "
+                    "loss, GPU and last checkpoint, or why it did not answer. Exits 1 if any "
+                    "session did not answer.",
+        epilog="examples:\n"
+               "  colabtui status\n"
+               "  colabtui status --json | jq '.sessions[] | {label, state, step}'")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                   help="seconds to wait for each session (default 5)")
+
+    p = sub.add_parser(
+        "demo", formatter_class=fmt, help="train N small models locally and watch them",
+        description="Start N local sessions that train a small network on scikit-learn's "
+                    "digits on the CPU, at different learning rates, and open the app on them. "
+                    "Quitting ends them; running the demo again resumes each run from its "
+                    "checkpoints. Needs: pip install 'colabtui[demo]'.",
+        epilog="examples:\n  colabtui demo\n  colabtui demo --sessions 2")
+    p.add_argument("--sessions", type=int, default=3, metavar="N",
+                   help="number of sessions, 1 to 9 (default 3)")
+    p.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="training steps per run (default: a run of a few minutes)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (see the module docstring)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config_path = args.config or default_config_path()
+    try:
+        if args.command == "connect":
+            return asyncio.run(_connect(config_path, args))
+        if args.command == "status":
+            return asyncio.run(_status(config_path, args))
+        if args.command == "demo":
+            return _demo(args)
+        return _open_app(config_path)
+    except ConfigError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _err(message: str) -> None:
+    print(f"colabtui: {message}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- app, demo
+
+
+def _open_app(config_path: Path) -> int:
+    try:
+        from colabtui.app import ColabTuiApp
+    except ImportError as exc:
+        _err(f"cannot load the app: {exc}")
+        return EXIT_SESSION
+    ColabTuiApp(config_path, default_ledger_path()).run()
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from colabtui.demo import DemoError, run_demo
+
+    if not 1 <= args.sessions <= 9:
+        _err("--sessions must be from 1 to 9")
+        return EXIT_USAGE
+    if args.steps is not None and args.steps < 1:
+        _err("--steps must be at least 1")
+        return EXIT_USAGE
+    try:
+        return run_demo(args.sessions, steps=args.steps)
+    except DemoError as exc:
+        _err(str(exc))
+        return EXIT_SESSION
+
+
+# --------------------------------------------------------------------------- connect
+
+
+async def _connect(config_path: Path, args: argparse.Namespace) -> int:
+    from colabtui.client import RemoteClient, SessionError
+
+    try:
+        url = validate_url(args.url)
+        validate_token(args.token)
+    except ConfigError as exc:
+        _err(exc.reason)
+        return EXIT_USAGE
+    config = load_config(config_path)  # a file that does not parse stops us before any change
+    async with RemoteClient(url, args.token, timeout_s=args.timeout) as client:
+        try:
+            status = await client.status()
+        except SessionError as exc:
+            if exc.kind == "token_refused":
+                _err(f"token refused by {url}")
+            elif exc.kind == "protocol":
+                _err(exc.message)
+            else:
+                _err(f"{url} did not answer as a colabtui session: {plain(exc.message)}")
+            return EXIT_SESSION
+    session = SessionConfig(url=url, token=args.token, label=args.label or status.label)
+    replaced = config.find(url) is not None
+    save_config(config.with_session(session), config_path)
+    step = "-" if status.step is None else status.step
+    print(f"{'updated' if replaced else 'saved'} {plain(session.display_label)} ({url}, token "
+          f"{mask_token(args.token)}): run {plain(status.run)}, {status.state}, step {step}")
+    print(f"config: {config_path}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- status
+
+
+async def poll_all(config: Config, timeout_s: float) -> list[dict[str, Any]]:
+    """Ask every session in ``config`` for its status once, all at the same time.
+
+    Returns:
+        One JSON-ready dict per session, in config order (see ``colabtui status --json``);
+        tokens masked, remote text with control characters removed.
+    """
+    return list(await asyncio.gather(*(_poll_one(s, timeout_s) for s in config.sessions)))
+
+
+async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
+    from colabtui.client import RemoteClient, SessionError
+
+    entry: dict[str, Any] = {"label": plain(session.display_label), "url": session.url,
+                             "key": session.key, "token": mask_token(session.token)}
+    async with RemoteClient(session.url, session.token, timeout_s=timeout_s) as client:
+        try:
+            st = await client.status()
+        except SessionError as exc:
+            entry.update(ok=False, error={"kind": exc.kind, "message": plain(exc.message)})
+            return entry
+    loss = st.metrics.get("loss")
+    gpu = st.gpus[0] if st.gpus else None
+    last = st.checkpoint.last
+    now = time.time()
+    entry.update(
+        ok=True, run=plain(st.run), session_id=plain(st.session_id), state=st.state,
+        step=st.step, total_steps=st.total_steps, epoch=st.epoch, steps_per_s=st.steps_per_s,
+        loss=loss, loss_nonfinite=st.metrics_nonfinite.get("loss"),
+        gpu=None if gpu is None else {
+            "name": plain(gpu.name) if gpu.name else None,
+            "utilization_pct": gpu.utilization_pct,
+            "memory_used_bytes": gpu.memory_used_bytes,
+            "memory_total_bytes": gpu.memory_total_bytes,
+            "temperature_c": gpu.temperature_c,
+        },
+        checkpoint=None if last is None else {
+            "step": last.step, "bytes": last.bytes, "saved_at": last.saved_at,
+            "age_s": round(max(0.0, (st.server_time or now) - last.saved_at), 1),
+            "path": plain(last.path),
+        },
+        error=None if st.error is None else {"kind": "run_failed", "message": plain(st.error)},
+    )
+    return entry
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return "-"
+
+
+def _fmt_age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _row(e: dict[str, Any]) -> list[str]:
+    if not e["ok"]:
+        return [e["label"], "error", "", "", "", e["error"]["message"]]
+    step = "-" if e["step"] is None else str(e["step"])
+    if e["total_steps"]:
+        step += f"/{e['total_steps']}"
+    loss = e["loss_nonfinite"] or ("-" if e["loss"] is None else f"{e['loss']:.4g}")
+    gpu = "none"
+    if e["gpu"]:
+        g = e["gpu"]
+        gpu = g["name"] or "GPU"
+        if g["utilization_pct"] is not None:
+            gpu += f" {g['utilization_pct']:.0f}%"
+    ck = e["checkpoint"]
+    ckpt = "none yet" if ck is None else \
+        f"step {ck['step']}, {_fmt_bytes(ck['bytes'])}, {_fmt_age(ck['age_s'])}"
+    return [e["label"], e["state"], step, loss, gpu, ckpt]
+
+
+async def _status(config_path: Path, args: argparse.Namespace) -> int:
+    config = load_config(config_path)
+    entries = await poll_all(config, args.timeout)
+    if args.json:
+        print(json.dumps({"config": str(config_path), "sessions": entries}, indent=2,
+                         allow_nan=False))
+    elif not entries:
+        print(f"no sessions saved in {config_path}; add one with: colabtui connect URL --token T")
+    else:
+        rows = [["SESSION", "STATE", "STEP", "LOSS", "GPU", "CHECKPOINT / ERROR"]]
+        rows += [_row(e) for e in entries]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1])
+    return EXIT_OK if all(e["ok"] for e in entries) else EXIT_SESSION

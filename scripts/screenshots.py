@@ -1,0 +1,89 @@
+"""Regenerate the screenshots under screenshots/ (SVG, and PNG via cairosvg).
+
+    python scripts/screenshots.py
+
+Layouts, from fixed realistic data with a frozen clock (tests/app/ui_fixtures.py): three
+sessions at 160x48 and 80x24, one session unreachable, the stop confirmation, the welcome
+screen, and the help screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "app"))
+
+import cairosvg  # noqa: E402
+from ui_fixtures import (  # noqa: E402
+    feed,
+    frozen_clock,
+    three_sessions,
+    unreachable_session,
+    write_config,
+)
+
+from colabtui.app import ColabTuiApp  # noqa: E402
+
+OUT = ROOT / "screenshots"
+
+# The SVG asks for Fira Code; most machines rendering PNGs lack it, and the fallback is not
+# monospaced. DejaVu Sans Mono has every glyph the app draws (blocks, quadrants, arrows).
+FONT_SWAP = (('"Fira Code"', '"DejaVu Sans Mono"'),
+             ("Fira Code, monospace", "DejaVu Sans Mono, monospace"))
+
+SHOTS = [
+    # name, size, sessions, keys pressed after the data is in
+    ("three-sessions-160x48", (160, 48), "three", ()),
+    ("three-sessions-80x24", (80, 24), "three", ()),
+    ("unreachable", (120, 36), "unreachable", ()),
+    ("stop-confirmation", (120, 36), "three", ("2", "x")),
+    ("welcome", (100, 32), "none", ()),
+    ("help", (100, 32), "three", ("question_mark",)),
+]
+
+
+def _sessions(kind: str):
+    if kind == "three":
+        return three_sessions()
+    if kind == "unreachable":
+        return [three_sessions()[0], unreachable_session()]
+    return []
+
+
+async def shoot(name: str, size: tuple[int, int], kind: str, keys: tuple[str, ...],
+                work: Path) -> Path:
+    sessions = _sessions(kind)
+    config = work / f"{name}.toml"
+    if sessions:
+        write_config(config, sessions)
+    app = ColabTuiApp(config, work / f"{name}.sqlite3", clock=frozen_clock, poll=False)
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        feed(app, sessions)
+        await pilot.pause()
+        if keys:
+            await pilot.press(*keys)
+            await pilot.pause()
+        svg = app.export_screenshot(title="colabtui")
+    path = OUT / f"{name}.svg"
+    path.write_text(svg, encoding="utf-8")
+    for old, new in FONT_SWAP:
+        svg = svg.replace(old, new)
+    cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(path.with_suffix(".png")))
+    return path
+
+
+async def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, size, kind, keys in SHOTS:
+            path = await shoot(name, size, kind, keys, Path(tmp))
+            print(f"wrote {path.relative_to(ROOT)} and .png")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

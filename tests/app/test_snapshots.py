@@ -1,0 +1,53 @@
+"""Snapshot tests of the main layouts, from fixed data with a frozen clock (no network).
+
+Regenerate with ``pytest tests/app/test_snapshots.py --snapshot-update`` and look at the
+result (``python scripts/screenshots.py`` writes the same layouts as PNG).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ui_fixtures import feed, frozen_clock, three_sessions, unreachable_session, write_config
+
+from colabtui.app import ColabTuiApp
+
+
+def _app(tmp_path: Path, sessions) -> ColabTuiApp:
+    config = tmp_path / "config.toml"
+    if sessions:
+        write_config(config, sessions)
+    return ColabTuiApp(config, tmp_path / "ledger.sqlite3", clock=frozen_clock, poll=False)
+
+
+def _feeder(sessions):
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        feed(pilot.app, sessions)
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48), (40, 12)], ids=["80x24", "160x48", "40x12"])
+def test_three_sessions(snap_compare, tmp_path, size):
+    sessions = three_sessions()
+    assert snap_compare(_app(tmp_path, sessions), terminal_size=size,
+                        run_before=_feeder(sessions))
+
+
+def test_unreachable_session(snap_compare, tmp_path):
+    sessions = [three_sessions()[0], unreachable_session()]
+    assert snap_compare(_app(tmp_path, sessions), terminal_size=(120, 36),
+                        run_before=_feeder(sessions))
+
+
+def test_stop_confirmation(snap_compare, tmp_path):
+    sessions = three_sessions()
+    assert snap_compare(_app(tmp_path, sessions), terminal_size=(120, 36), press=["2", "x"],
+                        run_before=_feeder(sessions))
+
+
+def test_welcome_screen(snap_compare, tmp_path):
+    assert snap_compare(_app(tmp_path, []), terminal_size=(100, 32))

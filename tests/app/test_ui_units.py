@@ -1,0 +1,119 @@
+"""The UI's pure parts (formatting, chart reduction) and its handling of bad input."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+from colabtui_remote.schema import MetricPoint
+from ui_fixtures import NOW, feed, frozen_clock, three_sessions, write_config
+
+from colabtui.app import ColabTuiApp
+from colabtui.config import Config, SessionConfig, save_config
+from colabtui.formatting import bar, fmt_age, fmt_bytes, fmt_duration, fmt_eta, fmt_rate
+from colabtui.screens.add_session import AddSessionScreen
+from colabtui.widgets.loss_chart import chart_series, minmax_per_column, prepare
+
+
+def test_formatting():
+    assert fmt_age(NOW - 240, NOW) == "4 min ago"
+    assert fmt_age(NOW - 1, NOW) == "just now"
+    assert fmt_age(None, NOW) == "n/a"
+    assert fmt_bytes(180_000_000) == "180 MB"
+    assert fmt_bytes(1_400_000_000) == "1.4 GB"
+    assert fmt_bytes(512) == "512 B"
+    assert fmt_duration(185) == "3m"
+    assert fmt_duration(3900) == "1h05m"
+    assert fmt_duration(math.nan) == "n/a"
+    assert fmt_eta(100, 1100, 10.0) == "1m"
+    assert fmt_eta(100, None, 10.0) == "n/a"
+    assert fmt_rate(0.5) == "2.0 s/step"
+    assert bar(0.5, 4) == "██  "
+    assert bar(None, 3) == "░░░"
+
+
+def test_minmax_keeps_spikes_and_at_most_two_points_per_column():
+    steps = np.arange(10_000, dtype=float)
+    values = np.ones(10_000)
+    values[4321] = 50.0
+    values[777] = -3.0
+    xs, ys = minmax_per_column(steps, values, 40, 0, 9999)
+    assert len(xs) <= 80
+    assert 50.0 in ys and -3.0 in ys
+    assert list(xs) == sorted(xs)
+
+
+def test_nonfinite_points_are_counted_never_dropped():
+    pts = [MetricPoint(i, i, 0.0, v) for i, v in
+           enumerate([1.0, math.nan, 0.5, math.inf, -math.inf, 0.0, 0.2])]
+    p = prepare("loss", pts, log_scale=False)
+    assert (p.nan, p.inf, len(p.steps)) == (1, 2, 4)
+    assert sorted(p.top) == [1, 3] and list(p.bottom) == [4]
+    logp = prepare("loss", pts, log_scale=True)
+    assert logp.nonpositive == 1 and len(logp.steps) == 3
+    assert chart_series(["acc", "val_loss", "loss"]) == ["loss", "val_loss"]
+    assert chart_series(["acc", "lr"]) == ["acc"]
+
+
+async def test_untrusted_text_renders_literally(tmp_path):
+    sessions = three_sessions()
+    for s, label in zip(sessions, ["[bold]x[/", "[/", "[1]"], strict=True):
+        s.config.label = label
+    write_config(tmp_path / "c.toml", sessions)
+    app = ColabTuiApp(tmp_path / "c.toml", tmp_path / "l.db", clock=frozen_clock, poll=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        feed(app, sessions)
+        await pilot.pause()
+        app.notify("[bold]x[/ [red]", markup=False)
+        await pilot.pause()
+        text = html.unescape(app.export_screenshot()).replace("\xa0", " ")
+    for literal in ("[bold]x[/", "[/", "[1]", "[Errno 28]"):
+        assert literal in text
+
+
+async def test_a_broken_config_is_reported_and_never_overwritten(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text("[[sessions]]\nurl = 'http://127.0.0.1:1'\ntoken = \n", encoding="utf-8")
+    before = config.read_bytes()
+    app = ColabTuiApp(config, tmp_path / "l.db", poll=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.config_error is not None
+        assert any("config" in (n.title or "") for n in app._notifications)
+        await pilot.press("a")
+        assert not isinstance(app.screen, AddSessionScreen)
+    assert config.read_bytes() == before
+
+
+async def test_the_add_form_explains_bad_input_and_saves_nothing(tmp_path):
+    config = tmp_path / "config.toml"
+    save_config(Config([SessionConfig("http://127.0.0.1:9", "t" * 20, "old")]), config)
+    before = config.read_bytes()
+    app = ColabTuiApp(config, tmp_path / "l.db", poll=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, AddSessionScreen)
+
+        async def attempt(url: str, token: str) -> str:
+            form.query_one("#url").value = url
+            form.query_one("#token").value = token
+            form.query_one("#form-error").update("")
+            form.query_one("#label").focus()
+            await pilot.press("enter")  # Enter in the last field submits the form
+            for _ in range(400):
+                shown = str(form.query_one("#form-error").render())
+                if shown and "asking" not in shown:
+                    return shown
+                await pilot.pause(0.02)
+            raise AssertionError("no answer shown in the form")
+
+        assert "http://" in await attempt("ftp://x", "tok")
+        assert "token is empty" in await attempt("http://127.0.0.1:9", "")
+        assert "already" in await attempt("http://127.0.0.1:9", "t" * 20)
+        # port 1 on loopback: nothing listens, the connection is refused
+        assert "does not answer" in await attempt("http://127.0.0.1:1", "t" * 20)
+        await pilot.press("escape")
+    assert config.read_bytes() == before

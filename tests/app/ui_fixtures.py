@@ -1,0 +1,156 @@
+"""Fixed, realistic data for the UI's snapshot tests and screenshots: three sessions on
+different GPUs, one unreachable CPU session, a frozen clock.
+
+Nothing here is a fake server: the data are :mod:`colabtui_remote.schema` objects, fed to the
+panels exactly as a poll would deliver them (``SessionPanel.apply``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from colabtui_remote.schema import (
+    PROTOCOL_VERSION,
+    CheckpointInfo,
+    CheckpointStatus,
+    GpuStats,
+    MetricPoint,
+    SaveProgress,
+    Status,
+)
+
+from colabtui.client import SessionError
+from colabtui.config import Config, SessionConfig, Settings, save_config
+from colabtui.widgets.session_panel import PollResult
+
+NOW = 1_760_000_000.0
+"""The frozen clock (Unix seconds) of every fixed-data test."""
+
+GIB = 2**30
+MB = 1_000_000
+
+
+def frozen_clock() -> float:
+    return NOW
+
+
+def loss_curve(n: int, *, every: int = 10, start: float = 2.3, floor: float = 0.08,
+               tau: float = 2500.0, seed: int = 0, nan_at: tuple[int, ...] = (),
+               spike_at: tuple[int, ...] = (), first_seq: int = 1) -> list[MetricPoint]:
+    """A decaying noisy loss, ``n`` points every ``every`` steps; NaN and spikes where asked
+    (indices into the points)."""
+    rng = random.Random(seed)
+    pts = []
+    for i in range(n):
+        step = i * every
+        value = floor + (start - floor) * math.exp(-step / tau)
+        value *= 1 + 0.08 * rng.gauss(0, 1)
+        if i in spike_at:
+            value *= 3.5
+        if i in nan_at:
+            value = math.nan
+        pts.append(MetricPoint(first_seq + i, step, NOW - (n - i) * 0.2, value))
+    return pts
+
+
+@dataclass
+class FixedSession:
+    """A session config and what its polls deliver."""
+
+    config: SessionConfig
+    status: Status
+    series: dict[str, list[MetricPoint]] = field(default_factory=dict)
+    error: SessionError | None = None
+    error_since: float | None = None
+
+
+def _status(label: str, run: str, step: int, total: int | None, *, epoch: int,
+            rate: float, gpus: list[GpuStats], checkpoint: CheckpointStatus,
+            loss: float, started_ago: float, gpu_error: str | None = None,
+            state: str = "running") -> Status:
+    return Status(protocol=PROTOCOL_VERSION, run=run, session_id=f"sess-{run}", label=label,
+                  state=state, step=step, total_steps=total, epoch=epoch, steps_per_s=rate,
+                  metrics={"loss": loss}, last_seq=step // 10, started_at=NOW - started_ago,
+                  uptime_s=started_ago, server_time=NOW, gpus=gpus, gpu_error=gpu_error,
+                  checkpoint=checkpoint)
+
+
+def three_sessions() -> list[FixedSession]:
+    """Colab T4 saving fine, a Colab A100 in the middle of a save with 34 min at risk, a
+    Kaggle P100 without power readings whose last save failed."""
+    t4 = FixedSession(
+        SessionConfig("http://127.0.0.1:8701", "tok-t4-0123456789abcdef", "resnet50 · T4"),
+        _status("resnet50 · T4", "resnet50-lr3e-4", 8420, 20000, epoch=12, rate=6.3,
+                gpus=[GpuStats(0, "Tesla T4", "GPU-1", 97.0, int(13.1 * GIB), int(15.0 * GIB),
+                               71.0, 68.2, 70.0)],
+                checkpoint=CheckpointStatus(
+                    dir="/content/drive/MyDrive/colabtui/resnet50",
+                    last=CheckpointInfo(8000, "/ck/step-8000.pt", 180 * MB, "ab", NOW - 240,
+                                        3.2, 12),
+                    next_autosave_at=NOW + 360, autosave_every_s=600, count=3),
+                loss=0.41, started_ago=5400),
+        {"loss": loss_curve(842, seed=1, nan_at=(500, 501), spike_at=(300,))},
+    )
+    a100 = FixedSession(
+        SessionConfig("http://127.0.0.1:8702", "tok-a100-0123456789abcdef", "vit-small · A100"),
+        _status("vit-small · A100", "vit-small-bs512", 15300, 50000, epoch=3, rate=11.8,
+                gpus=[GpuStats(0, "NVIDIA A100-SXM4-40GB", "GPU-2", 88.0, int(31.2 * GIB),
+                               int(40.0 * GIB), 58.0, 287.0, 400.0)],
+                checkpoint=CheckpointStatus(
+                    last=CheckpointInfo(12000, "/ck/step-12000.pt", 330 * MB, "cd",
+                                        NOW - 34 * 60, 8.1, 2),
+                    in_progress=SaveProgress(15300, "writing", 210 * MB, 330 * MB, NOW - 4),
+                    count=2),
+                loss=1.12, started_ago=3 * 3600),
+        {"loss": loss_curve(1530, seed=2, start=6.9, floor=0.9, tau=6000),
+         "val_loss": loss_curve(31, every=500, seed=3, start=7.0, floor=1.0, tau=6000)},
+    )
+    p100 = FixedSession(
+        SessionConfig("http://127.0.0.1:8703", "tok-p100-0123456789abcdef", "bert-ft · Kaggle"),
+        _status("bert-ft · Kaggle", "bert-base-ft", 2210, None, epoch=1, rate=0.8,
+                gpus=[GpuStats(0, "Tesla P100-PCIE-16GB", "GPU-3", 64.0, int(9.8 * GIB),
+                               int(16.0 * GIB), 49.0, None, None,
+                               {"power_w": "NVML_ERROR_NOT_SUPPORTED"})],
+                checkpoint=CheckpointStatus(
+                    last=CheckpointInfo(2000, "/ck/step-2000.pt", 1_300 * MB, "ef", NOW - 420,
+                                        21.0, 1),
+                    last_error="OSError: [Errno 28] No space left on device",
+                    last_error_at=NOW - 60, count=1),
+                loss=0.093, started_ago=2900),
+        {"loss": loss_curve(221, seed=4, start=0.9, floor=0.05, tau=800)},
+    )
+    return [t4, a100, p100]
+
+
+def unreachable_session() -> FixedSession:
+    """A CPU runtime (no NVML) last seen 3 minutes ago: values kept, shown dimmed."""
+    return FixedSession(
+        SessionConfig("http://127.0.0.1:8704", "tok-cpu-0123456789abcdef", "mlp · laptop CPU"),
+        _status("mlp · laptop CPU", "digits-mlp", 640, 3000, epoch=5, rate=42.0, gpus=[],
+                gpu_error="NVML Shared Library Not Found",
+                checkpoint=CheckpointStatus(
+                    last=CheckpointInfo(600, "/ck/step-600.pt", 2 * MB, "01", NOW - 300, 0.1, 5),
+                    count=1),
+                loss=0.21, started_ago=400),
+        {"loss": loss_curve(64, seed=5, start=2.3, floor=0.1, tau=200)},
+        error=SessionError("unreachable", "connection refused"),
+        error_since=NOW - 185,
+    )
+
+
+def write_config(path: Path, sessions: list[FixedSession], **settings) -> None:
+    save_config(Config([s.config for s in sessions], Settings(**settings)), path)
+
+
+def feed(app, sessions: list[FixedSession]) -> None:
+    """Apply each session's fixed poll results to its panel, as the poll loop would."""
+    for s in sessions:
+        panel = app.panel(s.config.key)
+        at = NOW if s.error is None else s.error_since - 5
+        panel.apply(PollResult(s.config.key, at, status=s.status, history=s.series))
+        if s.error is not None:
+            panel.apply(PollResult(s.config.key, s.error_since, error=s.error))
+            panel.apply(PollResult(s.config.key, NOW, error=s.error))
