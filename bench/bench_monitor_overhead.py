@@ -19,9 +19,8 @@ import textwrap
 import time
 
 import torch
-from sklearn.datasets import load_digits
-
 from colabtui_remote import Monitor
+from sklearn.datasets import load_digits
 
 POLLER = textwrap.dedent("""
     import sys, time, httpx

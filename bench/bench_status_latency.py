@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import torch
 from bench_monitor_overhead import make_step
-
 from colabtui_remote import Monitor
 
 

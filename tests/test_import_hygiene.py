@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import colabtui
 import colabtui_remote
+
+import colabtui
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -628,6 +628,7 @@ def load_resumable(directory: str | os.PathLike) -> tuple[dict, CheckpointInfo] 
 
     Raises:
         ImportError: there is a checkpoint to load but torch is not installed.
+        OSError: the folder exists but cannot be listed (e.g. permission denied).
     """
     directory = os.path.abspath(os.fspath(directory))
     try:

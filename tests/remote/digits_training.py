@@ -8,9 +8,8 @@ import time
 from dataclasses import dataclass
 
 import torch
-from sklearn.datasets import load_digits
-
 from colabtui_remote import Monitor
+from sklearn.datasets import load_digits
 
 _DATA: tuple[torch.Tensor, torch.Tensor] | None = None
 

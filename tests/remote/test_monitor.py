@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 import torch
-from digits_training import TrainingThread, make_training, wait_for
-
 from colabtui_remote import Monitor, schema
 from colabtui_remote.checkpoint import load_resumable
+from digits_training import TrainingThread, make_training, wait_for
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ import uuid
 
 import httpx
 import torch
-from digits_training import wait_for
-
 from colabtui_remote.checkpoint import load_resumable
+from digits_training import wait_for
 
 TOTAL = 400
 

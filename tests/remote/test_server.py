@@ -10,7 +10,6 @@ import uuid
 
 import httpx
 import pytest
-
 from colabtui_remote import Monitor, schema
 from colabtui_remote.server import PortInUse
 
