@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 PROTOCOL_VERSION = 1
 """Bumped on every incompatible change to the JSON below."""
@@ -105,8 +105,12 @@ def dumps(obj: Any) -> bytes:
     """
     if hasattr(obj, "__dataclass_fields__"):
         obj = asdict(obj)
-    return json.dumps(_sanitize(obj), allow_nan=False, separators=(",", ":"),
-                      ensure_ascii=False).encode("utf-8")
+    try:  # fast path: the C encoder alone, when nothing non-finite is inside
+        text = json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        text = json.dumps(_sanitize(obj), allow_nan=False, separators=(",", ":"),
+                          ensure_ascii=False)
+    return text.encode("utf-8")
 
 
 def loads(data: bytes | str) -> Any:
@@ -225,10 +229,9 @@ class Status:
     """Why the run failed, when ``state == "failed"``."""
 
 
-@dataclass(frozen=True)
-class MetricPoint:
+class MetricPoint(NamedTuple):
     """One logged value. ``value`` is a float, NaN or ±inf in memory; on the wire it is
-    ``[seq, step, time, value_or_null, marker_or_null]``."""
+    ``[seq, step, time, value_or_null, marker_or_null]``. A named tuple: pages hold thousands."""
 
     seq: int
     step: int
@@ -236,9 +239,10 @@ class MetricPoint:
     value: float
 
     def to_wire(self) -> list:
-        marker = nonfinite_marker(self.value)
-        return [self.seq, self.step, round(self.time, 3),
-                None if marker else self.value, marker]
+        value = self.value
+        if value - value == 0.0:  # finite (NaN - NaN and inf - inf are NaN)
+            return [self.seq, self.step, round(self.time, 3), value, None]
+        return [self.seq, self.step, round(self.time, 3), None, nonfinite_marker(value)]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "colabtui-remote"
     sys_version = ""
     timeout = IDLE_TIMEOUT_S
+    # Headers and body go out in two writes; with Nagle on, the second waits for the client's
+    # delayed ACK (40 ms on Linux) on every keep-alive request.
+    disable_nagle_algorithm = True
     server: _QuietServer
 
     def log_message(self, format, *args):  # noqa: A002 — http.server prints each request otherwise
