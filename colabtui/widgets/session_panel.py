@@ -315,12 +315,13 @@ class SessionPanel(Vertical, can_focus=True):
             return
         now = self._clock()
         fresh = status.session_id != self._session_id
+        # SQLite work runs on a thread: a ledger of millions of points must not stall the UI.
         if fresh:
             self._session_id = status.session_id
-            self._after = ledger.last_seq(status.session_id) if ledger else 0
+            self._after = await asyncio.to_thread(ledger.last_seq, status.session_id) if ledger else 0
         if ledger is not None:
-            ledger.record_status(self.session.key, self.session.url, self.session.display_label,
-                                 status, now)
+            await asyncio.to_thread(ledger.record_status, self.session.key, self.session.url,
+                                    self.session.display_label, status, now)
         new: dict[str, list[MetricPoint]] = {}
         error = None
         try:
@@ -329,7 +330,7 @@ class SessionPanel(Vertical, can_focus=True):
                     break
                 page = await client.metrics(self._after)
                 if ledger is not None:
-                    ledger.add_points(status.run, status.session_id, page)
+                    await asyncio.to_thread(ledger.add_points, status.run, status.session_id, page)
                 for name, pts in page.series.items():
                     new.setdefault(name, []).extend(pts)
                 self._after = max(self._after, page.next_after)
@@ -339,7 +340,7 @@ class SessionPanel(Vertical, can_focus=True):
             error = exc
         history = None
         if fresh and ledger is not None:
-            history = ledger.load_series(status.run)
+            history = await asyncio.to_thread(ledger.load_series, status.run)
             new = {}
         self.post_message(PollResult(self.session.key, self._clock(), status=status,
                                      new_points=new, history=history, error=error))
