@@ -11,7 +11,7 @@ import hmac
 import logging
 import re
 from typing import Any, Protocol
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import schema
 from .commands import CommandBook, CommandConflict
@@ -47,12 +47,15 @@ class Api:
 
     def __init__(self, source: SessionSource, token: str) -> None:
         self._source = source
-        self._token = ("Bearer " + token).encode("utf-8")
+        self._token = token.encode("utf-8")
 
     def authorized(self, authorization: str | None) -> bool:
-        """Constant-time comparison of the whole header against ``Bearer <token>``."""
-        given = (authorization or "").encode("utf-8", "replace")
-        return hmac.compare_digest(given, self._token)
+        """``Authorization: Bearer <token>`` (the scheme in any case, RFC 7235), the token
+        compared in constant time."""
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        ok_scheme = scheme.lower() == "bearer"
+        same = hmac.compare_digest(given.strip().encode("utf-8", "replace"), self._token)
+        return ok_scheme and same
 
     def handle(self, method: str, target: str, authorization: str | None,
                body: bytes) -> tuple[int, Any]:
@@ -76,10 +79,17 @@ class Api:
 
     def _route(self, method: str, target: str, body: bytes) -> tuple[int, Any]:
         parts = urlsplit(target)
-        path = parts.path.rstrip("/") or "/"
+        path = unquote(parts.path).rstrip("/") or "/"
         query = parse_qs(parts.query, max_num_fields=8)
         if path == "/v1/status":
-            return self._only(method, "GET") or (200, schema.status_to_wire(self._source.status()))
+            refused = self._only(method, "GET")
+            if refused:
+                return refused
+            body = schema.status_to_wire(self._source.status())
+            notify = getattr(self._source, "status_served", None)
+            if notify is not None:
+                notify()
+            return 200, body
         if path == "/v1/metrics":
             return self._only(method, "GET") or self._metrics(query)
         if path == "/v1/checkpoints":
@@ -121,10 +131,12 @@ class Api:
             return _error(409, "conflict", str(exc))
         except ValueError as exc:
             return _error(400, "bad_request", str(exc))
+        self._source.commands.delivered(record.id)  # a retry that finds it finished
         return 202, schema.command_to_wire(record)
 
     def _get_command(self, command_id: str) -> tuple[int, Any]:
         record = self._source.commands.get(command_id)
         if record is None:
             return _error(404, "not_found", f"no command with id {command_id[:128]!r}")
+        self._source.commands.delivered(command_id)
         return 200, schema.command_to_wire(record)

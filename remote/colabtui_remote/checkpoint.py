@@ -531,16 +531,7 @@ class Checkpointer:
             with self._cond:
                 entries = [*self._entries, info]
             kept, dropped = entries[-self.keep:], entries[:-self.keep]
-            mtmp = os.path.join(self.directory, f".{MANIFEST}.tmp-{secrets.token_hex(4)}")
-            try:
-                with open(mtmp, "xb") as f:
-                    f.write(_manifest_bytes(kept))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(mtmp, os.path.join(self.directory, MANIFEST))
-            except BaseException:
-                _remove_quietly(mtmp)
-                raise
+            self._write_manifest(kept)
             published = True
             with self._cond:
                 self._entries = kept
@@ -554,6 +545,48 @@ class Checkpointer:
                     info.bytes, info.seconds)
         return info
 
+    def _write_manifest(self, entries: list[CheckpointInfo]) -> None:
+        """Replace manifest.json atomically: temp name, fsync, os.replace."""
+        mtmp = os.path.join(self.directory, f".{MANIFEST}.tmp-{secrets.token_hex(4)}")
+        try:
+            with open(mtmp, "xb") as f:
+                f.write(_manifest_bytes(entries))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(mtmp, os.path.join(self.directory, MANIFEST))
+        except BaseException:
+            _remove_quietly(mtmp)
+            raise
+
+    def resumed_from(self, info: CheckpointInfo) -> list[CheckpointInfo]:
+        """Record that resume took ``info``: listed checkpoints after it failed verification, so
+        they are taken off the manifest (their files stay on disk, never loaded) and are no
+        longer reported as the last durable checkpoint.
+
+        Returns:
+            The entries taken off (empty when ``info`` is the newest or not listed).
+
+        Raises:
+            OSError: the manifest could not be rewritten (the old one stays as it was).
+        """
+        with self._cond:
+            if self._job is not None:
+                raise RuntimeError("resumed_from() while a save is in flight")
+            paths = [e.path for e in self._entries]
+            if info.path not in paths:
+                return []
+            cut = paths.index(info.path) + 1
+            kept, bad = self._entries[:cut], self._entries[cut:]
+            if not bad:
+                return []
+            self._write_manifest(kept)
+            self._entries = kept
+        _fsync_dir(self.directory)
+        for entry in bad:
+            logger.info("unlisted %s (step %d): it failed verification on resume; the file is "
+                        "kept but never loaded", entry.path, entry.step)
+        return bad
+
     def _prune(self, dropped: list[CheckpointInfo]) -> None:
         """Delete checkpoints the manifest no longer lists (it was already rewritten)."""
         for entry in dropped:
@@ -564,7 +597,10 @@ class Checkpointer:
 
 
 def _warn(message: str) -> None:
-    logger.warning("%s", message)
+    # Once, not twice: with no logging configured (a notebook, a script) the warning alone
+    # shows; where logging is set up, it goes there too.
+    if logger.hasHandlers():
+        logger.warning("%s", message)
     warnings.warn(message, CheckpointWarning, stacklevel=3)
 
 

@@ -9,6 +9,7 @@ acts once.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -17,8 +18,15 @@ from dataclasses import replace
 from .schema import ACTIONS, CheckpointInfo, CommandRecord
 
 MAX_ID_LENGTH = 128
+_ID = re.compile(rf"[A-Za-z0-9._~-]{{1,{MAX_ID_LENGTH}}}")
+"""Command ids: URL-safe characters only, so the id in ``/v1/commands/<id>`` needs no escaping."""
+
 MAX_RECORDS = 1000
 """Records kept for ``GET /v1/commands/<id>``; the oldest finished ones go first."""
+
+
+INTERNAL_PREFIX = "internal-"
+"""Ids of commands the session gives itself (SIGTERM); no client waits for them."""
 
 
 class CommandConflict(ValueError):
@@ -37,6 +45,7 @@ class CommandBook:
         self._lock = threading.Lock()
         self._records: OrderedDict[str, CommandRecord] = OrderedDict()
         self._pending: list[str] = []
+        self._delivered: set[str] = set()
         self.changed = threading.Event()
         """Set whenever a command arrives, so a waiting training loop can look at once."""
 
@@ -50,8 +59,9 @@ class CommandBook:
             ValueError: empty or over-long id, unknown action.
             CommandConflict: the id is known with another action.
         """
-        if not isinstance(command_id, str) or not command_id or len(command_id) > MAX_ID_LENGTH:
-            raise ValueError(f"id must be a non-empty string of at most {MAX_ID_LENGTH} characters")
+        if not isinstance(command_id, str) or not _ID.fullmatch(command_id):
+            raise ValueError(f"id must be 1 to {MAX_ID_LENGTH} characters of A-Z a-z 0-9 . _ ~ - "
+                             "(a UUID fits), so that GET /v1/commands/<id> can find it")
         if action not in ACTIONS:
             raise ValueError(f"unknown action {str(action)[:40]!r}; expected one of {', '.join(ACTIONS)}")
         with self._lock:
@@ -72,6 +82,19 @@ class CommandBook:
     def get(self, command_id: str) -> CommandRecord | None:
         with self._lock:
             return self._records.get(command_id)
+
+    def delivered(self, command_id: str) -> None:
+        """Note that a client has seen this command's outcome (done or failed)."""
+        with self._lock:
+            record = self._records.get(command_id)
+            if record is not None and record.state in ("done", "failed"):
+                self._delivered.add(command_id)
+
+    def undelivered(self) -> list[str]:
+        """Ids of commands sent by a client whose outcome no client has fetched yet."""
+        with self._lock:
+            return [cid for cid, r in self._records.items()
+                    if cid not in self._delivered and not cid.startswith(INTERNAL_PREFIX)]
 
     def has_pending(self) -> bool:
         """Cheap check for the hot path: a list's truth value, read without the lock."""
@@ -105,6 +128,7 @@ class CommandBook:
             for cid, rec in self._records.items():
                 if rec.state in ("done", "failed"):
                     del self._records[cid]
+                    self._delivered.discard(cid)
                     break
             else:
                 return

@@ -37,7 +37,7 @@ from . import schema
 from .api import Api
 from .checkpoint import Checkpointer, load_resumable, restore
 from .checkpoint_state import saved_values
-from .commands import CommandBook
+from .commands import INTERNAL_PREFIX, CommandBook
 from .gpu import GpuSampler
 from .metrics import MetricsStore
 from .server import Server
@@ -50,6 +50,28 @@ can be set up once)."""
 
 TOKEN_BYTES = 24
 """Random bytes in a generated token: 192 bits (the protocol asks for at least 128)."""
+
+LINGER_S = 5.0
+"""After the run ends, :meth:`Monitor.close` keeps serving up to this long, until a polling
+client has seen the final state and every command's outcome (a stop's "done" included)."""
+
+
+def new_token() -> str:
+    """A random bearer token of :data:`TOKEN_BYTES` bytes, URL-safe base64, never starting with
+    ``-`` (so ``--token TOKEN`` on a command line is not taken for an option)."""
+    while True:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        if not token.startswith("-"):
+            return token
+
+
+def connect_line(url: str, token: str, label: str) -> str:
+    """The line to paste on the laptop: ``colabtui connect URL --token TOKEN --label LABEL``,
+    quoted for a POSIX shell (a user's token or label may start with ``-`` or hold spaces)."""
+    token_arg = f"--token={shlex.quote(token)}" if token.startswith("-") else f"--token {shlex.quote(token)}"
+    label_arg = f"--label={shlex.quote(label)}" if label.startswith("-") else f"--label {shlex.quote(label)}"
+    return f"colabtui connect {url} {token_arg} {label_arg}"
+
 
 _LIVE: dict[tuple[str, int], tuple[Server, str]] = {}
 """Servers this process runs, by address, so that re-running a notebook cell replaces the old
@@ -105,6 +127,7 @@ class Monitor:
         self.token: str | None = None
         self._handle_sigterm = handle_sigterm
         self._previous_sigterm: Any = None
+        self._status_served_at: float | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ set-up
@@ -140,6 +163,10 @@ class Monitor:
             return self.step
         state, info = found
         notes = restore(self._tracked, state)
+        try:
+            self.checkpointer.resumed_from(info)  # newer listed ones failed verification
+        except OSError as exc:
+            log.warning("colabtui_remote: could not unlist unusable checkpoints: %s", exc)
         for note in notes:
             log.info("colabtui_remote: %s", note)
         self.extras.update(saved_values(state))
@@ -175,7 +202,7 @@ class Monitor:
             if previous is not None:
                 previous[0].close()
                 token = token or previous[1]
-            token = token or secrets.token_urlsafe(TOKEN_BYTES)
+            token = token or new_token()
             self._server = Server(Api(self, token), host=host, port=port)
             _LIVE[(host, self._server.port)] = (self._server, token)
         self.token = token
@@ -186,8 +213,7 @@ class Monitor:
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         url = f"http://{shown}:{self._server.port}"
         if not quiet:
-            print(f"colabtui connect {url} --token {token} --label {shlex.quote(self.label)}",
-                  flush=True)
+            print(connect_line(url, token, self.label), flush=True)
         return url
 
     @property
@@ -261,7 +287,7 @@ class Monitor:
         ckpt = self.checkpointer
         if self._sigterm and not self._stop:
             self._sigterm = False
-            self.commands.submit(f"sigterm-{self.session_id}", "stop")
+            self.commands.submit(f"{INTERNAL_PREFIX}sigterm-{self.session_id}", "stop")
         busy = ckpt is not None and ckpt.busy
         if self.commands.has_pending() and not busy:
             records = self.commands.take_pending()
@@ -434,6 +460,7 @@ class Monitor:
         if self.checkpointer is not None:
             self.checkpointer.close()
         if self._server is not None:
+            self._linger()
             with _LIVE_LOCK:
                 key = (self._server.host, self._server.port)
                 if key in _LIVE and _LIVE[key][0] is self._server:
@@ -446,6 +473,24 @@ class Monitor:
             except (ValueError, OSError):
                 pass
             self._previous_sigterm = None
+
+    def _linger(self) -> None:
+        """Keep serving briefly so a polling laptop sees how the run ended: the final status
+        and the outcome of every command it sent. Returns at once when no client is polling."""
+        now = time.monotonic()
+        if self._status_served_at is None or now - self._status_served_at > 10.0:
+            return
+        ended_at = now
+        deadline = now + LINGER_S
+        while time.monotonic() < deadline:
+            seen_end = self._status_served_at is not None and self._status_served_at > ended_at
+            if seen_end and not self.commands.undelivered():
+                return
+            time.sleep(0.05)
+
+    def status_served(self) -> None:
+        """Called by the API each time a status snapshot goes out (for :meth:`close`)."""
+        self._status_served_at = time.monotonic()
 
     def __enter__(self) -> Monitor:
         return self

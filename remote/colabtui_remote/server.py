@@ -52,13 +52,37 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self):
         self._dispatch("PATCH")
 
+    def do_HEAD(self):
+        self._send(405, schema.error_body("method_not_allowed", "use GET or POST"), close=True)
+
+    def do_OPTIONS(self):
+        self._send(405, schema.error_body("method_not_allowed", "use GET or POST"), close=True)
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (bad request line, headers too long, unsupported
+        method or version) as JSON too, like every other answer."""
+        try:
+            self._send(code, schema.error_body("bad_request" if code < 500 else "unsupported",
+                                               f"HTTP {code}: {message or explain or 'error'}"),
+                       close=True, body=self.command != "HEAD")
+        except OSError:
+            self.close_connection = True
+
     def _dispatch(self, method: str) -> None:
+        if self.headers.get("Transfer-Encoding"):
+            self._send(411, schema.error_body(
+                "length_required", "chunked bodies are not supported: send Content-Length"),
+                close=True)
+            return
         try:
             length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError
         except ValueError:
-            self._send(400, schema.error_body("bad_request", "Content-Length is not a number"), close=True)
+            self._send(400, schema.error_body(
+                "bad_request", "Content-Length must be a non-negative integer"), close=True)
             return
-        if length > schema.MAX_REQUEST_BYTES or length < 0:
+        if length > schema.MAX_REQUEST_BYTES:
             # Do not read it: answer and drop the connection.
             self._send(413, schema.error_body(
                 "too_large", f"request body over {schema.MAX_REQUEST_BYTES} bytes"), close=True)
@@ -67,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, obj = self.server.api.handle(method, self.path, self.headers.get("Authorization"), body)
         self._send(status, obj)
 
-    def _send(self, status: int, obj, close: bool = False) -> None:
+    def _send(self, status: int, obj, close: bool = False, body: bool = True) -> None:
         data = schema.dumps(obj)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -77,7 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self.wfile.write(data)
+        if body:
+            self.wfile.write(data)
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import uuid
 from pathlib import Path
 
@@ -81,6 +82,32 @@ def test_stop_saves_then_ends_the_loop(session):
     assert schema.parse_status(client.get("/v1/status").json()).state == "stopped"
     _, info = load_resumable(mon.checkpointer.directory)
     assert info.step == mon.step
+
+
+def test_after_a_stop_the_server_stays_up_until_the_client_saw_the_outcome(session):
+    mon, client, thread = session()
+    client.get("/v1/status")  # a laptop is polling
+    wait_for(lambda: mon.step > 5)
+    cid = send(client, "stop")
+    thread.join(30)
+    closer = threading.Thread(target=mon.close)  # the notebook's mon.close() right after the loop
+    closer.start()
+    record = wait_for(lambda: finished(client, cid))
+    assert record.state == "done" and record.checkpoint is not None
+    assert closer.is_alive(), "close() must wait for the final status to be seen"
+    assert client.get("/v1/status").json()["state"] == "stopped"
+    closer.join(10)
+    assert not closer.is_alive()
+
+
+def test_close_does_not_linger_when_no_client_is_polling(session):
+    mon, client, thread = session()
+    mon._stop = True
+    thread.join(30)
+    closer = threading.Thread(target=mon.close)
+    closer.start()
+    closer.join(2.5)  # LINGER_S is 5 s: returning well before it shows no wait happened
+    assert not closer.is_alive()
 
 
 def test_the_same_command_id_posted_twice_saves_once(session):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import httpx
@@ -78,4 +79,8 @@ def test_a_truncated_newest_checkpoint_resumes_from_the_previous_one(digits_sess
     session.start()
     wait_for(lambda: "resumed" in session.stdout(), timeout=60)
     assert f"resumed trunc at step {first.step}" in session.stdout()
+    # The unusable newest one is no longer reported as the last durable checkpoint.
+    wait_for(lambda: _status(session)["checkpoint"]["last"] is not None, timeout=30)
+    assert _status(session)["checkpoint"]["last"]["step"] == first.step
+    assert os.path.exists(second.path), "nothing is deleted"
     assert "ckpt" in session.stderr().lower() and "warn" in session.stderr().lower()

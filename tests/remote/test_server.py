@@ -205,3 +205,67 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_generated_tokens_never_start_with_a_dash():
+    # secrets.token_urlsafe starts with "-" 1 time in 64: enough draws to see it if allowed.
+    from colabtui_remote.monitor import new_token
+
+    tokens = [new_token() for _ in range(3000)]
+    assert not [t for t in tokens if t.startswith("-")]
+    assert len(set(tokens)) == len(tokens) and min(map(len, tokens)) >= 32
+
+
+def test_a_given_token_or_label_starting_with_a_dash_prints_a_line_that_parses():
+    import argparse
+    import shlex
+
+    from colabtui_remote.monitor import connect_line
+
+    line = connect_line("http://127.0.0.1:1", "-abc def", "-label")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--token")
+    parser.add_argument("--label")
+    args = parser.parse_args(shlex.split(line)[2:])
+    assert (args.token, args.label) == ("-abc def", "-label")
+
+
+def test_the_bearer_scheme_is_case_insensitive(served):
+    mon, client = served
+    r = httpx.get(str(client.base_url).rstrip("/") + "/v1/status",
+                  headers={"Authorization": f"bearer {mon.token}"})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("raw,code", [
+    (b"HEAD /v1/status HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+    (b"OPTIONS /v1/status HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+    (b"garbage\r\n\r\n", 400),
+    (b"GET /v1/status HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    (b"POST /v1/commands HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+    (b"POST /v1/commands HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"GET /v1/status HTTP/1.1\r\n" + b"X-Big: " + b"a" * 70000 + b"\r\n\r\n", 431),
+])
+def test_what_http_server_rejects_itself_is_answered_in_json(served, raw, code):
+    mon, _ = served
+    with socket.create_connection(("127.0.0.1", mon._server.port), timeout=5) as sock:
+        sock.sendall(raw)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    if data.startswith(b"{"):  # no valid request line: answered the HTTP/0.9 way, body only
+        assert strict_json(data)["error"]["message"].startswith(f"HTTP {code}")
+        return
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split()[1] == str(code).encode()
+    if not raw.startswith(b"HEAD"):
+        assert "message" in strict_json(body)["error"]
+    assert mon.state == "running"
+
+
+def test_a_command_id_that_could_not_be_fetched_back_is_refused(served):
+    _, client = served
+    for bad in ("a b", "a/b", "ü", ""):
+        r = client.post("/v1/commands", json={"id": bad, "action": "save"})
+        assert r.status_code == 400, bad
