@@ -16,7 +16,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
 from colabtui.config import Config, ConfigError, SessionConfig, load_config, save_config
@@ -26,13 +26,11 @@ from colabtui.screens.add_session import AddSessionScreen
 from colabtui.screens.confirm_stop import ConfirmStopScreen
 from colabtui.screens.help import HelpScreen
 from colabtui.screens.welcome import WelcomeScreen
+from colabtui.widgets.app_footer import AppFooter, footer_tier
 from colabtui.widgets.session_panel import CommandUpdate, SessionPanel
 
 COMPACT_BELOW_ROWS = 36
 """Terminals shorter than this get panels without blank lines between blocks."""
-
-COMPACT_BELOW_COLUMNS = 100
-"""Terminals narrower than this get the compact footer."""
 
 PANEL_ACTIONS = {"save", "save_all", "stop", "remove", "focus_panel", "log_scale"}
 """Actions that need the main screen with at least one panel."""
@@ -96,7 +94,7 @@ class ColabTuiApp(App):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Horizontal(id="panels")
-        yield Footer()
+        yield AppFooter()
 
     def on_mount(self) -> None:
         for n, session in enumerate(self.config.sessions, start=1):
@@ -117,7 +115,7 @@ class ColabTuiApp(App):
     def on_resize(self, event) -> None:
         compact = event.size.height < COMPACT_BELOW_ROWS
         self.query_one("#panels").set_class(compact, "-compact")
-        self.query_one(Footer).compact = event.size.width < COMPACT_BELOW_COLUMNS
+        self.query_one(AppFooter).tier = footer_tier(event.size.width)
 
     def _focus_first(self) -> None:
         panels = self.panels
@@ -258,7 +256,7 @@ class ColabTuiApp(App):
         self.log_scale = not self.log_scale
         for panel in self.panels:
             panel.set_log_scale(self.log_scale)
-        self.notify(f"log scale {'on' if self.log_scale else 'off'}", timeout=2)
+        self.notify(f"log scale {'on' if self.log_scale else 'off'}", timeout=2, markup=False)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -286,6 +284,10 @@ class ColabTuiApp(App):
     @on(CommandUpdate)
     def _command_update(self, message: CommandUpdate) -> None:
         what = message.action
+        if message.ended:
+            self.notify(f"{message.label}: stop sent; the session has ended", title="stop",
+                        severity="warning", timeout=10, markup=False)
+            return
         if message.error is not None:
             self.notify(f"{message.label}: could not {what}: {message.error.message}",
                         severity="error", timeout=10, markup=False)

@@ -82,7 +82,8 @@ def validate_url(url: str) -> str:
     """Check a session URL and return it normalised (no trailing ``/``, no surrounding spaces).
 
     Raises:
-        ConfigError: not ``http``/``https``, no host, or a query or fragment.
+        ConfigError: not ``http``/``https`` (without a scheme, the message suggests
+            ``http://`` + the text), no host, or a query or fragment.
     """
     text = url.strip() if isinstance(url, str) else ""
     if not text:
@@ -93,7 +94,8 @@ def validate_url(url: str) -> str:
     except ValueError as exc:
         raise ConfigError(f"{text!r} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
-        raise ConfigError(f"{text!r} is not an http:// or https:// URL")
+        hint = f"; did you mean http://{text}?" if "://" not in text else ""
+        raise ConfigError(f"{text!r} is not an http:// or https:// URL{hint}")
     if not parts.hostname:
         raise ConfigError(f"{text!r} has no host (expected e.g. http://127.0.0.1:8765)")
     if parts.query or parts.fragment:

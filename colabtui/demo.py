@@ -93,6 +93,9 @@ def parse_connect_line(line: str) -> tuple[str, str, str | None]:
 
         colabtui connect http://127.0.0.1:41234 --token TOKEN --label 'digits lr=3e-3'
 
+    ``--token=TOKEN`` and ``--label=LABEL`` are read too (the form for a token that starts
+    with ``-``).
+
     Raises:
         ValueError: the line is not a connect line.
     """
@@ -101,10 +104,13 @@ def parse_connect_line(line: str) -> tuple[str, str, str | None]:
     words = shlex.split(line[line.index("colabtui connect"):])
     url, token, label = words[2], None, None
     for i, w in enumerate(words):
-        if w == "--token" and i + 1 < len(words):
-            token = words[i + 1]
-        elif w == "--label" and i + 1 < len(words):
-            label = words[i + 1]
+        name, eq, value = w.partition("=")
+        if not eq:
+            value = words[i + 1] if i + 1 < len(words) else None
+        if name == "--token" and value is not None:
+            token = value
+        elif name == "--label" and value is not None:
+            label = value
     if token is None:
         raise ValueError("connect line without --token")
     return url, token, label
@@ -207,11 +213,14 @@ class Demo:
         return self.sessions
 
     def _spawn(self, s: DemoSession) -> None:
-        cmd = [*self.python, "-m", "colabtui_remote.examples.digits", "--port", "0",
-               "--host", "127.0.0.1", "--token", s.token, "--checkpoint-dir", str(s.checkpoint_dir),
-               "--steps", str(self.steps), "--lr", repr(s.lr), "--run", s.run, "--label", s.label,
-               "--autosave-every", str(self.autosave_every_s),
-               "--step-delay", str(self.step_delay_s)]
+        # Every value as --opt=value: a value that starts with "-" (a token can) would
+        # otherwise be read by argparse as an option of its own.
+        options = {"port": 0, "host": "127.0.0.1", "token": s.token,
+                   "checkpoint-dir": s.checkpoint_dir, "steps": self.steps, "lr": repr(s.lr),
+                   "run": s.run, "label": s.label, "autosave-every": self.autosave_every_s,
+                   "step-delay": self.step_delay_s}
+        cmd = [*self.python, "-m", "colabtui_remote.examples.digits",
+               *(f"--{name}={value}" for name, value in options.items())]
         # Output goes to files, not pipes: nobody has to drain them while the app runs, and
         # the stderr of a child that failed to start is there to show.
         with open(s.stdout_path, "wb") as out, open(s.stderr_path, "wb") as err:

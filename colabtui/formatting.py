@@ -113,8 +113,32 @@ def eta_seconds(step: int | None, total: int | None, steps_per_s: float | None) 
 
 
 def fmt_eta(step: int | None, total: int | None, steps_per_s: float | None) -> str:
-    """``"ETA 12m"`` style remaining time (see :func:`eta_seconds`), ``"n/a"`` when unknown."""
-    return fmt_duration(eta_seconds(step, total, steps_per_s))
+    """Remaining time (see :func:`eta_seconds`), ``"n/a"`` when unknown.
+
+    Under 10 minutes to the second (``"1m49s"``), so the last minutes do not read as a
+    minute less than they are; beyond, to the nearest minute (``"12m"``, ``"1h05m"``).
+    """
+    seconds = eta_seconds(step, total, steps_per_s)
+    if seconds is None:
+        return NA
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return fmt_duration(round(s / 60) * 60)
+
+
+def short_count(n: int) -> str:
+    """A count (steps) in at most five characters: ``800``, ``8.4k``, ``20k``, ``1.2M``."""
+    value = float(n)
+    for suffix in ("", "k", "M", "G"):
+        if abs(value) < 999.5 or suffix == "G":
+            if not suffix:
+                return str(int(n))
+            return f"{value:.1f}{suffix}" if abs(value) < 9.95 else f"{value:.0f}{suffix}"
+        value /= 1000
+    raise AssertionError("unreachable")
 
 
 def bar(fraction: float | None, width: int) -> str:

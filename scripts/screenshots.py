@@ -3,8 +3,8 @@
     python scripts/screenshots.py
 
 Layouts, from fixed realistic data with a frozen clock (tests/app/ui_fixtures.py): three
-sessions at 160x48 and 80x24, one session unreachable, the stop confirmation, the welcome
-screen, and the help screen.
+sessions at 160x48 and 80x24, one session unreachable, one stopped, the stop confirmation
+(also at 40x12), the welcome screen, and the help screen.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import cairosvg  # noqa: E402
 from ui_fixtures import (  # noqa: E402
     feed,
     frozen_clock,
+    stopped_session,
     three_sessions,
     unreachable_session,
     write_config,
@@ -41,8 +42,10 @@ SHOTS = [
     ("three-sessions-80x24", (80, 24), "three", ()),
     ("unreachable", (120, 36), "unreachable", ()),
     ("stop-confirmation", (120, 36), "three", ("2", "x")),
+    ("stop-confirmation-40x12", (40, 12), "three", ("2", "x")),
     ("welcome", (100, 32), "none", ()),
     ("help", (100, 32), "three", ("question_mark",)),
+    ("stopped", (120, 36), "stopped", ()),
 ]
 
 
@@ -51,6 +54,8 @@ def _sessions(kind: str):
         return three_sessions()
     if kind == "unreachable":
         return [three_sessions()[0], unreachable_session()]
+    if kind == "stopped":
+        return [three_sessions()[0], stopped_session()]
     return []
 
 

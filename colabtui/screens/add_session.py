@@ -8,24 +8,25 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from colabtui.client import RemoteClient, SessionError
 from colabtui.config import ConfigError, SessionConfig, validate_token, validate_url
+from colabtui.screens.dialog import DialogScreen
 
 CHECK_TIMEOUT_S = 5.0
 """How long the form waits for the session to answer, seconds per request phase."""
 
 
-class AddSessionScreen(ModalScreen[SessionConfig | None]):
-    """Dismisses with the checked :class:`SessionConfig`, or ``None`` when cancelled.
+class AddSessionScreen(DialogScreen[SessionConfig | None]):
+    """Dismisses with the checked :class:`SessionConfig`, or ``None`` when cancelled
+    (Cancel, escape, or ``q`` while no text field has the focus).
 
     Args:
         known_urls: URLs already saved (adding one again is refused with a message).
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel", show=True)]
+    BINDINGS = [Binding("escape,q", "cancel", "Cancel", show=True)]
 
     def __init__(self, known_urls: list[str] | tuple[str, ...] = ()) -> None:
         super().__init__()
@@ -67,6 +68,9 @@ class AddSessionScreen(ModalScreen[SessionConfig | None]):
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def close(self) -> None:
         self.dismiss(None)
 
     def _try_add(self) -> None:

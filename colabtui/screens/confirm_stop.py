@@ -1,4 +1,4 @@
-"""Asks before stopping a session; No is the default (focused, and Escape/n answer No)."""
+"""Asks before stopping a session; No is the default (focused, and Escape/n/q answer No)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from colabtui.screens.dialog import DialogScreen
 
-class ConfirmStopScreen(ModalScreen[bool]):
+
+class ConfirmStopScreen(DialogScreen[bool]):
     """Dismisses with ``True`` only when the user chooses Yes.
 
     Args:
@@ -20,7 +21,7 @@ class ConfirmStopScreen(ModalScreen[bool]):
     """
 
     BINDINGS = [
-        Binding("escape,n", "answer(False)", "No", show=True),
+        Binding("escape,n,q", "answer(False)", "No", show=True),
         Binding("y", "answer(True)", "Yes", show=True),
     ]
 
@@ -40,10 +41,11 @@ class ConfirmStopScreen(ModalScreen[bool]):
         question.append(", then ends the run. A later session resumes from that checkpoint.")
         with Vertical(id="confirm-box", classes="dialog"):
             yield Static("Stop session", classes="dialog-title")
-            yield Static(question, id="question")
+            # composed before the question: docked to the bottom, they stay on screen
             with Horizontal(classes="buttons"):
                 yield Button("No", id="no", variant="primary")
                 yield Button("Yes, stop", id="yes", variant="error")
+            yield Static(question, id="question")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -54,3 +56,6 @@ class ConfirmStopScreen(ModalScreen[bool]):
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
+
+    def close(self) -> None:
+        self.dismiss(False)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.screen import ModalScreen
+from textual.containers import VerticalScroll
 from textual.widgets import Static
+
+from colabtui.screens.dialog import DialogScreen
 
 KEYS = (
     ("s", "save a checkpoint of the focused session now"),
@@ -19,8 +21,8 @@ KEYS = (
     ("tab", "focus the next panel"),
     ("l", "loss chart: log scale on/off"),
     ("ctrl+p", "command palette (every action above)"),
-    ("?", "this help"),
-    ("q", "quit"),
+    ("?", "this help (escape, ? or q closes it)"),
+    ("q", "quit (in a dialog: close the dialog)"),
 )
 
 
@@ -33,17 +35,21 @@ def help_table() -> Table:
     return table
 
 
-class HelpScreen(ModalScreen[None]):
+CLOSE_HINT = "escape, ? or q closes this help"
+
+
+class HelpScreen(DialogScreen[None]):
     """Lists the keys; any of escape, ?, q closes it."""
 
     BINDINGS = [
-        Binding("escape,question_mark,q", "dismiss_help", "Close", show=True),
+        Binding("escape,question_mark,q", "close", "Close", show=True),
     ]
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="help-box", classes="dialog"):
+        with VerticalScroll(id="help-box", classes="dialog"):
             yield Static("colabtui — keys", classes="dialog-title")
             yield Static(help_table())
+            yield Static(Text(CLOSE_HINT, style="dim"), id="help-close")
 
-    def action_dismiss_help(self) -> None:
+    def close(self) -> None:
         self.dismiss(None)

@@ -11,7 +11,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 NOTEBOOK_CELL = '''\
-!pip install colabtui-remote
+# colabtui-remote is not on PyPI: install it from a clone of this repository
+!git clone <your copy of this repository> colabtui
+!pip install -q "./colabtui/remote[gpu]"     # [gpu]: nvidia-ml-py for GPU stats
 from colabtui_remote import Monitor
 
 mon = Monitor(run="my-run",

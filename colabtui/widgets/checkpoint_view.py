@@ -13,9 +13,8 @@ from colabtui_remote.schema import Status
 from rich.text import Text
 from textual.widget import Widget
 
-from colabtui.formatting import fmt_age, fmt_bytes, fmt_duration
-
-ENDED_STATES = ("stopped", "finished", "failed")
+from colabtui.formatting import fmt_age, fmt_bytes, fmt_duration, short_count
+from colabtui.widgets.progress_view import COMPACT_BELOW, ENDED_STATES
 
 
 def at_risk_since(status: Status) -> float | None:
@@ -30,20 +29,40 @@ def at_risk_since(status: Status) -> float | None:
     return max(times) if times else None
 
 
-def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min: float) -> Text:
-    """The block as text. ``now`` is local Unix time; ``offset`` = local − session clock (s)."""
+def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min: float, *,
+                     live: bool = True, compact: bool = False) -> Text:
+    """The block as text.
+
+    Args:
+        status: the latest status the session sent.
+        now: local Unix time, seconds.
+        offset: local − session clock, seconds.
+        risk_warning_min: minutes at risk from which the figure is drawn as a warning.
+        live: the status is from the latest poll. When not, the next autosave is not shown
+            (it may never come) and the time at risk reads as a lower bound (``≥ 4m``).
+        compact: short wording for narrow panels (``ckpt 4m · s8.0k 180MB``).
+
+    Work at risk after the end: none once stopped or finished (the final checkpoint holds
+    everything, unless a save failed after it); after a failure, what came after the last
+    checkpoint is lost, and the block says so.
+    """
     ck = status.checkpoint
     text = Text(no_wrap=True, overflow="ellipsis")
     text.append("ckpt ", style="dim")
     if ck.last is None:
         text.append("none yet", style="yellow")
+    elif compact:
+        text.append(fmt_duration(now - (ck.last.saved_at + offset)), style="bold")
+        size = fmt_bytes(ck.last.bytes).replace(" ", "")
+        text.append(f" · s{short_count(ck.last.step)} {size}")
     else:
         text.append(fmt_age(ck.last.saved_at + offset, now), style="bold")
         text.append(f" · step {ck.last.step:,} · {fmt_bytes(ck.last.bytes)}")
     if ck.in_progress is not None:
         p = ck.in_progress
         text.append("\n")
-        text.append(f"saving step {p.step:,}: ", style="bold yellow")
+        step = f"s{short_count(p.step)}" if compact else f"step {p.step:,}"
+        text.append(f"saving {step}: ", style="bold yellow")
         text.append(p.phase)  # from the session: plain text
         done = fmt_bytes(p.bytes_written)
         text.append(f" {done}" + (f"/{fmt_bytes(p.bytes_total)}" if p.bytes_total else ""))
@@ -51,13 +70,26 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         text.append("\n")
         text.append("save failed", style="bold red")
         if ck.last_error_at is not None:
-            text.append(f" {fmt_age(ck.last_error_at + offset, now)}", style="red")
+            then = ck.last_error_at + offset
+            text.append(f" {fmt_duration(now - then) if compact else fmt_age(then, now)}",
+                        style="red")
         text.append(": ", style="bold red")
         text.append(ck.last_error)  # untrusted: plain text
     text.append("\n")
+    if status.state == "failed":
+        text.append("lost ", style="dim")
+        if ck.last is None:
+            text.append("all work (no checkpoint)", style="bold red")
+        else:
+            text.append(f"work after step {ck.last.step:,}", style="bold red")
+        return text
     text.append("at risk ", style="dim")
     if status.state in ENDED_STATES:
-        text.append(f"none ({status.state})")
+        failed_after = (ck.last_error_at is not None and ck.last is not None
+                        and ck.last_error_at > ck.last.saved_at)
+        text.append("—", style="bold")
+        if not failed_after and ck.last is not None:
+            text.append(f" (all saved, {status.state})", style="dim")
         return text
     since = at_risk_since(status)
     if since is None:
@@ -65,8 +97,8 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         return text
     minutes = max(0.0, now - (since + offset)) / 60
     style = "bold white on dark_red" if minutes >= risk_warning_min else "bold"
-    text.append(f" {fmt_duration(minutes * 60)} ", style=style)
-    if ck.next_autosave_at is not None:
+    text.append(f" {'' if live else '≥'}{fmt_duration(minutes * 60)} ", style=style)
+    if live and ck.next_autosave_at is not None:
         text.append("  autosave in ", style="dim")
         text.append(fmt_duration(ck.next_autosave_at + offset - now))
     return text
@@ -89,13 +121,18 @@ class CheckpointView(Widget):
         self.risk_warning_min = risk_warning_min
         self.status: Status | None = None
         self.clock_offset = 0.0
+        self.live = True
 
-    def show(self, status: Status, offset: float) -> None:
-        self.status, self.clock_offset = status, offset
+    def show(self, status: Status, offset: float, *, live: bool = True) -> None:
+        """Show ``status``; ``offset`` = local − session clock (s); ``live`` is false while
+        the session does not answer."""
+        self.status, self.clock_offset, self.live = status, offset, live
         self.refresh(layout=True)
 
     def render(self) -> Text:
         if self.status is None:
             return Text("checkpoint: waiting for the session", style="dim", no_wrap=True,
                         overflow="ellipsis")
-        return checkpoint_lines(self.status, self._clock(), self.clock_offset, self.risk_warning_min)
+        return checkpoint_lines(self.status, self._clock(), self.clock_offset,
+                                self.risk_warning_min, live=self.live,
+                                compact=self.size.width < COMPACT_BELOW)

@@ -23,6 +23,7 @@ from textual.app import ComposeResult
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
+from textual_hires_canvas import Canvas
 from textual_plot import HiResMode, NumericAxisFormatter, PlotWidget
 
 SERIES_STYLES = ("bright_cyan", "bright_magenta", "yellow")
@@ -30,6 +31,12 @@ SERIES_STYLES = ("bright_cyan", "bright_magenta", "yellow")
 
 MAX_SERIES = 3
 MARKER_STYLE = "bold red"
+
+MAX_Y_TICKS = 8
+"""Most y ticks on a tall chart (a short one gets one every other row)."""
+
+MIN_MARGIN, MAX_MARGIN = 4, 12
+"""Cells left of the axis box for y labels: the longest label plus two, within these."""
 
 
 def chart_series(names: Sequence[str]) -> list[str]:
@@ -143,6 +150,81 @@ class StepAxisFormatter(NumericAxisFormatter):
         return [short_number(t) for t in ticks]
 
 
+MAX_Y_LABEL = 6
+"""Widest y tick label, in cells, before labels switch to fewer significant digits."""
+
+
+def distinct_labels(ticks: Sequence[float], max_width: int = MAX_Y_LABEL) -> list[str]:
+    """Labels for y ticks that stay distinct and, where possible, ``max_width`` cells or less.
+
+    Fixed-point with as many decimals as the tick spacing needs (``0.002``, ``1.5``, ``20``)
+    when that fits; otherwise the fewest significant digits that keep every label distinct
+    (``1e-05``, ``1.23e+04``). Never truncated: the chart widens its margin to the longest.
+
+    Args:
+        ticks: tick values, ascending.
+        max_width: the widest label wanted, in cells.
+    """
+    labels = NumericAxisFormatter().get_labels_for_ticks(ticks)
+    if not labels or max(map(len, labels)) <= max_width:
+        return labels
+    best: list[str] | None = None
+    for digits in range(1, 8):
+        candidate = [f"{t:.{digits}g}" for t in ticks]
+        if len(set(candidate)) == len(candidate):
+            if max(map(len, candidate)) <= max_width:
+                return candidate
+            best = best or candidate
+    shortest = best if best is not None else labels
+    return shortest if max(map(len, shortest)) < max(map(len, labels)) else labels
+
+
+class ValueAxisFormatter(NumericAxisFormatter):
+    """Linear y ticks at 1, 2, 5 × 10^k with labels from :func:`distinct_labels`."""
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        return distinct_labels(ticks)
+
+
+def nice_ticks(lo: float, hi: float, most: int) -> list[float]:
+    """Ticks at a 1, 2, 5 × 10^k spacing inside ``[lo, hi]``: the finest with ``most`` or fewer.
+
+    Args:
+        lo, hi: the range, ``lo < hi``.
+        most: the most ticks wanted (>= 1).
+    """
+    span = hi - lo
+    if not (math.isfinite(span) and span > 0):
+        return [lo] if math.isfinite(lo) else []
+    power = math.floor(math.log10(span / max(1, most))) - 1
+    for k in range(power, power + 4):
+        for m in (1, 2, 5):
+            step = m * 10.0**k
+            first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+            if last - first + 1 <= most:
+                # multiply integers, so 0.1 * 3 does not print as 0.30000000000000004
+                return [round(i * step, 12) for i in range(first, last + 1)]
+    return [lo, hi]
+
+
+def y_ticks(formatter: NumericAxisFormatter, lo: float, hi: float, rows: int) -> list[float]:
+    """Ticks in ``[lo, hi]``, at most one every other row so no two share a row or touch.
+
+    Args:
+        formatter: a :class:`LogAxisFormatter` gives its own ticks; any other gets
+            :func:`nice_ticks`.
+        lo, hi: the y range of the axis box.
+        rows: rows inside the axis box (>= 1).
+    """
+    most = max(2, min(MAX_Y_TICKS, rows // 2))
+    if not isinstance(formatter, LogAxisFormatter):
+        return nice_ticks(lo, hi, most)
+    ticks = [t for t in formatter.get_ticks(lo, hi, max_ticks=most) if lo <= t <= hi]
+    if len(ticks) > most:
+        ticks = ticks[::math.ceil(len(ticks) / most)]
+    return ticks
+
+
 def short_number(value: float) -> str:
     """``1500`` → ``"1.5k"``, ``20000`` → ``"20k"``, ``800`` → ``"800"``."""
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -158,6 +240,14 @@ class _Plot(PlotWidget, can_focus=False):
     margin_top = reactive(0)
     margin_bottom = reactive(1)
     margin_left = reactive(7)
+
+    def on_canvas_resize(self, event: Canvas.Resize) -> None:
+        # PlotWidget resizes its canvases' buffers only on its own layout refresh; a new
+        # margin (or a terminal resize the widget itself survives) resizes only the canvases,
+        # which left y labels cut to the old margin and empty columns on the right.
+        event.stop()
+        if event.size != event.canvas._canvas_size:
+            self.refresh(layout=True)
 
 
 class LossChart(Widget):
@@ -206,18 +296,17 @@ class LossChart(Widget):
             title = self.query_one("#chart-title", Static)
         except Exception:  # noqa: BLE001 - not composed yet; the mount redraw follows
             return
-        margin = 7 if self.size.width >= 30 else 5
-        if plot.margin_left != margin:
-            plot.margin_left = margin
         names = chart_series(list(self._series))
         prepared = [prepare(n, self._series[n], self.log_scale) for n in names]
         title.update(self._title(prepared))
         plot.clear()
-        plot.set_y_formatter(LogAxisFormatter() if self.log_scale else NumericAxisFormatter())
+        formatter = LogAxisFormatter() if self.log_scale else ValueAxisFormatter()
+        plot.set_y_formatter(formatter)
         all_steps = [a for p in prepared for a in (p.steps, p.top, p.bottom) if len(a)]
         # no points yet: the title says so; an empty 0..1 box would only look like data
         plot.display = bool(all_steps)
         if not all_steps:
+            plot.set_yticks(None)
             plot.set_xlimits(0, 1)
             plot.set_ylimits(0, 1)
             return
@@ -235,9 +324,16 @@ class LossChart(Widget):
             pad = abs(y_min) * 0.05 or 0.5
             y_min, y_max = y_min - pad, y_max + pad
         rows = max(2, self.size.height - 1 - plot.margin_bottom - 2)
-        columns = max(1, self.size.width - plot.margin_left - 2)
         # one row of headroom (and footroom) so edge markers sit inside the axis box
         cell = (y_max - y_min) / rows
+        ticks = y_ticks(formatter, y_min - cell, y_max + cell, rows)
+        labels = formatter.get_labels_for_ticks(ticks)
+        # the margin fits the longest label (labels are never cut), within reason
+        margin = min(MAX_MARGIN, max(MIN_MARGIN, max(map(len, labels), default=0) + 2))
+        if plot.margin_left != margin:
+            plot.margin_left = margin
+        plot.set_yticks(ticks)
+        columns = max(1, self.size.width - margin - 2)
         plot.set_xlimits(x_min, x_max)
         plot.set_ylimits(y_min - cell, y_max + cell)
         max_ticks = max(2, columns // 7)

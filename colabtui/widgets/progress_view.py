@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from colabtui_remote.schema import Status
 from rich.text import Text
 from textual.widget import Widget
 
-from colabtui.formatting import NA, fmt_duration, fmt_eta, fmt_number, fmt_rate
+from colabtui.formatting import NA, fmt_duration, fmt_eta, fmt_number, fmt_rate, short_count
+
+ENDED_STATES = ("stopped", "finished", "failed")
+"""States after which a session trains no more (its server may still answer a while)."""
+
+LIVE_STATES = ("running", "saving", "stopping")
+
+COMPACT_BELOW = 34
+"""Panels narrower than this (cells) get the compact wording (``running  8,420/20k 42%``)."""
 
 STATE_STYLES = {
     "running": "bold green",
@@ -18,24 +29,44 @@ STATE_STYLES = {
 }
 
 
-def progress_lines(status: Status, width: int) -> Text:
-    """Two or three lines: state and step; throughput and ETA; the latest loss."""
+def progress_lines(status: Status, width: int, *, live: bool = True,
+                   seen_ago_s: float | None = None) -> Text:
+    """Two or three lines: state and step; throughput and ETA; the latest loss.
+
+    Args:
+        status: the latest status the session sent.
+        width: cells available (compact wording below :data:`COMPACT_BELOW`; the uptime
+            shows from 40).
+        live: the status is from the latest poll. When not (the session does not answer),
+            a training state reads ``last known: running · 3m ago`` and there is no ETA;
+            an ended state (stopped, finished, failed) still reads as itself.
+        seen_ago_s: seconds since the session last answered (shown when not ``live``).
+    """
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append(status.state, style=STATE_STYLES.get(status.state, "bold"))
+    ended = status.state in ENDED_STATES
+    if live or ended:
+        text.append(status.state, style=STATE_STYLES.get(status.state, "bold"))
+    else:
+        text.append("last known: ", style="dim")
+        text.append(status.state, style="dim bold")
+    if not live and seen_ago_s is not None:
+        text.append(f" · {fmt_duration(seen_ago_s)} ago", style="dim")
+    compact = width < COMPACT_BELOW
     step = NA if status.step is None else f"{status.step:,}"
-    text.append("  step ", style="dim")
+    text.append("  " if compact else "  step ", style="dim")
     text.append(step, style="bold")
     if status.total_steps is not None:
-        text.append(f"/{status.total_steps:,}")
+        total = short_count(status.total_steps) if compact else f"{status.total_steps:,}"
+        text.append(f"/{total}")
         if status.step is not None and status.total_steps > 0:
             text.append(f" {100 * status.step / status.total_steps:.0f}%", style="dim")
-    if status.epoch is not None:
+    if status.epoch is not None and not compact:
         text.append("  ep ", style="dim")
         text.append(str(status.epoch))
     text.append("\n")
     text.append(fmt_rate(status.steps_per_s))
     text.append("  ETA ", style="dim")
-    if status.state in ("running", "saving", "stopping"):
+    if live and status.state in LIVE_STATES:
         text.append(fmt_eta(status.step, status.total_steps, status.steps_per_s))
     else:
         text.append("—")
@@ -57,20 +88,30 @@ def progress_lines(status: Status, width: int) -> Text:
 
 
 class ProgressView(Widget):
-    """Shows the progress of the latest status (``None`` until the first one)."""
+    """Shows the progress of the latest status (``None`` until the first one).
+
+    Args:
+        clock: local Unix time, seconds (the app's injected clock), for "3m ago".
+    """
 
     DEFAULT_CSS = "ProgressView { height: auto; }"
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self._clock = clock
         self.status: Status | None = None
+        self.live = True
+        self.seen_at: float | None = None
 
-    def show(self, status: Status) -> None:
-        self.status = status
+    def show(self, status: Status, *, live: bool = True, seen_at: float | None = None) -> None:
+        """Show ``status``; ``live`` is false while the session does not answer, and
+        ``seen_at`` (local Unix time, seconds) is when it last did."""
+        self.status, self.live, self.seen_at = status, live, seen_at
         self.refresh(layout=True)
 
     def render(self) -> Text:
         if self.status is None:
             return Text("progress: waiting for the session", style="dim", no_wrap=True,
                         overflow="ellipsis")
-        return progress_lines(self.status, self.size.width)
+        seen_ago = None if self.seen_at is None else self._clock() - self.seen_at
+        return progress_lines(self.status, self.size.width, live=self.live, seen_ago_s=seen_ago)

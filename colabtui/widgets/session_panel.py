@@ -37,7 +37,7 @@ from colabtui.ledger import Ledger
 from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.gpu_view import GpuView
 from colabtui.widgets.loss_chart import LossChart
-from colabtui.widgets.progress_view import ProgressView
+from colabtui.widgets.progress_view import ENDED_STATES, ProgressView
 
 MAX_PAGES_PER_POLL = 20
 """Metric pages fetched in one poll; the rest follow on the next (keeps a poll short)."""
@@ -91,6 +91,8 @@ class CommandUpdate(Message):
         action: ``"save"`` or ``"stop"``.
         record: the command as the session reports it, or ``None`` when sending failed.
         error: why sending or following it failed.
+        ended: a stop was accepted, and then the session stopped answering: it has ended
+            (the expected end of a stop, not a failure to stop).
     """
 
     key: str
@@ -98,11 +100,26 @@ class CommandUpdate(Message):
     action: str
     record: CommandRecord | None = None
     error: SessionError | None = None
+    ended: bool = False
 
 
-def connection_text(kind: str, message: str, since: float | None, now: float) -> Text:
-    """The connection line: ``connected``, ``unreachable for 3m``, ``token refused``..."""
+def connection_text(kind: str, message: str, since: float | None, now: float,
+                    ended: str | None = None) -> Text:
+    """The connection line: ``connected``, ``unreachable for 3m``, ``token refused``...
+
+    Args:
+        kind: ``"connected"``, ``"waiting"``, or a :class:`SessionError` kind.
+        message: the error's words (untrusted; shown as plain text).
+        since: local Unix time the current state began, seconds.
+        now: local Unix time, seconds.
+        ended: the session's last known state when it had ended (stopped, finished,
+            failed): a server that then goes away is expected, not an alarm.
+    """
     text = Text(no_wrap=True, overflow="ellipsis")
+    if ended is not None and kind == "unreachable":
+        gone = fmt_duration(now - since) if since is not None else "a moment"
+        text.append(f"○ {ended}; server closed {gone} ago", style="dim")
+        return text
     if kind == "connected":
         text.append("● connected", style="bold green")
     elif kind == "waiting":
@@ -153,6 +170,7 @@ class SessionPanel(Vertical, can_focus=True):
         self.conn_kind = "waiting"
         self.conn_message = ""
         self.unreachable_since: float | None = None
+        self.seen_at: float | None = None
         self.clock_offset = 0.0
         self.series: dict[str, list[MetricPoint]] = {}
         self._log_scale = log_scale
@@ -162,7 +180,7 @@ class SessionPanel(Vertical, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Static(self._header_text(), id="header", classes="panel-header")
         yield GpuView(id="gpu")
-        yield ProgressView(id="progress")
+        yield ProgressView(self._clock, id="progress")
         yield CheckpointView(self._clock, self._settings.risk_warning_min, id="checkpoint")
         chart = LossChart(id="chart")
         chart.log_scale = self._log_scale
@@ -202,8 +220,20 @@ class SessionPanel(Vertical, can_focus=True):
             text.append(self.status.run, style="dim")
         text.append("\n")
         text.append_text(connection_text(self.conn_kind, self.conn_message,
-                                         self.unreachable_since, self._clock()))
+                                         self.unreachable_since, self._clock(), self.ended))
         return text
+
+    @property
+    def ended(self) -> str | None:
+        """The session's last known state if it has ended (stopped, finished, failed)."""
+        if self.status is not None and self.status.state in ENDED_STATES:
+            return self.status.state
+        return None
+
+    @property
+    def live(self) -> bool:
+        """Whether what the panel shows comes from the latest poll."""
+        return self.conn_kind == "connected"
 
     def set_index(self, index: int) -> None:
         """Renumber the panel (after another one was removed)."""
@@ -219,10 +249,13 @@ class SessionPanel(Vertical, can_focus=True):
         try:
             header = self.query_one("#header", Static)
             checkpoint = self.query_one(CheckpointView)
+            progress = self.query_one(ProgressView)
         except NoMatches:  # being removed, or not composed yet
             return
         header.update(self._header_text())
         checkpoint.refresh()
+        if not self.live:
+            progress.refresh()  # "last known: running · 3m ago" ages
 
     # ----------------------------------------------------------------- applying a result
 
@@ -231,6 +264,7 @@ class SessionPanel(Vertical, can_focus=True):
         if result.status is not None:
             status = result.status
             self.status = status
+            self.seen_at = result.at
             if status.server_time is not None:
                 self.clock_offset = result.at - status.server_time
         if result.error is None:
@@ -244,12 +278,15 @@ class SessionPanel(Vertical, can_focus=True):
             self.series = {k: list(v) for k, v in result.history.items()}
         for name, pts in result.new_points.items():
             self._append(name, pts)
-        self.set_class(self.status is not None and self.conn_kind != "connected", "-stale")
-        self.set_class(self.conn_kind not in ("connected", "waiting"), "-error")
+        # an ended session's values are final, not stale, and its server going away is expected
+        ended = self.ended is not None
+        self.set_class(self.status is not None and not self.live and not ended, "-stale")
+        self.set_class(self.conn_kind not in ("connected", "waiting")
+                       and not (ended and self.conn_kind == "unreachable"), "-error")
         if self.status is not None:
             self.query_one(GpuView).show(self.status.gpus, self.status.gpu_error)
-            self.query_one(ProgressView).show(self.status)
-            self.query_one(CheckpointView).show(self.status, self.clock_offset)
+            self.query_one(ProgressView).show(self.status, live=self.live, seen_at=self.seen_at)
+            self.query_one(CheckpointView).show(self.status, self.clock_offset, live=self.live)
         if result.history is not None or result.new_points:
             self.query_one(LossChart).set_series(self.series)
         self.tick()
@@ -359,8 +396,10 @@ class SessionPanel(Vertical, can_focus=True):
 
     async def _command(self, client: RemoteClient, action: str) -> None:
         label = self.session.display_label
+        accepted = False
         try:
             record = await client.send_command(action)
+            accepted = True
             if record.state not in ("done", "failed"):
                 self.post_message(CommandUpdate(self.session.key, label, action, record))
             waited = 0.0
@@ -370,5 +409,8 @@ class SessionPanel(Vertical, can_focus=True):
                 record = await client.get_command(record.id)
             self.post_message(CommandUpdate(self.session.key, label, action, record))
         except SessionError as exc:
-            self.post_message(CommandUpdate(self.session.key, label, action, error=exc))
+            # a stopped session closes its server: after an accepted stop, silence is the end
+            ended = accepted and action == "stop" and exc.kind == "unreachable"
+            self.post_message(CommandUpdate(self.session.key, label, action, error=exc,
+                                            ended=ended))
         self.poll_now()

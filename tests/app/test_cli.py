@@ -154,6 +154,26 @@ def test_connect_bad_input(env: Path, capsys, args: list[str], words: str) -> No
     assert words in err and "has spaces in it" not in err
 
 
+def test_connect_token_that_starts_with_a_dash(env: Path, capsys) -> None:
+    """``--token=-abc`` reaches the session intact (``--token -abc`` cannot: argparse reads
+    ``-abc`` as an option)."""
+    token = "-dash-first-token-0123456789"
+    mon = Monitor(run="dash", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
+    mon.serve(port=0, token=token, quiet=True)
+    try:
+        assert main(["connect", mon.url, f"--token={token}", "--label", "dash"]) == 0
+    finally:
+        mon.close()
+    assert "saved dash" in capsys.readouterr().out
+    assert load_config(env).sessions == [SessionConfig(mon.url, token, "dash")]
+
+
+def test_connect_without_a_scheme_suggests_http(env: Path, capsys) -> None:
+    assert main(["connect", "127.0.0.1:39233", "--token", TOKEN]) == 2
+    assert "did you mean http://127.0.0.1:39233?" in capsys.readouterr().err
+    assert not env.exists()
+
+
 def test_connect_with_broken_config_changes_nothing(env: Path, monitor: Monitor, capsys) -> None:
     env.parent.mkdir(parents=True)
     env.write_text("[[sessions]\nurl = 1\n")

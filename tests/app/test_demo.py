@@ -52,6 +52,8 @@ async def statuses(demo: Demo):
 def test_two_sessions_answer_stop_cleanly_and_resume(tmp_path: Path) -> None:
     demo = Demo(2, root=tmp_path / "demo", steps=100_000, step_delay_s=0.01,
                 autosave_every_s=60)
+    # a token starting with "-" must reach the child as a value, not as an option
+    demo.sessions[1].token = "-" + demo.sessions[1].token
     with demo:
         pids = demo.pids
         found = asyncio.run(statuses(demo))
@@ -127,6 +129,8 @@ def test_session_count_is_checked() -> None:
 def test_parse_connect_line_and_format_lr() -> None:
     line = "colabtui connect http://127.0.0.1:41234 --token Ab-_9 --label 'digits lr=3e-3'\n"
     assert parse_connect_line(line) == ("http://127.0.0.1:41234", "Ab-_9", "digits lr=3e-3")
+    line = "colabtui connect http://127.0.0.1:41234 --token=-Ab_9 --label='digits lr=1e-3'\n"
+    assert parse_connect_line(line) == ("http://127.0.0.1:41234", "-Ab_9", "digits lr=1e-3")
     with pytest.raises(ValueError):
         parse_connect_line("Serving on 127.0.0.1")
     assert [format_lr(x) for x in (3e-3, 1e-3, 3e-4, 1e-2)] == ["3e-3", "1e-3", "3e-4", "1e-2"]

@@ -9,7 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ui_fixtures import feed, frozen_clock, three_sessions, unreachable_session, write_config
+from ui_fixtures import (
+    feed,
+    frozen_clock,
+    stopped_session,
+    three_sessions,
+    unreachable_session,
+    write_config,
+)
 
 from colabtui.app import ColabTuiApp
 
@@ -43,9 +50,16 @@ def test_unreachable_session(snap_compare, tmp_path):
                         run_before=_feeder(sessions))
 
 
-def test_stop_confirmation(snap_compare, tmp_path):
+def test_stopped_session(snap_compare, tmp_path):
+    sessions = [three_sessions()[0], stopped_session()]
+    assert snap_compare(_app(tmp_path, sessions), terminal_size=(120, 36),
+                        run_before=_feeder(sessions))
+
+
+@pytest.mark.parametrize("size", [(120, 36), (40, 12)], ids=["120x36", "40x12"])
+def test_stop_confirmation(snap_compare, tmp_path, size):
     sessions = three_sessions()
-    assert snap_compare(_app(tmp_path, sessions), terminal_size=(120, 36), press=["2", "x"],
+    assert snap_compare(_app(tmp_path, sessions), terminal_size=size, press=["2", "x"],
                         run_before=_feeder(sessions))
 
 

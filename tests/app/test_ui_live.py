@@ -9,6 +9,8 @@ import asyncio
 import time
 from pathlib import Path
 
+from colabtui_remote import Monitor
+
 from colabtui.app import ColabTuiApp
 from colabtui.client import RemoteClient
 from colabtui.config import Config, SessionConfig, Settings, load_config, save_config
@@ -140,3 +142,33 @@ async def test_a_killed_session_turns_unreachable_and_comes_back(tmp_path, digit
         assert not panel.has_class("-stale")
         steps = [p.step for p in panel.series["loss"]]
         assert steps == sorted(steps), "a resumed run continues its curve"
+
+
+async def test_a_stop_accepted_then_silence_reads_as_the_end(tmp_path):
+    """A session that accepted a stop and then stopped answering has ended: a warning that
+    says so, not "could not stop"."""
+    mon = Monitor(run="quiet", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
+    token = "stop-token-0123456789abcdef"
+    mon.serve(port=0, token=token, quiet=True)
+    mon.log(0, loss=1.0)
+    mon.at_step_boundary(1)
+    config = tmp_path / "config.toml"
+    save_config(Config([SessionConfig(mon.url, token, "quiet")], Settings(poll_interval_s=0.1)),
+                config)
+    app = ColabTuiApp(config, tmp_path / "ledger.sqlite3", backoff_max_s=0.4)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            panel = _panel(app)
+            await wait_for(pilot, lambda: panel.conn_kind == "connected", "connected")
+            await pilot.press("x", "y")
+            # nothing trains, so the stop stays pending until the session goes away
+            await wait_for(pilot, lambda: any("stop requested" in n.message
+                                              for n in app._notifications), "the request")
+            await asyncio.to_thread(mon.close)
+            await wait_for(pilot, lambda: any("the session has ended" in n.message
+                                              for n in app._notifications), "the end")
+            ended = [n for n in app._notifications if "the session has ended" in n.message]
+            assert ended[0].severity == "warning"
+            assert not any("could not stop" in n.message for n in app._notifications)
+    finally:
+        mon.close()

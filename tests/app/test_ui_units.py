@@ -7,13 +7,30 @@ import math
 
 import numpy as np
 from colabtui_remote.schema import MetricPoint
-from ui_fixtures import NOW, feed, frozen_clock, three_sessions, write_config
+from ui_fixtures import (
+    NOW,
+    feed,
+    frozen_clock,
+    three_sessions,
+    write_config,
+)
 
 from colabtui.app import ColabTuiApp
 from colabtui.config import Config, SessionConfig, save_config
-from colabtui.formatting import bar, fmt_age, fmt_bytes, fmt_duration, fmt_eta, fmt_rate
+from colabtui.formatting import (
+    bar,
+    fmt_age,
+    fmt_bytes,
+    fmt_duration,
+    fmt_eta,
+    fmt_rate,
+)
 from colabtui.screens.add_session import AddSessionScreen
-from colabtui.widgets.loss_chart import chart_series, minmax_per_column, prepare
+from colabtui.widgets.loss_chart import (
+    chart_series,
+    minmax_per_column,
+    prepare,
+)
 
 
 def test_formatting():
@@ -26,7 +43,7 @@ def test_formatting():
     assert fmt_duration(185) == "3m"
     assert fmt_duration(3900) == "1h05m"
     assert fmt_duration(math.nan) == "n/a"
-    assert fmt_eta(100, 1100, 10.0) == "1m"
+    assert fmt_eta(100, 1100, 10.0) == "1m40s"
     assert fmt_eta(100, None, 10.0) == "n/a"
     assert fmt_rate(0.5) == "2.0 s/step"
     assert bar(0.5, 4) == "██  "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from colabtui_remote.schema import (
@@ -127,7 +127,7 @@ def three_sessions() -> list[FixedSession]:
 
 def unreachable_session() -> FixedSession:
     """A CPU runtime (no NVML) last seen 3 minutes ago: values kept, shown dimmed."""
-    return FixedSession(
+    return _answered_at(FixedSession(
         SessionConfig("http://127.0.0.1:8704", "tok-cpu-0123456789abcdef", "mlp · laptop CPU"),
         _status("mlp · laptop CPU", "digits-mlp", 640, 3000, epoch=5, rate=42.0, gpus=[],
                 gpu_error="NVML Shared Library Not Found",
@@ -138,7 +138,31 @@ def unreachable_session() -> FixedSession:
         {"loss": loss_curve(64, seed=5, start=2.3, floor=0.1, tau=200)},
         error=SessionError("unreachable", "connection refused"),
         error_since=NOW - 185,
-    )
+    ), NOW - 190)
+
+
+def stopped_session() -> FixedSession:
+    """A session stopped from the app 3 minutes ago: its final checkpoint holds the last
+    step, and its server has closed since (connection refused)."""
+    return _answered_at(FixedSession(
+        SessionConfig("http://127.0.0.1:8705", "tok-stop-0123456789abcdef", "mlp · stopped"),
+        _status("mlp · stopped", "digits-mlp-2", 1200, 3000, epoch=9, rate=40.0, gpus=[],
+                gpu_error="NVML Shared Library Not Found",
+                checkpoint=CheckpointStatus(
+                    last=CheckpointInfo(1200, "/ck/step-1200.pt", 2 * MB, "02", NOW - 190, 0.1,
+                                        30),
+                    next_autosave_at=NOW + 480, autosave_every_s=600, count=4),
+                loss=0.12, started_ago=900, state="stopped"),
+        {"loss": loss_curve(120, seed=6, start=2.3, floor=0.1, tau=300)},
+        error=SessionError("unreachable", "connection refused"),
+        error_since=NOW - 185,
+    ), NOW - 190)
+
+
+def _answered_at(session: FixedSession, at: float) -> FixedSession:
+    """The session with its status as sent at ``at`` (its server clock then)."""
+    session.status = replace(session.status, server_time=at)
+    return session
 
 
 def write_config(path: Path, sessions: list[FixedSession], **settings) -> None:
