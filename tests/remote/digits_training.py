@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from colabtui_remote import Monitor
-from sklearn.datasets import load_digits
+from colabtui_remote.examples.digits import load_digits_data
 
 _DATA: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -17,9 +17,9 @@ _DATA: tuple[torch.Tensor, torch.Tensor] | None = None
 def digits_data() -> tuple[torch.Tensor, torch.Tensor]:
     global _DATA
     if _DATA is None:
-        d = load_digits()
-        _DATA = (torch.tensor(d.data, dtype=torch.float32) / 16.0,
-                 torch.tensor(d.target, dtype=torch.long))
+        data, target = load_digits_data()  # scikit-learn's copy of the UCI digits
+        _DATA = (torch.tensor(data, dtype=torch.float32) / 16.0,
+                 torch.tensor(target, dtype=torch.long))
     return _DATA
 
 

@@ -30,18 +30,7 @@ from colabtui_remote.checkpoint import (
     saved_values,
 )
 from colabtui_remote.checkpoint_state import capture_state
-from sklearn.datasets import load_digits
-
-_DIGITS: tuple[torch.Tensor, torch.Tensor] | None = None
-
-
-def digits() -> tuple[torch.Tensor, torch.Tensor]:
-    global _DIGITS
-    if _DIGITS is None:
-        d = load_digits()
-        _DIGITS = (torch.tensor(d.data, dtype=torch.float32) / 16.0,
-                   torch.tensor(d.target, dtype=torch.long))
-    return _DIGITS
+from digits_training import digits_data as digits
 
 
 def make_tracked(seed: int = 0, model: torch.nn.Module | None = None) -> dict:
