@@ -143,8 +143,10 @@ class ColabTuiApp(App):
         return panel
 
     def _tick(self) -> None:
-        for panel in self.panels:
-            panel.tick()
+        # one frame for every panel's changes (ages, charts with new points)
+        with self.batch_update():
+            for panel in self.panels:
+                panel.tick()
 
     def focused_panel(self) -> SessionPanel | None:
         """The panel holding the focus, else the first one, else ``None``."""

@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 from colabtui_remote.schema import Status
 from rich.text import Text
-from textual.widget import Widget
 
 from colabtui.formatting import fmt_age, fmt_bytes, fmt_duration, short_count
 from colabtui.widgets.progress_view import COMPACT_BELOW, ENDED_STATES
+from colabtui.widgets.text_block import TextBlock
 
 
 def at_risk_since(status: Status) -> float | None:
@@ -104,7 +104,7 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
     return text
 
 
-class CheckpointView(Widget):
+class CheckpointView(TextBlock):
     """Shows the checkpoint block of the latest status; ages follow ``clock``.
 
     Args:
@@ -127,9 +127,9 @@ class CheckpointView(Widget):
         """Show ``status``; ``offset`` = local − session clock (s); ``live`` is false while
         the session does not answer."""
         self.status, self.clock_offset, self.live = status, offset, live
-        self.refresh(layout=True)
+        self.sync()
 
-    def render(self) -> Text:
+    def build(self) -> Text:
         if self.status is None:
             return Text("checkpoint: waiting for the session", style="dim", no_wrap=True,
                         overflow="ellipsis")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from colabtui_remote.schema import GpuStats
 from rich.text import Text
-from textual.widget import Widget
 
 from colabtui.formatting import NA, bar, fmt_gib
+from colabtui.widgets.text_block import TextBlock
 
 MAX_GPUS_SHOWN = 2
 """Beyond this many GPUs the block says "+N more" (panels are narrow)."""
@@ -64,8 +64,8 @@ def _one_gpu(text: Text, gpu: GpuStats, width: int, numbered: bool) -> None:
     text.append(figures)
 
 
-class GpuView(Widget):
-    """Shows the GPUs of the latest status. Set :attr:`gpus`/:attr:`gpu_error`, then refresh."""
+class GpuView(TextBlock):
+    """Shows the GPUs of the latest status (see :meth:`show`)."""
 
     DEFAULT_CSS = "GpuView { height: auto; }"
 
@@ -77,9 +77,9 @@ class GpuView(Widget):
     def show(self, gpus: list[GpuStats], gpu_error: str | None) -> None:
         """Replace what is shown; resizes itself when the number of lines changes."""
         self.gpus, self.gpu_error = list(gpus), gpu_error
-        self.refresh(layout=True)
+        self.sync()
 
-    def render(self) -> Text:
+    def build(self) -> Text:
         if self.gpus is None:
             return Text("GPU: waiting for the session", style="dim", no_wrap=True,
                         overflow="ellipsis")

@@ -7,9 +7,9 @@ from collections.abc import Callable
 
 from colabtui_remote.schema import Status
 from rich.text import Text
-from textual.widget import Widget
 
 from colabtui.formatting import NA, fmt_duration, fmt_eta, fmt_number, fmt_rate, short_count
+from colabtui.widgets.text_block import TextBlock
 
 ENDED_STATES = ("stopped", "finished", "failed")
 """States after which a session trains no more (its server may still answer a while)."""
@@ -87,7 +87,7 @@ def progress_lines(status: Status, width: int, *, live: bool = True,
     return text
 
 
-class ProgressView(Widget):
+class ProgressView(TextBlock):
     """Shows the progress of the latest status (``None`` until the first one).
 
     Args:
@@ -107,9 +107,9 @@ class ProgressView(Widget):
         """Show ``status``; ``live`` is false while the session does not answer, and
         ``seen_at`` (local Unix time, seconds) is when it last did."""
         self.status, self.live, self.seen_at = status, live, seen_at
-        self.refresh(layout=True)
+        self.sync()
 
-    def render(self) -> Text:
+    def build(self) -> Text:
         if self.status is None:
             return Text("progress: waiting for the session", style="dim", no_wrap=True,
                         overflow="ellipsis")

@@ -10,7 +10,13 @@ Poll loop (one per panel):
    ``page.more``) and records status and points in the ledger.
 3. It posts one immutable :class:`PollResult`; the handler applies it inside
    ``app.batch_update()`` and only then schedules the next poll with ``set_timer``, so polls
-   never pile up. While the session fails, the delay doubles up to ``backoff_max_s``.
+   never pile up. While the session fails, the delay doubles up to ``backoff_max_s``; while
+   it answers with nothing new (no points, same state, step and connection) for
+   :data:`IDLE_AFTER_POLLS` polls, the delay grows by :data:`IDLE_GROWTH` a poll up to
+   :data:`IDLE_MAX_S`, and snaps back at the first news, a command sent, or the panel focused.
+
+Drawing: a result repaints only the text that changed; the chart only takes new points, and
+the app's one-second :meth:`SessionPanel.tick` draws it (once, however many polls came in).
 
 Everything the session sends is untrusted: it is rendered as :class:`rich.text.Text` built with
 ``append`` (never parsed as markup) and widget ids come from :attr:`SessionConfig.key`.
@@ -19,6 +25,7 @@ Everything the session sends is untrusted: it is rendered as :class:`rich.text.T
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -38,6 +45,7 @@ from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.gpu_view import GpuView
 from colabtui.widgets.loss_chart import LossChart
 from colabtui.widgets.progress_view import ENDED_STATES, ProgressView
+from colabtui.widgets.text_block import text_key
 
 MAX_PAGES_PER_POLL = 20
 """Metric pages fetched in one poll; the rest follow on the next (keeps a poll short)."""
@@ -52,6 +60,16 @@ COMMAND_POLL_S = 0.25
 COMMAND_WAIT_S = 900.0
 """How long to follow a command before saying it is still running (15 min: a large
 checkpoint to Drive can take minutes)."""
+
+IDLE_AFTER_POLLS = 3
+"""Polls in a row with nothing new after which the poll interval starts to stretch."""
+
+IDLE_GROWTH = 1.5
+"""Factor by which each further poll with nothing new stretches the interval."""
+
+IDLE_MAX_S = 5.0
+"""Longest interval between polls of a session with nothing new, seconds (a stalled or
+finished run is noticed within this; any key that acts on it polls at once)."""
 
 ERROR_TITLES = {
     "token_refused": "token refused",
@@ -101,6 +119,33 @@ class CommandUpdate(Message):
     record: CommandRecord | None = None
     error: SessionError | None = None
     ended: bool = False
+
+
+def poll_delay(interval_s: float, failures: int, quiet: int, backoff_max_s: float) -> float:
+    """Seconds until the next poll.
+
+    Args:
+        interval_s: the configured poll interval, seconds.
+        failures: polls that failed in a row (the delay doubles each, up to ``backoff_max_s``).
+        quiet: polls in a row that answered with nothing new: from :data:`IDLE_AFTER_POLLS`
+            on, the delay grows by :data:`IDLE_GROWTH` each, up to :data:`IDLE_MAX_S` (never
+            below ``interval_s``).
+        backoff_max_s: longest delay while failing, seconds.
+    """
+    if failures:
+        return min(backoff_max_s, interval_s * 2 ** min(failures - 1, 16))
+    if quiet >= IDLE_AFTER_POLLS:
+        stretched = interval_s * IDLE_GROWTH ** min(quiet - IDLE_AFTER_POLLS + 1, 32)
+        return min(max(interval_s, IDLE_MAX_S), stretched)
+    return interval_s
+
+
+def same_but_clocks(a: Status | None, b: Status | None) -> bool:
+    """Whether two statuses differ at most in the session's clock fields (``server_time``,
+    ``uptime_s``), which move with every answer."""
+    if a is None or b is None:
+        return a is b
+    return dataclasses.replace(a, server_time=b.server_time, uptime_s=b.uptime_s) == b
 
 
 def connection_text(kind: str, message: str, since: float | None, now: float,
@@ -162,6 +207,7 @@ class SessionPanel(Vertical, can_focus=True):
         self._client: RemoteClient | None = None
         self._timer = None
         self._failures = 0
+        self._quiet = 0
         # the poller's cursor, touched only by the (exclusive) poll worker
         self._session_id: str | None = None
         self._after = 0
@@ -174,6 +220,7 @@ class SessionPanel(Vertical, can_focus=True):
         self.clock_offset = 0.0
         self.series: dict[str, list[MetricPoint]] = {}
         self._log_scale = log_scale
+        self._header_shown: tuple[object, ...] | None = None
 
     # ----------------------------------------------------------------- layout
 
@@ -245,22 +292,43 @@ class SessionPanel(Vertical, can_focus=True):
         self.query_one(LossChart).log_scale = on
 
     def tick(self) -> None:
-        """Redraw the time-dependent text (ages, "unreachable for") from the clock."""
+        """Bring the time-dependent text (ages, "unreachable for") up to the clock and draw
+        the chart if it has new points; only what changed is repainted."""
         try:
             header = self.query_one("#header", Static)
             checkpoint = self.query_one(CheckpointView)
             progress = self.query_one(ProgressView)
+            chart = self.query_one(LossChart)
         except NoMatches:  # being removed, or not composed yet
             return
-        header.update(self._header_text())
-        checkpoint.refresh()
-        if not self.live:
-            progress.refresh()  # "last known: running · 3m ago" ages
+        text = self._header_text()
+        key = text_key(text)
+        if key != self._header_shown:
+            self._header_shown = key
+            header.update(text, layout=False)  # always two rows (see app.tcss)
+        checkpoint.sync()
+        progress.sync()  # uptime; "last known: running · 3m ago" ages
+        chart.flush()
 
     # ----------------------------------------------------------------- applying a result
 
-    def apply(self, result: PollResult) -> None:
-        """Show one poll result (status, new points, connection state) all at once."""
+    def apply(self, result: PollResult) -> bool:
+        """Show one poll result (status, new points, connection state) all at once.
+
+        Only text that changed is repainted. The chart takes the new points and is drawn by
+        the next :meth:`tick` (at once when the panel does not poll, or on a new run's history).
+
+        Returns:
+            Whether the result brought news: points, another connection state, or a status
+            that differs in more than the session's clock fields.
+        """
+        news = bool(result.new_points) or result.history is not None
+        news = news or (result.error is None) != (self.conn_kind == "connected")
+        if result.error is not None:
+            news = news or (result.error.kind, result.error.message) != (self.conn_kind,
+                                                                        self.conn_message)
+        if result.status is not None:
+            news = news or not same_but_clocks(result.status, self.status)
         if result.status is not None:
             status = result.status
             self.status = status
@@ -288,8 +356,12 @@ class SessionPanel(Vertical, can_focus=True):
             self.query_one(ProgressView).show(self.status, live=self.live, seen_at=self.seen_at)
             self.query_one(CheckpointView).show(self.status, self.clock_offset, live=self.live)
         if result.history is not None or result.new_points:
-            self.query_one(LossChart).set_series(self.series)
+            chart = self.query_one(LossChart)
+            chart.update_series(self.series)
+            if result.history is not None or not self._poll_enabled:
+                chart.flush()
         self.tick()
+        return news
 
     def _append(self, name: str, pts: list[MetricPoint]) -> None:
         if not pts:
@@ -306,17 +378,31 @@ class SessionPanel(Vertical, can_focus=True):
     def on_poll_result(self, message: PollResult) -> None:
         message.stop()
         with self.app.batch_update():
-            self.apply(message)
+            news = self.apply(message)
         self._failures = 0 if message.error is None else self._failures + 1
+        self._quiet = 0 if news else self._quiet + 1
         self._schedule_next()
+
+    @property
+    def poll_delay_s(self) -> float:
+        """Seconds between this panel's polls as things stand (failures, nothing new)."""
+        return poll_delay(max(0.05, self._settings.poll_interval_s), self._failures,
+                          self._quiet, self._backoff_max_s)
+
+    def wake(self) -> None:
+        """The user turned to this session: end an idle stretch and poll at once."""
+        if self._quiet >= IDLE_AFTER_POLLS:
+            self._quiet = 0
+            self.poll_now()
+        self._quiet = 0
+
+    def on_focus(self) -> None:
+        self.wake()
 
     # ----------------------------------------------------------------- polling
 
     def _schedule_next(self) -> None:
-        interval = max(0.05, self._settings.poll_interval_s)
-        delay = interval
-        if self._failures:
-            delay = min(self._backoff_max_s, interval * 2 ** min(self._failures - 1, 16))
+        delay = self.poll_delay_s
         if self._timer is not None:
             self._timer.stop()
         self._timer = self.set_timer(delay, self.poll_now)
@@ -387,6 +473,7 @@ class SessionPanel(Vertical, can_focus=True):
     def send(self, action: str) -> None:
         """Send ``"save"`` or ``"stop"`` to the session and follow it until done or failed;
         each step arrives at the app as a :class:`CommandUpdate`."""
+        self.wake()
         client = self._client
         if client is None:
             client = RemoteClient(self.session.url, self.session.token)

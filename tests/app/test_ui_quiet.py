@@ -1,0 +1,135 @@
+"""An app that watches quiet sessions must stay quiet: unchanged poll results repaint nothing,
+charts draw once per tick, and polling stretches while nothing happens.
+
+No timed assertions: every wait is a bounded loop on a condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from colabtui_remote import Monitor
+from colabtui_remote.schema import MetricPoint
+from test_ui_live import wait_for
+from textual.app import App, ComposeResult
+from ui_fixtures import NOW, feed, frozen_clock, three_sessions, write_config
+
+from colabtui.app import ColabTuiApp
+from colabtui.config import Config, SessionConfig, Settings, save_config
+from colabtui.widgets.loss_chart import LossChart
+from colabtui.widgets.session_panel import (
+    IDLE_AFTER_POLLS,
+    IDLE_MAX_S,
+    PollResult,
+    poll_delay,
+    same_but_clocks,
+)
+
+
+def test_poll_delay_stretches_while_quiet_up_to_the_cap():
+    delays = [poll_delay(1.0, 0, quiet, 30.0) for quiet in range(12)]
+    assert delays[:IDLE_AFTER_POLLS] == [1.0] * IDLE_AFTER_POLLS
+    assert all(a <= b for a, b in zip(delays, delays[1:], strict=False))
+    assert 1.0 < delays[IDLE_AFTER_POLLS] < IDLE_MAX_S
+    assert delays[-1] == IDLE_MAX_S
+    # failures have their own, longer back-off; a slow configured interval is never shortened
+    assert poll_delay(1.0, 3, 10, 30.0) == 4.0
+    assert poll_delay(10.0, 0, 10, 30.0) == 10.0
+
+
+def test_only_the_session_clocks_moving_is_no_change():
+    status = three_sessions()[0].status
+    later = replace(status, server_time=(status.server_time or 0) + 1.0,
+                    uptime_s=(status.uptime_s or 0) + 1.0)
+    assert same_but_clocks(status, later)
+    assert not same_but_clocks(status, replace(later, step=(status.step or 0) + 1))
+    assert not same_but_clocks(status, None) and same_but_clocks(None, None)
+
+
+def _count_refreshes(widgets) -> list[str]:
+    calls: list[str] = []
+    for w in widgets:
+        original = w.refresh
+
+        def counted(*args, _w=w, _original=original, **kwargs):
+            calls.append(type(_w).__name__)
+            return _original(*args, **kwargs)
+
+        w.refresh = counted
+    return calls
+
+
+async def test_an_unchanged_poll_result_repaints_nothing(tmp_path):
+    sessions = three_sessions()
+    write_config(tmp_path / "config.toml", sessions)
+    app = ColabTuiApp(tmp_path / "config.toml", tmp_path / "ledger.sqlite3",
+                      clock=frozen_clock, poll=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        feed(app, sessions)
+        await pilot.pause()
+        s = sessions[0]
+        panel = app.panel(s.config.key)
+        calls = _count_refreshes([panel, *panel.query("*")])
+        again = replace(s.status, server_time=(s.status.server_time or NOW) + 0.2,
+                        uptime_s=(s.status.uptime_s or 0) + 0.2)
+        assert panel.apply(PollResult(s.config.key, NOW + 0.2, status=again)) is False
+        panel.tick()
+        await pilot.pause()
+        assert calls == []
+        # a new point is news: the chart (and only what shows it) repaints
+        step = (s.status.step or 0) + 10
+        point = MetricPoint(s.status.last_seq + 1, step, NOW, 0.01)
+        newer = replace(again, step=step, last_seq=s.status.last_seq + 1)
+        assert panel.apply(PollResult(s.config.key, NOW + 1, status=newer,
+                                      new_points={"loss": [point]})) is True
+        await pilot.pause()
+        assert "ProgressView" in calls and "GpuView" not in calls
+        assert panel.series["loss"][-1] == point
+
+
+async def test_a_live_chart_draws_on_the_tick_not_on_every_poll():
+    class ChartApp(App):
+        def compose(self) -> ComposeResult:
+            yield LossChart()
+
+    app = ChartApp()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        chart = app.query_one(LossChart)
+        title = chart.query_one("#chart-title")
+        for n in (5, 6, 7):  # three polls' worth of points before one tick
+            chart.update_series({"loss": [MetricPoint(i + 1, i, NOW, 1.0 / (i + 1))
+                                          for i in range(n)]})
+        assert chart.dirty and "no points" in str(title.render())
+        assert chart.flush() is True and not chart.dirty
+        assert "loss" in str(title.render()) and chart.flush() is False
+
+
+async def test_idle_polling_stretches_and_snaps_back_on_news_and_on_a_key(tmp_path):
+    mon = Monitor(run="idle", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
+    token = "idle-token-0123456789abcdef"
+    mon.serve(port=0, token=token, quiet=True)
+    mon.log(0, loss=1.0)
+    mon.at_step_boundary(1)
+    interval = 0.2
+    config = tmp_path / "config.toml"
+    save_config(Config([SessionConfig(mon.url, token, "idle")],
+                       Settings(poll_interval_s=interval)), config)
+    app = ColabTuiApp(config, tmp_path / "ledger.sqlite3", backoff_max_s=0.4)
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            panel = app.panels[0]
+            await wait_for(pilot, lambda: panel.conn_kind == "connected", "connected")
+            await wait_for(pilot, lambda: panel.poll_delay_s > interval, "a stretched interval")
+            # news: a new point brings the interval straight back
+            await asyncio.to_thread(mon.log, 1, loss=0.5)
+            await wait_for(pilot, lambda: 1 in [p.step for p in panel.series.get("loss", [])],
+                           "the new point")
+            assert panel.poll_delay_s == interval
+            await wait_for(pilot, lambda: panel.poll_delay_s > interval, "stretched again")
+            # a key that acts on the session: back at once
+            await pilot.press("s")
+            assert panel.poll_delay_s == interval
+    finally:
+        mon.close()
