@@ -78,15 +78,37 @@ def mask_token(token: str) -> str:
     return f"{token[:4]}…{token[-2:]}"
 
 
+MAILBOX_SCHEME = "mailbox:"
+"""URL prefix of a session reached through a mailbox folder: ``mailbox:/abs/path``."""
+
+
+def mailbox_url(path: str | os.PathLike) -> str:
+    """The session URL of a mailbox folder: ``mailbox:`` and its absolute path."""
+    return MAILBOX_SCHEME + os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def mailbox_path(url: str) -> Path | None:
+    """The folder of a ``mailbox:`` URL, or ``None`` for any other URL."""
+    if isinstance(url, str) and url.startswith(MAILBOX_SCHEME):
+        return Path(url[len(MAILBOX_SCHEME):])
+    return None
+
+
 def validate_url(url: str) -> str:
     """Check a session URL and return it normalised (no trailing ``/``, no surrounding spaces).
 
     Raises:
-        ConfigError: not ``http``/``https``, no host, or a query or fragment.
+        ConfigError: not ``http``/``https``, no host, or a query or fragment; a ``mailbox:``
+            URL whose path is not absolute.
     """
     text = url.strip() if isinstance(url, str) else ""
     if not text:
         raise ConfigError("the session URL is empty")
+    folder = mailbox_path(text)
+    if folder is not None:
+        if not folder.is_absolute():
+            raise ConfigError(f"{text!r}: a mailbox URL takes an absolute path (mailbox:/path)")
+        return mailbox_url(folder)
     try:
         parts = urlsplit(text)
         port = parts.port  # raises ValueError on a port that is not a number or out of range
@@ -137,6 +159,9 @@ class SessionConfig:
         """The label, or ``host:port`` of the URL when there is none."""
         if self.label:
             return self.label
+        folder = mailbox_path(self.url)
+        if folder is not None:
+            return folder.name or str(folder)
         parts = urlsplit(self.url)
         host = parts.hostname or self.url
         try:
@@ -307,6 +332,8 @@ def _from_doc(doc: dict[str, Any], path: Path, text: str) -> Config:
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table", path, line)
         url, token, label = item.get("url"), item.get("token"), item.get("label", "")
+        if token is None and mailbox_path(url) is not None:
+            token = ""  # a mailbox needs no token
         if not isinstance(url, str):
             raise ConfigError(f"{where}: url is missing or not a string", path, line)
         if not isinstance(token, str):
@@ -315,7 +342,8 @@ def _from_doc(doc: dict[str, Any], path: Path, text: str) -> Config:
             raise ConfigError(f"{where}: label must be a string", path, line)
         try:
             url = validate_url(url)
-            validate_token(token)
+            if mailbox_path(url) is None:
+                validate_token(token)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc.reason}", path, line) from None
         if url in seen:
@@ -352,7 +380,8 @@ def save_config(config: Config, path: Path) -> None:
     for i, s in enumerate(config.sessions):
         try:
             validate_url(s.url)
-            validate_token(s.token)
+            if mailbox_path(s.url) is None:
+                validate_token(s.token)
         except ConfigError as exc:
             raise ConfigError(f"session {i + 1}: {exc.reason}") from None
     data = to_toml(config).encode("utf-8")

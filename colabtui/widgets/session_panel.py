@@ -34,6 +34,7 @@ from colabtui.client import RemoteClient, SessionError
 from colabtui.config import SessionConfig, Settings
 from colabtui.formatting import fmt_duration
 from colabtui.ledger import Ledger
+from colabtui.transport import make_client, transport_of, transport_text
 from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.gpu_view import GpuView
 from colabtui.widgets.loss_chart import LossChart
@@ -171,7 +172,7 @@ class SessionPanel(Vertical, can_focus=True):
     def on_mount(self) -> None:
         self._load_history()
         if self._poll_enabled:
-            self._client = RemoteClient(self.session.url, self.session.token)
+            self._client = make_client(self.session)
             self.poll_now()
 
     async def on_unmount(self) -> None:
@@ -203,6 +204,8 @@ class SessionPanel(Vertical, can_focus=True):
         text.append("\n")
         text.append_text(connection_text(self.conn_kind, self.conn_message,
                                          self.unreachable_since, self._clock()))
+        if self.conn_kind == "connected" and (extra := transport_text(self._client)) is not None:
+            text.append_text(extra)
         return text
 
     def set_index(self, index: int) -> None:
@@ -231,7 +234,8 @@ class SessionPanel(Vertical, can_focus=True):
         if result.status is not None:
             status = result.status
             self.status = status
-            if status.server_time is not None:
+            # over a mailbox, now - server_time is mostly the file's age, not clock skew
+            if status.server_time is not None and transport_of(self._client) == "http":
                 self.clock_offset = result.at - status.server_time
         if result.error is None:
             self.conn_kind, self.conn_message = "connected", ""
@@ -276,7 +280,8 @@ class SessionPanel(Vertical, can_focus=True):
     # ----------------------------------------------------------------- polling
 
     def _schedule_next(self) -> None:
-        interval = max(0.05, self._settings.poll_interval_s)
+        interval = max(0.05, self._settings.poll_interval_s,
+                       getattr(self._client, "min_poll_interval_s", 0.0))
         delay = interval
         if self._failures:
             delay = min(self._backoff_max_s, interval * 2 ** min(self._failures - 1, 16))
@@ -352,7 +357,7 @@ class SessionPanel(Vertical, can_focus=True):
         each step arrives at the app as a :class:`CommandUpdate`."""
         client = self._client
         if client is None:
-            client = RemoteClient(self.session.url, self.session.token)
+            client = make_client(self.session)
             self._client = client
         self.run_worker(self._command(client, action), group=f"cmd-{self.session.key}",
                         exit_on_error=False, description=f"{action} {self.session.key}")
