@@ -217,8 +217,8 @@ async def _connect_mailbox(config_path: Path, args: argparse.Namespace) -> int:
     folder = mailbox_path(url)
     assert folder is not None
     if not folder.is_dir():
-        _err(f"{folder} is not a folder: give an http(s) URL, or the mailbox folder of a run "
-             "(mon.serve_mailbox()) as synced to this machine")
+        _err(f"{text!r} is not an http:// or https:// URL, nor an existing folder (a run's "
+             "mailbox, mon.serve_mailbox(), as synced to this machine)")
         return EXIT_USAGE
     config = load_config(config_path)
     status = None

@@ -110,8 +110,7 @@ class MailboxServer:
         self._chunks: list[_Chunk] = []
         self._seen: set[str] = set()  # command file names settled (submitted or rejected)
         self._bad: dict[str, tuple[bytes, int]] = {}  # name → (content, rounds it failed)
-        self._mine: dict[str, bytes] = {}  # ids this mailbox answers → record bytes last written
-        self._rejected: dict[str, schema.CommandRecord] = {}
+        self._open: dict[str, bytes] = {}  # ids not yet answered for good → record bytes written
         self._checkpoints_written: bytes | None = None
         self._logged: set[str] = set()
         self._started = False
@@ -153,9 +152,9 @@ class MailboxServer:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                if self._under_way():
+                if self._open:  # a command under way: show its outcome (and the status) at once
                     self._exit.wait(min(left, FAST_TICK_S))
-                    if self._write_records():  # an outcome: show it (and the status) now
+                    if self._records_changed():
                         self._round_safely(commands=False)
                 else:
                     self._exit.wait(left)
@@ -192,10 +191,10 @@ class MailboxServer:
 
     # ------------------------------------------------------------------ commands
 
-    def _under_way(self) -> bool:
-        for cid in self._mine:
+    def _records_changed(self) -> bool:
+        for cid, written in list(self._open.items()):
             record = self._commands.get(cid)
-            if record is not None and record.state in ("pending", "running"):
+            if record is not None and schema.dumps(schema.command_to_wire(record)) != written:
                 return True
         return False
 
@@ -244,7 +243,7 @@ class MailboxServer:
             self._reject(file_id, action, f"command file {where}: {exc}")
             return
         self._seen.add(name)
-        self._mine.setdefault(record.id, b"")
+        self._open.setdefault(record.id, b"")
 
     def _known_final(self, cid: str) -> bool:
         """A final record from this session or an earlier one: never act twice on one id."""
@@ -280,23 +279,24 @@ class MailboxServer:
         record = schema.CommandRecord(id=file_id, action=action_text, state="failed",
                                       created_at=now, finished_at=now,
                                       error=message[: schema.MAX_TEXT])
-        self._rejected[file_id] = record
         self.storage.write(f"{RECORDS}/{file_id}.json", schema.dumps(schema.command_to_wire(record)))
 
     def _write_records(self) -> bool:
         """Write the records that changed since last written. Returns True if any did."""
         wrote = False
-        for cid, last in list(self._mine.items()):
+        for cid, last in list(self._open.items()):
             record = self._commands.get(cid)
-            if record is None:
+            if record is None:  # trimmed from the book: nothing more will change
+                del self._open[cid]
                 continue
             data = schema.dumps(schema.command_to_wire(record))
             if data != last:
                 self.storage.write(f"{RECORDS}/{cid}.json", data)
-                self._mine[cid] = data
+                self._open[cid] = data
                 wrote = True
-                if record.state in ("done", "failed"):
-                    self._commands.delivered(cid)  # the laptop can read it now
+            if record.state in ("done", "failed"):
+                del self._open[cid]
+                self._commands.delivered(cid)  # the laptop can read it now
         if wrote:
             self._prune_records()
         return wrote
@@ -312,8 +312,6 @@ class MailboxServer:
             if name in commands or (record is not None and record.state in ("pending", "running")):
                 continue
             self.storage.remove(f"{RECORDS}/{name}")
-            self._mine.pop(cid, None)
-            self._rejected.pop(cid, None)
 
     # ------------------------------------------------------------------ metrics
 

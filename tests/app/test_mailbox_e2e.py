@@ -159,7 +159,7 @@ def test_connect_path_saves_a_mailbox_session_without_a_token(tmp_path, capsys):
     assert (session.url, session.token, session.label) == \
         (mailbox_url(tmp_path / "box"), "", "colab T4")
     assert cli_main(["--config", str(config_path), "connect", str(tmp_path / "nope")]) == 2
-    assert "is not a folder" in capsys.readouterr().err
+    assert "nor an existing folder" in capsys.readouterr().err
 
 
 async def test_the_app_shows_a_mailbox_session_and_s_saves_through_it(tmp_path, mailbox_run):
@@ -189,3 +189,30 @@ async def test_the_app_shows_a_mailbox_session_and_s_saves_through_it(tmp_path, 
                    lambda: any("saved" in n.message for n in app._notifications))
     listing = json.loads((folder / "checkpoints.json").read_text())
     assert len(listing["checkpoints"]) == 1
+
+
+async def test_a_stale_status_is_still_returned_and_the_header_says_so(tmp_path):
+    from colabtui_remote import Monitor
+
+    from colabtui.transport import transport_text
+
+    mon = Monitor(run="old", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
+    mon.serve_mailbox(tmp_path / "RUN", interval_s=5, quiet=True)
+    mon.close()  # a last round, then the runtime writes no more
+    later = time.time() + 60  # the laptop reads it a minute after the runtime last wrote
+    client = MailboxClient(tmp_path / "RUN", clock=lambda: later)
+    status = await client.status()
+    assert status.run == "old" and client.interval_s == 5
+    assert client.stale and client.status_age_s >= 59
+    assert "mailbox · 1m old, stale" in transport_text(client).plain
+
+
+def test_bad_mailbox_input_gets_a_clear_error(tmp_path):
+    from colabtui.config import ConfigError, validate_url
+
+    with pytest.raises(ConfigError, match="absolute path"):
+        validate_url("mailbox:relative/RUN")
+    done = subprocess.run([sys.executable, "-m", "colabtui_remote.examples.digits", "--port", "-1",
+                           "--checkpoint-dir", str(tmp_path / "c")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "--port -1 (no HTTP) needs --mailbox DIR" in done.stderr
