@@ -77,9 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui connect http://127.0.0.1:8765 --token 3q9X...Zk\n"
                "  colabtui connect https://abc.trycloudflare.com --token 3q9X...Zk "
                "--label 'colab T4'\n"
-               "The exact line to paste is printed by the notebook when it calls mon.serve().")
-    p.add_argument("url", help="the session's URL, http:// or https://")
-    p.add_argument("--token", required=True, help="bearer token the session printed")
+               "  colabtui connect ~/GoogleDrive/MyDrive/colabtui/RUN     (a mailbox folder)\n"
+               "The exact line to paste is printed by the notebook when it calls mon.serve();\n"
+               "a folder is the run's mailbox (mon.serve_mailbox()) as synced to this machine.")
+    p.add_argument("url", help="the session's URL, http:// or https://, or a mailbox folder")
+    p.add_argument("--token", default=None,
+                   help="bearer token the session printed (an http(s) URL needs one)")
     p.add_argument("--label", default="", help="name shown in the app (default: the session's)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="seconds to wait for an answer (default 10)")
@@ -170,6 +173,11 @@ def _demo(args: argparse.Namespace) -> int:
 async def _connect(config_path: Path, args: argparse.Namespace) -> int:
     from colabtui.client import RemoteClient, SessionError
 
+    if "://" not in args.url:
+        return await _connect_mailbox(config_path, args)
+    if args.token is None:
+        _err("--token is required for an http(s) URL (the notebook printed it)")
+        return EXIT_USAGE
     try:
         url = validate_url(args.url)
         validate_token(args.token)
@@ -198,6 +206,44 @@ async def _connect(config_path: Path, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _connect_mailbox(config_path: Path, args: argparse.Namespace) -> int:
+    """``colabtui connect PATH``: a mailbox folder (``mailbox:/abs/path`` in the config)."""
+    from colabtui.client import SessionError
+    from colabtui.config import mailbox_path, mailbox_url
+    from colabtui.mailbox_client import MailboxClient
+
+    text = args.url.strip()
+    url = validate_url(text) if mailbox_path(text) is not None else mailbox_url(text)
+    folder = mailbox_path(url)
+    assert folder is not None
+    if not folder.is_dir():
+        looks_like_host = "://" not in text and ":" in text and not text.startswith(("/", "~", "."))
+        hint = f"; did you mean http://{text}?" if looks_like_host else ""
+        _err(f"{text!r} is not an http:// or https:// URL, nor an existing folder (a run's "
+             f"mailbox, mon.serve_mailbox(), as synced to this machine){hint}")
+        return EXIT_USAGE
+    config = load_config(config_path)
+    status = None
+    async with MailboxClient(folder) as client:
+        try:
+            status = await client.status()
+        except SessionError as exc:
+            if exc.kind != "unreachable":  # garbage or another protocol: do not save it
+                _err(f"{folder}: {plain(exc.message)}")
+                return EXIT_SESSION
+            print(f"note: {plain(exc.message)}; saving it anyway, the session shows up once the "
+                  "runtime writes there")
+    session = SessionConfig(url=url, token="", label=args.label or (status.label if status else ""))
+    replaced = config.find(url) is not None
+    save_config(config.with_session(session), config_path)
+    what = "no status yet" if status is None else \
+        f"run {plain(status.run)}, {status.state}, step {'-' if status.step is None else status.step}"
+    print(f"{'updated' if replaced else 'saved'} {plain(session.display_label)} (mailbox {folder}): "
+          f"{what}")
+    print(f"config: {config_path}")
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- status
 
 
@@ -212,11 +258,12 @@ async def poll_all(config: Config, timeout_s: float) -> list[dict[str, Any]]:
 
 
 async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
-    from colabtui.client import RemoteClient, SessionError
+    from colabtui.client import SessionError
+    from colabtui.transport import make_client
 
     entry: dict[str, Any] = {"label": plain(session.display_label), "url": session.url,
                              "key": session.key, "token": mask_token(session.token)}
-    async with RemoteClient(session.url, session.token, timeout_s=timeout_s) as client:
+    async with make_client(session, timeout_s=timeout_s) as client:
         try:
             st = await client.status()
         except SessionError as exc:

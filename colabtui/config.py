@@ -10,6 +10,7 @@ File layout::
     [settings]
     poll_interval_s = 1.0
     risk_warning_min = 30.0
+    chart_refresh_s = 3.0
     log_scale = false
 
     [[sessions]]
@@ -78,16 +79,38 @@ def mask_token(token: str) -> str:
     return f"{token[:4]}…{token[-2:]}"
 
 
+MAILBOX_SCHEME = "mailbox:"
+"""URL prefix of a session reached through a mailbox folder: ``mailbox:/abs/path``."""
+
+
+def mailbox_url(path: str | os.PathLike) -> str:
+    """The session URL of a mailbox folder: ``mailbox:`` and its absolute path."""
+    return MAILBOX_SCHEME + os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+def mailbox_path(url: str) -> Path | None:
+    """The folder of a ``mailbox:`` URL, or ``None`` for any other URL."""
+    if isinstance(url, str) and url.startswith(MAILBOX_SCHEME):
+        return Path(url[len(MAILBOX_SCHEME):])
+    return None
+
+
 def validate_url(url: str) -> str:
     """Check a session URL and return it normalised (no trailing ``/``, no surrounding spaces).
 
     Raises:
         ConfigError: not ``http``/``https`` (without a scheme, the message suggests
-            ``http://`` + the text), no host, or a query or fragment.
+            ``http://`` + the text), no host, or a query or fragment; a ``mailbox:`` URL
+            whose path is not absolute.
     """
     text = url.strip() if isinstance(url, str) else ""
     if not text:
         raise ConfigError("the session URL is empty")
+    folder = mailbox_path(text)
+    if folder is not None:
+        if not folder.is_absolute():
+            raise ConfigError(f"{text!r}: a mailbox URL takes an absolute path (mailbox:/path)")
+        return mailbox_url(folder)
     try:
         parts = urlsplit(text)
         port = parts.port  # raises ValueError on a port that is not a number or out of range
@@ -139,6 +162,9 @@ class SessionConfig:
         """The label, or ``host:port`` of the URL when there is none."""
         if self.label:
             return self.label
+        folder = mailbox_path(self.url)
+        if folder is not None:
+            return folder.name or str(folder)
         parts = urlsplit(self.url)
         host = parts.hostname or self.url
         try:
@@ -160,11 +186,15 @@ class Settings:
         poll_interval_s: seconds between the end of one poll of a session and the next.
         risk_warning_min: minutes since the last durable checkpoint after which the
             "work at risk" figure turns to a warning.
+        chart_refresh_s: seconds between redraws of a live loss chart. Charts are the costly
+            part of a frame (bench/bench_app_cpu.py); a training curve read every few seconds
+            loses nothing, while text figures still update every poll.
         log_scale: plot loss curves on a log scale.
     """
 
     poll_interval_s: float = 1.0
     risk_warning_min: float = 30.0
+    chart_refresh_s: float = 3.0
     log_scale: bool = False
 
 
@@ -282,7 +312,7 @@ def _from_doc(doc: dict[str, Any], path: Path, text: str) -> Config:
     if not isinstance(raw_settings, dict):
         raise ConfigError("[settings] must be a table", path, _key_line(text, "settings"))
     for name, kind in (("poll_interval_s", "pos"), ("risk_warning_min", "pos"),
-                       ("log_scale", "bool")):
+                       ("chart_refresh_s", "pos"), ("log_scale", "bool")):
         if name not in raw_settings:
             continue
         value = raw_settings[name]
@@ -309,6 +339,8 @@ def _from_doc(doc: dict[str, Any], path: Path, text: str) -> Config:
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table", path, line)
         url, token, label = item.get("url"), item.get("token"), item.get("label", "")
+        if token is None and mailbox_path(url) is not None:
+            token = ""  # a mailbox needs no token
         if not isinstance(url, str):
             raise ConfigError(f"{where}: url is missing or not a string", path, line)
         if not isinstance(token, str):
@@ -317,7 +349,8 @@ def _from_doc(doc: dict[str, Any], path: Path, text: str) -> Config:
             raise ConfigError(f"{where}: label must be a string", path, line)
         try:
             url = validate_url(url)
-            validate_token(token)
+            if mailbox_path(url) is None:
+                validate_token(token)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc.reason}", path, line) from None
         if url in seen:
@@ -333,6 +366,7 @@ def to_toml(config: Config) -> str:
         "settings": {
             "poll_interval_s": float(config.settings.poll_interval_s),
             "risk_warning_min": float(config.settings.risk_warning_min),
+            "chart_refresh_s": float(config.settings.chart_refresh_s),
             "log_scale": bool(config.settings.log_scale),
         },
         "sessions": [{"url": s.url, "token": s.token, "label": s.label} for s in config.sessions],
@@ -354,7 +388,8 @@ def save_config(config: Config, path: Path) -> None:
     for i, s in enumerate(config.sessions):
         try:
             validate_url(s.url)
-            validate_token(s.token)
+            if mailbox_path(s.url) is None:
+                validate_token(s.token)
         except ConfigError as exc:
             raise ConfigError(f"session {i + 1}: {exc.reason}") from None
     data = to_toml(config).encode("utf-8")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ from colabtui.client import RemoteClient, SessionError
 from colabtui.config import SessionConfig, Settings
 from colabtui.formatting import fmt_duration
 from colabtui.ledger import Ledger
+from colabtui.transport import make_client, transport_of, transport_text
 from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.gpu_view import GpuView
 from colabtui.widgets.loss_chart import LossChart
@@ -200,6 +202,7 @@ class SessionPanel(Vertical, can_focus=True):
         self.session = session
         self.index = index
         self._clock = clock
+        self._chart_drawn_at = float("-inf")  # monotonic time of the last live chart draw
         self._settings = settings
         self._ledger = ledger
         self._poll_enabled = poll
@@ -236,7 +239,7 @@ class SessionPanel(Vertical, can_focus=True):
     def on_mount(self) -> None:
         self._load_history()
         if self._poll_enabled:
-            self._client = RemoteClient(self.session.url, self.session.token)
+            self._client = make_client(self.session)
             self.poll_now()
 
     async def on_unmount(self) -> None:
@@ -268,6 +271,8 @@ class SessionPanel(Vertical, can_focus=True):
         text.append("\n")
         text.append_text(connection_text(self.conn_kind, self.conn_message,
                                          self.unreachable_since, self._clock(), self.ended))
+        if self.conn_kind == "connected" and (extra := transport_text(self._client)) is not None:
+            text.append_text(extra)
         return text
 
     @property
@@ -308,7 +313,10 @@ class SessionPanel(Vertical, can_focus=True):
             header.update(text, layout=False)  # always two rows (see app.tcss)
         checkpoint.sync()
         progress.sync()  # uptime; "last known: running · 3m ago" ages
-        chart.flush()
+        now = time.monotonic()
+        if chart.dirty and now - self._chart_drawn_at >= self._settings.chart_refresh_s:
+            self._chart_drawn_at = now
+            chart.flush()
 
     # ----------------------------------------------------------------- applying a result
 
@@ -333,7 +341,8 @@ class SessionPanel(Vertical, can_focus=True):
             status = result.status
             self.status = status
             self.seen_at = result.at
-            if status.server_time is not None:
+            # over a mailbox, now - server_time is mostly the file's age, not clock skew
+            if status.server_time is not None and transport_of(self._client) == "http":
                 self.clock_offset = result.at - status.server_time
         if result.error is None:
             self.conn_kind, self.conn_message = "connected", ""
@@ -359,6 +368,7 @@ class SessionPanel(Vertical, can_focus=True):
             chart = self.query_one(LossChart)
             chart.update_series(self.series)
             if result.history is not None or not self._poll_enabled:
+                self._chart_drawn_at = time.monotonic()
                 chart.flush()
         self.tick()
         return news
@@ -386,8 +396,9 @@ class SessionPanel(Vertical, can_focus=True):
     @property
     def poll_delay_s(self) -> float:
         """Seconds between this panel's polls as things stand (failures, nothing new)."""
-        return poll_delay(max(0.05, self._settings.poll_interval_s), self._failures,
-                          self._quiet, self._backoff_max_s)
+        interval = max(0.05, self._settings.poll_interval_s,
+                       getattr(self._client, "min_poll_interval_s", 0.0))  # a mailbox: slower
+        return poll_delay(interval, self._failures, self._quiet, self._backoff_max_s)
 
     def wake(self) -> None:
         """The user turned to this session: end an idle stretch and poll at once."""
@@ -476,7 +487,7 @@ class SessionPanel(Vertical, can_focus=True):
         self.wake()
         client = self._client
         if client is None:
-            client = RemoteClient(self.session.url, self.session.token)
+            client = make_client(self.session)
             self._client = client
         self.run_worker(self._command(client, action), group=f"cmd-{self.session.key}",
                         exit_on_error=False, description=f"{action} {self.session.key}")

@@ -128,6 +128,7 @@ class Monitor:
         self._handle_sigterm = handle_sigterm
         self._previous_sigterm: Any = None
         self._status_served_at: float | None = None
+        self._mailbox: Any = None
         self._closed = False
 
     # ------------------------------------------------------------------ set-up
@@ -215,6 +216,46 @@ class Monitor:
         if not quiet:
             print(connect_line(url, token, self.label), flush=True)
         return url
+
+    def serve_mailbox(self, folder: str | os.PathLike, interval_s: float = 5.0, *,
+                      quiet: bool = False) -> str:
+        """Serve through a mailbox folder (e.g. the run folder on a mounted Drive), for a
+        laptop that reaches the runtime only through Drive; see :mod:`.mailbox`.
+
+        A daemon thread writes the status and new metric points every ``interval_s`` seconds
+        and carries out the commands the laptop drops there. It can run beside :meth:`serve`.
+        Calling it again replaces the earlier mailbox.
+
+        Args:
+            folder: the mailbox folder; created if missing.
+            interval_s: seconds between rounds (each writes a few small files).
+            quiet: do not print the line to run on the laptop.
+
+        Returns:
+            The folder's absolute path.
+
+        Raises:
+            OSError: the folder cannot be created or written.
+        """
+        from .mailbox import MailboxServer
+        from .mailbox_store import LocalFolder
+
+        if self._mailbox is not None:
+            self._mailbox.close()
+            self._mailbox = None
+        storage = LocalFolder(os.path.abspath(folder))
+        storage.create()
+        mailbox = MailboxServer(self, storage, interval_s)
+        mailbox.start()
+        self._mailbox = mailbox
+        if not self._gpu_started:
+            self._gpu.start()
+            self._gpu_started = True
+        self._install_sigterm()
+        if not quiet:
+            print(f"colabtui: mailbox {storage.root} (every {interval_s:g} s); on the laptop: "
+                  f"colabtui connect <this folder as synced there>", flush=True)
+        return str(storage.root)
 
     @property
     def url(self) -> str | None:
@@ -466,6 +507,8 @@ class Monitor:
                 if key in _LIVE and _LIVE[key][0] is self._server:
                     del _LIVE[key]
             self._server.close()
+        if self._mailbox is not None:
+            self._mailbox.close()  # a last round: the final state and every command's outcome
         self._gpu.close()
         if self._previous_sigterm is not None:
             try:

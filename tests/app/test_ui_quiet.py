@@ -133,3 +133,28 @@ async def test_idle_polling_stretches_and_snaps_back_on_news_and_on_a_key(tmp_pa
             assert panel.poll_delay_s == interval
     finally:
         mon.close()
+
+
+async def test_a_live_chart_redraws_at_most_once_per_chart_refresh(tmp_path):
+    mon = Monitor(run="refresh", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
+    token = "refresh-token-0123456789abcdef"
+    mon.serve(port=0, token=token, quiet=True)
+    mon.log(0, loss=1.0)
+    config = tmp_path / "config.toml"
+    settings = Settings(poll_interval_s=0.1, chart_refresh_s=3600.0)
+    save_config(Config([SessionConfig(mon.url, token, "refresh")], settings), config)
+    app = ColabTuiApp(config, tmp_path / "ledger.sqlite3")
+    try:
+        async with app.run_test(size=(120, 36)) as pilot:
+            panel = app.panels[0]
+            chart = panel.query_one(LossChart)
+            await wait_for(pilot, lambda: panel.series.get("loss"), "the first points (drawn)")
+            await asyncio.to_thread(mon.log, 1, loss=0.5)
+            await wait_for(pilot, lambda: len(panel.series["loss"]) == 2, "the new point")
+            panel.tick()
+            assert chart.dirty, "drawn again before chart_refresh_s passed"
+            panel._settings.chart_refresh_s = 0.0
+            panel.tick()
+            assert not chart.dirty
+    finally:
+        mon.close()

@@ -56,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: python remote/examples/train_digits.py --port 8765 --checkpoint-dir "
                "/tmp/digits --steps 3000 --lr 1e-3 --label 'digits lr=1e-3'")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default 8765)")
+    p.add_argument("--port", type=int, default=8765,
+                   help="TCP port; 0 picks a free one, -1 serves no HTTP (default 8765)")
+    p.add_argument("--mailbox", default=None, metavar="DIR",
+                   help="also serve through this mailbox folder (e.g. on a mounted Drive)")
+    p.add_argument("--mailbox-interval", type=float, default=5.0, metavar="S",
+                   help="seconds between mailbox rounds (default 5)")
     p.add_argument("--token", default=None, help="bearer token (default: a random one, printed)")
     p.add_argument("--checkpoint-dir", required=True, help="folder for checkpoints; resumes from it")
     p.add_argument("--steps", type=int, default=3000, help="total training steps (default 3000)")
@@ -73,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.port < 0 and not args.mailbox:
+        print("train_digits: --port -1 (no HTTP) needs --mailbox DIR", file=sys.stderr)
+        return 2
     if args.steps < 1:
         print("train_digits: --steps must be at least 1", file=sys.stderr)
         return 2
@@ -105,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     mon = Monitor(run=run, checkpoint_dir=args.checkpoint_dir,
                   autosave_every=args.autosave_every or None, label=args.label or run)
     mon.track(model=model, optimizer=optimizer, scheduler=scheduler)
-    mon.serve(host=args.host, port=args.port, token=args.token)
+    if args.port >= 0:
+        mon.serve(host=args.host, port=args.port, token=args.token)
+    if args.mailbox:
+        mon.serve_mailbox(args.mailbox, interval_s=args.mailbox_interval)
     try:
         for step in mon.steps(args.steps):
             idx = torch.randint(0, n_train, (BATCH_SIZE,))  # global RNG: resumes exactly

@@ -1,0 +1,47 @@
+"""Which client reaches a saved session: HTTP for an ``http(s)://`` URL, a mailbox folder for
+a ``mailbox:/path`` URL. Both have the same async interface and raise the same
+:class:`~colabtui.client.SessionError` kinds."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from colabtui.client import RemoteClient
+from colabtui.config import SessionConfig, mailbox_path
+from colabtui.formatting import fmt_duration
+from colabtui.mailbox_client import MailboxClient
+
+
+def make_client(session: SessionConfig, *, timeout_s: float = 5.0) -> RemoteClient | MailboxClient:
+    """A new client for ``session``; close it with ``await client.aclose()``.
+
+    Args:
+        session: the saved session.
+        timeout_s: per-request timeout of an HTTP client, seconds (a mailbox has none: it reads
+            local files).
+    """
+    folder = mailbox_path(session.url)
+    if folder is not None:
+        return MailboxClient(folder)
+    return RemoteClient(session.url, session.token, timeout_s=timeout_s)
+
+
+def transport_of(client: object) -> str:
+    """``"http"`` or ``"mailbox"``: how ``client`` reaches its session."""
+    return getattr(client, "transport", "http")
+
+
+def transport_text(client: object) -> Text | None:
+    """What the panel's connection line adds for a transport other than HTTP:
+    ``" · mailbox · 4 s"`` (the age of the last status read), in yellow when stale;
+    ``None`` for HTTP (nothing to add)."""
+    if transport_of(client) == "http":
+        return None
+    text = Text(no_wrap=True)
+    text.append(f" · {transport_of(client)}", style="dim")
+    age = getattr(client, "status_age_s", None)
+    if age is not None:
+        stale = bool(getattr(client, "stale", False))
+        text.append(f" · {fmt_duration(age)}" + (" old, stale" if stale else ""),
+                    style="bold yellow" if stale else "dim")
+    return text
