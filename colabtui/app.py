@@ -143,7 +143,7 @@ class ColabTuiApp(App):
         return panel
 
     def _tick(self) -> None:
-        # one frame for every panel's changes (ages, charts with new points)
+        # one frame a second for every panel's changes: pending poll results, ages, charts
         with self.batch_update():
             for panel in self.panels:
                 panel.tick()

@@ -33,6 +33,23 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
+def fmt_minutes(seconds: float | None) -> str:
+    """A duration to the minute: ``"<1m"``, ``"3m"``, ``"1h05m"``, ``"2d03h"``.
+
+    For figures shown on a clock that ticks (work at risk, uptime, time to the next
+    autosave): the text, and so the screen, changes at most once a minute.
+
+    Args:
+        seconds: a length of time in seconds; negative counts as zero.
+
+    Returns:
+        The duration, or ``"n/a"`` when ``seconds`` is ``None`` or not finite.
+    """
+    if seconds is not None and math.isfinite(seconds) and seconds < 60:
+        return "<1m"
+    return fmt_duration(seconds)
+
+
 def fmt_age(then: float | None, now: float) -> str:
     """How long ago ``then`` was: ``"just now"``, ``"12 s ago"``, ``"4 min ago"``, ``"2 h ago"``.
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from colabtui_remote.schema import Status
 from rich.text import Text
 
-from colabtui.formatting import fmt_age, fmt_bytes, fmt_duration, short_count
+from colabtui.formatting import fmt_age, fmt_bytes, fmt_duration, fmt_minutes, short_count
 from colabtui.widgets.progress_view import COMPACT_BELOW, ENDED_STATES
 from colabtui.widgets.text_block import TextBlock
 
@@ -40,6 +40,7 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         risk_warning_min: minutes at risk from which the figure is drawn as a warning.
         live: the status is from the latest poll. When not, the next autosave is not shown
             (it may never come) and the time at risk reads as a lower bound (``≥ 4m``).
+            Time at risk and to the next autosave are to the minute (``<1m``, ``4m``).
         compact: short wording for narrow panels (``ckpt 4m · s8.0k 180MB``).
 
     Work at risk after the end: none once stopped or finished (the final checkpoint holds
@@ -97,10 +98,11 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         return text
     minutes = max(0.0, now - (since + offset)) / 60
     style = "bold white on dark_red" if minutes >= risk_warning_min else "bold"
-    text.append(f" {'' if live else '≥'}{fmt_duration(minutes * 60)} ", style=style)
+    # to the minute (fmt_minutes): a figure ticking every second repaints every second
+    text.append(f" {'' if live else '≥'}{fmt_minutes(minutes * 60)} ", style=style)
     if live and ck.next_autosave_at is not None:
         text.append("  autosave in ", style="dim")
-        text.append(fmt_duration(ck.next_autosave_at + offset - now))
+        text.append(fmt_minutes(ck.next_autosave_at + offset - now))
     return text
 
 

@@ -8,7 +8,15 @@ from collections.abc import Callable
 from colabtui_remote.schema import Status
 from rich.text import Text
 
-from colabtui.formatting import NA, fmt_duration, fmt_eta, fmt_number, fmt_rate, short_count
+from colabtui.formatting import (
+    NA,
+    fmt_duration,
+    fmt_eta,
+    fmt_minutes,
+    fmt_number,
+    fmt_rate,
+    short_count,
+)
 from colabtui.widgets.text_block import TextBlock
 
 ENDED_STATES = ("stopped", "finished", "failed")
@@ -35,8 +43,8 @@ def progress_lines(status: Status, width: int, *, live: bool = True,
 
     Args:
         status: the latest status the session sent.
-        width: cells available (compact wording below :data:`COMPACT_BELOW`; the uptime
-            shows from 40).
+        width: cells available (compact wording below :data:`COMPACT_BELOW`; the uptime,
+            to the minute, shows from 40).
         live: the status is from the latest poll. When not (the session does not answer),
             a training state reads ``last known: running · 3m ago`` and there is no ETA;
             an ended state (stopped, finished, failed) still reads as itself.
@@ -72,7 +80,7 @@ def progress_lines(status: Status, width: int, *, live: bool = True,
         text.append("—")
     if width >= 40 and status.uptime_s is not None:
         text.append("  up ", style="dim")
-        text.append(fmt_duration(status.uptime_s))
+        text.append(fmt_minutes(status.uptime_s))  # to the minute: it moves every poll
     if "loss" in status.metrics:
         value = status.metrics["loss"]
         marker = status.metrics_nonfinite.get("loss")

@@ -8,15 +8,19 @@ Poll loop (one per panel):
 2. The worker asks ``status``; on a new session id it continues from the ledger's last seq;
    it fetches ``/v1/metrics`` incrementally (``after`` = last seq seen, again while
    ``page.more``) and records status and points in the ledger.
-3. It posts one immutable :class:`PollResult`; the handler applies it inside
-   ``app.batch_update()`` and only then schedules the next poll with ``set_timer``, so polls
-   never pile up. While the session fails, the delay doubles up to ``backoff_max_s``; while
+3. It posts one immutable :class:`PollResult`; the handler schedules the next poll with
+   ``set_timer`` when it has taken the result, so polls never pile up. While the session fails, the delay doubles up to ``backoff_max_s``; while
    it answers with nothing new (no points, same state, step and connection) for
    :data:`IDLE_AFTER_POLLS` polls, the delay grows by :data:`IDLE_GROWTH` a poll up to
    :data:`IDLE_MAX_S`, and snaps back at the first news, a command sent, or the panel focused.
 
-Drawing: a result repaints only the text that changed; the chart only takes new points, and
-the app's one-second :meth:`SessionPanel.tick` draws it (once, however many polls came in).
+Drawing: on this machine class one Textual frame costs about 10 ms however little changed, so
+results are coalesced. A result that someone is waiting for (the first status, a new run's
+history, a change of connection state, the polls after a save or stop) is applied at once;
+any other is merged into the panel's pending result (:func:`merge_results`), which the app's
+one-second :meth:`SessionPanel.tick` applies for every panel in one ``batch_update`` (one
+frame a second however many polls came in). A result repaints only the text that changed;
+the chart takes new points and is drawn by the tick at most every ``chart_refresh_s``.
 
 Everything the session sends is untrusted: it is rendered as :class:`rich.text.Text` built with
 ``append`` (never parsed as markup) and widget ids come from :attr:`SessionConfig.key`.
@@ -72,6 +76,10 @@ IDLE_GROWTH = 1.5
 IDLE_MAX_S = 5.0
 """Longest interval between polls of a session with nothing new, seconds (a stalled or
 finished run is noticed within this; any key that acts on it polls at once)."""
+
+URGENT_RESULTS_AFTER_COMMAND = 2
+"""Poll results applied at once after a save or stop ends: the poll already under way may
+predate the end, so the one after it is shown at once too."""
 
 ERROR_TITLES = {
     "token_refused": "token refused",
@@ -140,6 +148,45 @@ def poll_delay(interval_s: float, failures: int, quiet: int, backoff_max_s: floa
         stretched = interval_s * IDLE_GROWTH ** min(quiet - IDLE_AFTER_POLLS + 1, 32)
         return min(max(interval_s, IDLE_MAX_S), stretched)
     return interval_s
+
+
+def merge_results(old: PollResult, new: PollResult) -> PollResult:
+    """One result with the effect of applying ``old`` then ``new``.
+
+    Only for results of one connection state with a status each, or with none each (the
+    panel applies the others at once): ``new``'s status, time and error win; points are
+    concatenated per series, a repeated step (a resume) replacing the earlier ones.
+
+    Raises:
+        ValueError: when the two cannot be merged (different keys, a history, or only
+            ``old`` has a status).
+    """
+    if (old.key != new.key or old.history is not None or new.history is not None
+            or (old.status is not None and new.status is None)):
+        raise ValueError(f"cannot merge poll results of {old.key!r} and {new.key!r}")
+    points = {name: list(pts) for name, pts in old.new_points.items()}
+    for name, pts in new.new_points.items():
+        if not pts:
+            continue
+        current = points.setdefault(name, [])
+        while current and current[-1].step >= pts[0].step:
+            current.pop()
+        current.extend(pts)
+    return dataclasses.replace(new, new_points=points)
+
+
+def result_news(result: PollResult, status: Status | None, conn_kind: str,
+                conn_message: str) -> bool:
+    """Whether ``result`` brings news against a panel showing ``status`` in ``conn_kind``:
+    points, another connection state or error, or a status that differs in more than the
+    session's clock fields."""
+    news = bool(result.new_points) or result.history is not None
+    news = news or (result.error is None) != (conn_kind == "connected")
+    if result.error is not None:
+        news = news or (result.error.kind, result.error.message) != (conn_kind, conn_message)
+    if result.status is not None:
+        news = news or not same_but_clocks(result.status, status)
+    return news
 
 
 def same_but_clocks(a: Status | None, b: Status | None) -> bool:
@@ -224,6 +271,10 @@ class SessionPanel(Vertical, can_focus=True):
         self.series: dict[str, list[MetricPoint]] = {}
         self._log_scale = log_scale
         self._header_shown: tuple[object, ...] | None = None
+        # what the polls brought, applied or not (for the idle back-off and "at once")
+        self._received: tuple[Status | None, str, str] = (None, "waiting", "")
+        self._pending: PollResult | None = None  # for the next tick
+        self._urgent = 0  # results still to apply at once (a command just ended)
 
     # ----------------------------------------------------------------- layout
 
@@ -296,9 +347,19 @@ class SessionPanel(Vertical, can_focus=True):
         self._log_scale = on
         self.query_one(LossChart).log_scale = on
 
+    @property
+    def pending(self) -> PollResult | None:
+        """The poll result waiting for the next :meth:`tick`, if any."""
+        return self._pending
+
     def tick(self) -> None:
-        """Bring the time-dependent text (ages, "unreachable for") up to the clock and draw
-        the chart if it has new points; only what changed is repainted."""
+        """Apply the pending poll result, bring the time-dependent text (ages, "unreachable
+        for") up to the clock and draw the chart if it has new points (at most every
+        ``chart_refresh_s``); only what changed is repainted."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self.apply(pending)  # ends with a tick
+            return
         try:
             header = self.query_one("#header", Static)
             checkpoint = self.query_one(CheckpointView)
@@ -330,13 +391,7 @@ class SessionPanel(Vertical, can_focus=True):
             Whether the result brought news: points, another connection state, or a status
             that differs in more than the session's clock fields.
         """
-        news = bool(result.new_points) or result.history is not None
-        news = news or (result.error is None) != (self.conn_kind == "connected")
-        if result.error is not None:
-            news = news or (result.error.kind, result.error.message) != (self.conn_kind,
-                                                                        self.conn_message)
-        if result.status is not None:
-            news = news or not same_but_clocks(result.status, self.status)
+        news = result_news(result, self.status, self.conn_kind, self.conn_message)
         if result.status is not None:
             status = result.status
             self.status = status
@@ -370,6 +425,7 @@ class SessionPanel(Vertical, can_focus=True):
             if result.history is not None or not self._poll_enabled:
                 self._chart_drawn_at = time.monotonic()
                 chart.flush()
+        self._received = (self.status, self.conn_kind, self.conn_message)
         self.tick()
         return news
 
@@ -387,11 +443,39 @@ class SessionPanel(Vertical, can_focus=True):
 
     def on_poll_result(self, message: PollResult) -> None:
         message.stop()
-        with self.app.batch_update():
-            news = self.apply(message)
+        news = self.receive(message)
         self._failures = 0 if message.error is None else self._failures + 1
         self._quiet = 0 if news else self._quiet + 1
         self._schedule_next()
+
+    def receive(self, result: PollResult) -> bool:
+        """Take a poll result: applied at once when someone waits for it (the first status,
+        a new run's history, another connection state, the polls after a command), else
+        merged into the result the next :meth:`tick` applies.
+
+        Returns:
+            Whether it brought news against what the polls brought before (applied or not).
+        """
+        status, kind, message = self._received
+        news = result_news(result, status, kind, message)
+        new_kind = "connected" if result.error is None else result.error.kind
+        pending = self._pending
+        at_once = (result.history is not None or self._urgent > 0 or new_kind != kind
+                   or (self.status is None and result.status is not None)
+                   or (pending is not None and pending.status is not None
+                       and result.status is None))
+        self._received = (result.status if result.status is not None else status, new_kind,
+                          "" if result.error is None else result.error.message)
+        if not at_once:
+            self._pending = result if pending is None else merge_results(pending, result)
+            return news
+        self._urgent = max(0, self._urgent - 1)
+        with self.app.batch_update():
+            if pending is not None:
+                self._pending = None
+                self.apply(pending)
+            self.apply(result)
+        return news
 
     @property
     def poll_delay_s(self) -> float:
@@ -421,8 +505,9 @@ class SessionPanel(Vertical, can_focus=True):
     def poll_failed(self, error: BaseException) -> None:
         """Called by the app when the poll worker itself crashed: show it and poll again."""
         self._failures += 1
-        self.apply(PollResult(self.session.key, self._clock(),
-                              error=SessionError("bad_response", f"internal error: {error!r}")))
+        self._urgent = max(self._urgent, 1)
+        self.receive(PollResult(self.session.key, self._clock(),
+                                error=SessionError("bad_response", f"internal error: {error!r}")))
         self._schedule_next()
 
     def poll_now(self) -> None:
@@ -511,4 +596,5 @@ class SessionPanel(Vertical, can_focus=True):
             ended = accepted and action == "stop" and exc.kind == "unreachable"
             self.post_message(CommandUpdate(self.session.key, label, action, error=exc,
                                             ended=ended))
+        self._urgent = URGENT_RESULTS_AFTER_COMMAND  # the user waits to see its outcome
         self.poll_now()

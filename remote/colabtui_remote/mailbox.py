@@ -175,13 +175,16 @@ class MailboxServer:
         self.storage.check()
         if commands:
             self._read_commands()
-        self._write_records()
-        status = self.source.status()  # before the chunks, so they hold every point it counts
-        self._write_metrics()
+        # Records read, then the listing written, then the records: a laptop that reads "done"
+        # finds the checkpoint listed (a save finishes only once its manifest lists it).
+        records = self._snapshot_records()
         listing = schema.dumps(schema.checkpoint_list_to_wire(self.source.checkpoint_list()))
         if listing != self._checkpoints_written:
             self.storage.write(CHECKPOINTS, listing)
             self._checkpoints_written = listing
+        self._write_records(records)
+        status = self.source.status()  # before the chunks, so they hold every point it counts
+        self._write_metrics()
         self.storage.write(STATUS, schema.dumps(schema.status_to_wire(status)))
 
     def _log_once(self, message: str) -> None:
@@ -281,11 +284,18 @@ class MailboxServer:
                                       error=message[: schema.MAX_TEXT])
         self.storage.write(f"{RECORDS}/{file_id}.json", schema.dumps(schema.command_to_wire(record)))
 
-    def _write_records(self) -> bool:
-        """Write the records that changed since last written. Returns True if any did."""
+    def _write_records(self, snapshot: dict | None = None) -> bool:
+        """Write the records that changed since last written. Returns True if any did.
+
+        Args:
+            snapshot: the records as read before the checkpoint listing was written, so that a
+                record saying "done" never goes out ahead of the listing that holds its checkpoint.
+        """
         wrote = False
+        if snapshot is None:
+            snapshot = self._snapshot_records()
         for cid, last in list(self._open.items()):
-            record = self._commands.get(cid)
+            record = snapshot.get(cid)
             if record is None:  # trimmed from the book: nothing more will change
                 del self._open[cid]
                 continue
@@ -300,6 +310,9 @@ class MailboxServer:
         if wrote:
             self._prune_records()
         return wrote
+
+    def _snapshot_records(self) -> dict:
+        return {cid: self._commands.get(cid) for cid in list(self._open)}
 
     def _prune_records(self) -> None:
         names = self.storage.list(RECORDS)

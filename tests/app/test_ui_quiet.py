@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import pytest
 from colabtui_remote import Monitor
 from colabtui_remote.schema import MetricPoint
 from test_ui_live import wait_for
@@ -16,12 +17,14 @@ from textual.app import App, ComposeResult
 from ui_fixtures import NOW, feed, frozen_clock, three_sessions, write_config
 
 from colabtui.app import ColabTuiApp
+from colabtui.client import SessionError
 from colabtui.config import Config, SessionConfig, Settings, save_config
 from colabtui.widgets.loss_chart import LossChart
 from colabtui.widgets.session_panel import (
     IDLE_AFTER_POLLS,
     IDLE_MAX_S,
     PollResult,
+    merge_results,
     poll_delay,
     same_but_clocks,
 )
@@ -45,6 +48,12 @@ def test_only_the_session_clocks_moving_is_no_change():
     assert same_but_clocks(status, later)
     assert not same_but_clocks(status, replace(later, step=(status.step or 0) + 1))
     assert not same_but_clocks(status, None) and same_but_clocks(None, None)
+
+
+def _received(panel, name: str) -> list[MetricPoint]:
+    """Points of series ``name`` the panel shows or will show at the next tick."""
+    pending = panel.pending.new_points.get(name, []) if panel.pending is not None else []
+    return [*panel.series.get(name, []), *pending]
 
 
 def _count_refreshes(widgets) -> list[str]:
@@ -124,7 +133,8 @@ async def test_idle_polling_stretches_and_snaps_back_on_news_and_on_a_key(tmp_pa
             await wait_for(pilot, lambda: panel.poll_delay_s > interval, "a stretched interval")
             # news: a new point brings the interval straight back
             await asyncio.to_thread(mon.log, 1, loss=0.5)
-            await wait_for(pilot, lambda: 1 in [p.step for p in panel.series.get("loss", [])],
+            # received (shown by the next tick, or already)
+            await wait_for(pilot, lambda: 1 in [p.step for p in _received(panel, "loss")],
                            "the new point")
             assert panel.poll_delay_s == interval
             await wait_for(pilot, lambda: panel.poll_delay_s > interval, "stretched again")
@@ -158,3 +168,102 @@ async def test_a_live_chart_redraws_at_most_once_per_chart_refresh(tmp_path):
             assert not chart.dirty
     finally:
         mon.close()
+
+
+# --------------------------------------------------------------------------- coalescing
+
+
+def _next_result(s, at: float, n: int) -> PollResult:
+    """The ``n``-th poll after the fixture's status: ten steps and one new loss point on."""
+    step = (s.status.step or 0) + 10 * n
+    seq = s.status.last_seq + n
+    status = replace(s.status, step=step, last_seq=seq, server_time=at, uptime_s=at - NOW)
+    return PollResult(s.config.key, at, status=status,
+                      new_points={"loss": [MetricPoint(seq, step, at, 1.0 / n)]})
+
+
+async def test_results_between_ticks_are_applied_together_on_the_next_tick(tmp_path):
+    sessions = three_sessions()
+    write_config(tmp_path / "config.toml", sessions)
+    app = ColabTuiApp(tmp_path / "config.toml", tmp_path / "ledger.sqlite3",
+                      clock=frozen_clock, poll=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        feed(app, sessions)
+        await pilot.pause()
+        shown = {s.config.key: (app.panel(s.config.key).status,
+                                len(app.panel(s.config.key).series["loss"])) for s in sessions}
+        widgets = [w for s in sessions for w in (app.panel(s.config.key),
+                                                  *app.panel(s.config.key).query("*"))]
+        calls = _count_refreshes(widgets)
+        for s in sessions:  # two polls of every session before one tick
+            panel = app.panel(s.config.key)
+            assert panel.receive(_next_result(s, NOW + 0.3, 1)) is True
+            assert panel.receive(_next_result(s, NOW + 0.6, 2)) is True
+        await pilot.pause()
+        assert calls == [], "a result was drawn before the tick"
+        for s in sessions:
+            panel = app.panel(s.config.key)
+            assert (panel.status, len(panel.series["loss"])) == shown[s.config.key]
+            assert [p.step for p in panel.pending.new_points["loss"]] == [
+                (s.status.step or 0) + 10, (s.status.step or 0) + 20]
+        app._tick()
+        await pilot.pause()
+        for s in sessions:
+            panel = app.panel(s.config.key)
+            assert panel.pending is None
+            assert panel.status.step == (s.status.step or 0) + 20
+            assert len(panel.series["loss"]) == shown[s.config.key][1] + 2
+        assert calls.count("ProgressView") == len(sessions), "one repaint per panel"
+
+
+async def test_the_first_result_and_a_change_of_connection_apply_at_once(tmp_path):
+    sessions = three_sessions()[:1]
+    s = sessions[0]
+    write_config(tmp_path / "config.toml", sessions)
+    app = ColabTuiApp(tmp_path / "config.toml", tmp_path / "ledger.sqlite3",
+                      clock=frozen_clock, poll=False)
+    async with app.run_test(size=(120, 36)) as pilot:
+        panel = app.panel(s.config.key)
+        await pilot.pause()
+        assert panel.receive(PollResult(s.config.key, NOW, status=s.status)) is True
+        assert panel.status == s.status and panel.pending is None
+        assert "running" in panel.query_one("#progress").render().plain
+        later = _next_result(s, NOW + 0.5, 1)
+        panel.receive(later)
+        assert panel.pending is later and panel.status == s.status
+        # the session stops answering: shown at once, with what was pending before it
+        lost = PollResult(s.config.key, NOW + 1, error=SessionError("unreachable", "refused"))
+        assert panel.receive(lost) is True
+        assert panel.pending is None and panel.conn_kind == "unreachable"
+        assert panel.status == later.status
+        # still unreachable: nothing new, and it waits for the tick
+        again = PollResult(s.config.key, NOW + 2, error=SessionError("unreachable", "refused"))
+        assert panel.receive(again) is False
+        assert panel.pending is again
+        # back: at once
+        assert panel.receive(_next_result(s, NOW + 3, 2)) is True
+        assert panel.pending is None and panel.conn_kind == "connected"
+
+
+def test_merged_results_keep_every_point_and_the_latest_status():
+    s = three_sessions()[0]
+    first, second = _next_result(s, NOW + 0.3, 1), _next_result(s, NOW + 0.6, 2)
+    merged = merge_results(first, second)
+    assert merged.status == second.status and merged.at == second.at
+    assert merged.new_points["loss"] == first.new_points["loss"] + second.new_points["loss"]
+    assert first.new_points["loss"] == [first.new_points["loss"][0]], "inputs are unchanged"
+    # a resume repeats steps: the later points replace the earlier ones from that step on
+    redo = replace(second, new_points={"loss": [p._replace(value=9.0)
+                                                for p in merged.new_points["loss"]]})
+    assert merge_results(merged, redo).new_points["loss"] == redo.new_points["loss"]
+
+
+def test_results_that_cannot_be_merged_are_refused():
+    s = three_sessions()[0]
+    ok = _next_result(s, NOW, 1)
+    history = replace(ok, history={"loss": []})
+    lost = PollResult(s.config.key, NOW, error=SessionError("unreachable", "refused"))
+    other = replace(ok, key="another")
+    for old, new in ((history, ok), (ok, history), (ok, lost), (ok, other)):
+        with pytest.raises(ValueError, match="cannot merge"):
+            merge_results(old, new)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 
@@ -23,14 +24,17 @@ from colabtui.formatting import (
     fmt_bytes,
     fmt_duration,
     fmt_eta,
+    fmt_minutes,
     fmt_rate,
 )
 from colabtui.screens.add_session import AddSessionScreen
+from colabtui.widgets.checkpoint_view import checkpoint_lines
 from colabtui.widgets.loss_chart import (
     chart_series,
     minmax_per_column,
     prepare,
 )
+from colabtui.widgets.progress_view import progress_lines
 
 
 def test_formatting():
@@ -134,3 +138,23 @@ async def test_the_add_form_explains_bad_input_and_saves_nothing(tmp_path):
         assert "does not answer" in await attempt("http://127.0.0.1:1", "t" * 20)
         await pilot.press("escape")
     assert config.read_bytes() == before
+
+
+def test_ticking_figures_change_at_most_once_a_minute():
+    assert [fmt_minutes(s) for s in (0, 1, 59.9)] == ["<1m"] * 3
+    assert [fmt_minutes(s) for s in (60, 119, 120)] == ["1m", "1m", "2m"]
+    assert fmt_minutes(3900) == "1h05m" and fmt_minutes(None) == "n/a"
+    # at risk, autosave countdown and uptime of a session started 20 s ago: the same text
+    # for every second of its first minute, then once a minute
+    s = three_sessions()[0]
+    status = dataclasses.replace(
+        s.status, started_at=NOW - 20, uptime_s=20.0,
+        checkpoint=dataclasses.replace(s.status.checkpoint, last=None,
+                                       next_autosave_at=NOW + 30))
+    risk = {checkpoint_lines(status, NOW + t, 0.0, 30.0).plain for t in range(39)}
+    assert len(risk) == 1 and "at risk  <1m   autosave in <1m" in risk.pop()
+    ups = {progress_lines(dataclasses.replace(status, uptime_s=u), 60).plain
+           for u in range(20, 60)}
+    assert len(ups) == 1 and "up <1m" in ups.pop()
+    later = {checkpoint_lines(status, NOW + t, 0.0, 30.0).plain for t in range(70, 130)}
+    assert len(later) == 2, later  # 1m, then 2m: one change in that minute
