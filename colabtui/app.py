@@ -204,19 +204,24 @@ class ColabTuiApp(App):
     def _added(self, session: SessionConfig | None) -> None:
         if session is None:
             return
-        config = self.config.with_session(session)
-        try:
-            save_config(config, self.config_path)
-        except (OSError, ConfigError) as exc:
-            self.notify(f"could not save {self.config_path}: {exc}", severity="error",
-                        markup=False)
+        if not self._save_config(self.config.with_session(session)):
             return
-        self.config = config
         if isinstance(self.screen, WelcomeScreen):
             self.pop_screen()
         panel = self._mount_panel(session, len(self.config.sessions))
         self.call_after_refresh(panel.focus)
         self.notify(f"added {session.display_label}", markup=False)
+
+    def _save_config(self, config: Config) -> bool:
+        """Write ``config`` to the file and make it current; on failure say why, keep the old."""
+        try:
+            save_config(config, self.config_path)
+        except (OSError, ConfigError) as exc:
+            self.notify(f"could not save {self.config_path}: {exc}", severity="error",
+                        markup=False)
+            return False
+        self.config = config
+        return True
 
     def action_remove(self) -> None:
         """Remove the focused session from the config (the ledger keeps its history)."""
@@ -225,14 +230,8 @@ class ColabTuiApp(App):
         panel = self.focused_panel()
         if panel is None:
             return
-        config = self.config.without(panel.session.key)
-        try:
-            save_config(config, self.config_path)
-        except (OSError, ConfigError) as exc:
-            self.notify(f"could not save {self.config_path}: {exc}", severity="error",
-                        markup=False)
+        if not self._save_config(self.config.without(panel.session.key)):
             return
-        self.config = config
         label = panel.session.display_label
         panel.remove()
         self.call_after_refresh(self._after_remove)
