@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from colabtui_remote import Monitor
+from textual.css.query import NoMatches
 
 from colabtui.app import ColabTuiApp
 from colabtui.client import RemoteClient
@@ -108,8 +109,18 @@ async def test_a_adds_after_checking_and_d_removes(tmp_path, digits_session):
                        "the refusal in the form")
         assert not config.exists(), "nothing saved for a refused token"
         form.query_one("#token").value = session.token
-        await pilot.click("#add")
-        await wait_for(pilot, lambda: config.exists(), "the config file")
+        await pilot.pause()
+        assert await pilot.click("#add"), "the click landed on the button"
+
+        def form_says() -> str:
+            try:
+                return str(form.query_one("#form-error").render())
+            except NoMatches:  # dismissed: the app is saving the session
+                return "asking"
+
+        await wait_for(pilot, lambda: config.exists() or "asking" not in form_says(),
+                       "the check to end")
+        assert config.exists(), form_says()
         saved = load_config(config)
         assert [(s.url, s.label) for s in saved.sessions] == [(session.url, "[bold]x[/")]
         await wait_for(pilot, lambda: app.panels and app.panels[0].conn_kind == "connected",
