@@ -95,6 +95,18 @@ def mailbox_path(url: str) -> Path | None:
     return None
 
 
+def is_gdrive_url(url: object) -> bool:
+    """True for a session reached through a Drive folder by the Drive API (``gdrive://ID``)."""
+    from colabtui_remote.drive.url import is_gdrive_url as check
+
+    return check(url)
+
+
+def needs_token(url: str) -> bool:
+    """Whether a session URL needs a bearer token: HTTP does, a mailbox (folder or Drive) not."""
+    return mailbox_path(url) is None and not is_gdrive_url(url)
+
+
 def validate_url(url: str) -> str:
     """Check a session URL and return it normalised (no trailing ``/``, no surrounding spaces).
 
@@ -106,6 +118,14 @@ def validate_url(url: str) -> str:
     text = url.strip() if isinstance(url, str) else ""
     if not text:
         raise ConfigError("the session URL is empty")
+    if is_gdrive_url(text):
+        from colabtui_remote.drive.url import parse_gdrive_url
+
+        try:
+            folder_id, parts = parse_gdrive_url(text)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return "gdrive://" + "/".join((folder_id, *parts))
     folder = mailbox_path(text)
     if folder is not None:
         if not folder.is_absolute():
@@ -165,6 +185,11 @@ class SessionConfig:
         folder = mailbox_path(self.url)
         if folder is not None:
             return folder.name or str(folder)
+        if is_gdrive_url(self.url):  # the run folder's title, not "mailbox" below it
+            parts = self.url[len("gdrive://"):].rstrip("/").split("/")
+            if len(parts) > 2 and parts[-1] == "mailbox":
+                parts.pop()
+            return parts[-1] if len(parts) > 1 else f"drive {parts[0][:8]}"
         parts = urlsplit(self.url)
         host = parts.hostname or self.url
         try:
@@ -339,7 +364,7 @@ def _from_doc(doc: dict[str, Any], path: Path, text: str) -> Config:
         if not isinstance(item, dict):
             raise ConfigError(f"{where} must be a table", path, line)
         url, token, label = item.get("url"), item.get("token"), item.get("label", "")
-        if token is None and mailbox_path(url) is not None:
+        if token is None and isinstance(url, str) and not needs_token(url):
             token = ""  # a mailbox needs no token
         if not isinstance(url, str):
             raise ConfigError(f"{where}: url is missing or not a string", path, line)
@@ -349,7 +374,7 @@ def _from_doc(doc: dict[str, Any], path: Path, text: str) -> Config:
             raise ConfigError(f"{where}: label must be a string", path, line)
         try:
             url = validate_url(url)
-            if mailbox_path(url) is None:
+            if needs_token(url):
                 validate_token(token)
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc.reason}", path, line) from None
@@ -388,7 +413,7 @@ def save_config(config: Config, path: Path) -> None:
     for i, s in enumerate(config.sessions):
         try:
             validate_url(s.url)
-            if mailbox_path(s.url) is None:
+            if needs_token(s.url):
                 validate_token(s.token)
         except ConfigError as exc:
             raise ConfigError(f"session {i + 1}: {exc.reason}") from None

@@ -3,7 +3,7 @@
     python scripts/screenshots.py
 
 Layouts, from fixed realistic data with a frozen clock (tests/app/ui_fixtures.py): three
-sessions at 160x48 and 80x24, one session unreachable, one stopped, the stop confirmation
+sessions at 160x48 and 80x24, one session unreachable, one stopped, two with checkpoints on Drive (uploading; mount offline), the stop confirmation
 (also at 40x12), the welcome screen, and the help screen.
 """
 
@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "tests" / "app"))
 
 import cairosvg  # noqa: E402
 from ui_fixtures import (  # noqa: E402
+    drive_sessions,
     feed,
     frozen_clock,
     stopped_session,
@@ -46,6 +47,7 @@ SHOTS = [
     ("welcome", (100, 32), "none", ()),
     ("help", (100, 32), "three", ("question_mark",)),
     ("stopped", (120, 36), "stopped", ()),
+    ("checkpoints-on-drive", (120, 36), "drive", ()),
 ]
 
 
@@ -56,6 +58,8 @@ def _sessions(kind: str):
         return [three_sessions()[0], unreachable_session()]
     if kind == "stopped":
         return [three_sessions()[0], stopped_session()]
+    if kind == "drive":
+        return drive_sessions()
     return []
 
 

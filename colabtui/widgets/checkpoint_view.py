@@ -22,11 +22,72 @@ def at_risk_since(status: Status) -> float | None:
 
     The later of the last durable save and the session's start: a resumed session has lost
     nothing from before its start, and a fresh one has everything since its start at risk.
-    ``None`` when neither is known.
+    With a replica (Drive), durable means *verified there*: a copy only on the runtime's disk
+    dies with the runtime. ``None`` when neither is known.
     """
-    times = [t for t in (status.checkpoint.last.saved_at if status.checkpoint.last else None,
-                         status.started_at) if t is not None]
+    ck = status.checkpoint
+    if ck.replica is not None:
+        v = ck.replica.verified
+        saved = None if v is None else (v.saved_at if v.saved_at is not None else v.verified_at)
+    else:
+        saved = ck.last.saved_at if ck.last else None
+    times = [t for t in (saved, status.started_at) if t is not None]
     return max(times) if times else None
+
+
+_REPLICA_NAMES = {"drive": "Drive", "mount": "Drive mount"}
+
+
+def replica_lines(status: Status, now: float, offset: float, *, compact: bool = False) -> Text:
+    """The replica part of the block: what is verified on Drive, an upload in flight, and
+    whether Drive is offline. Empty when the session keeps checkpoints in one place only.
+
+    Args:
+        status: the latest status.
+        now: local Unix time, seconds.
+        offset: local − session clock, seconds.
+        compact: short wording for narrow panels.
+    """
+    text = Text(no_wrap=True, overflow="ellipsis")
+    r = status.checkpoint.replica
+    if r is None:
+        return text
+    name = _REPLICA_NAMES.get(r.kind, r.kind)
+    down = r.state in ("offline", "error")
+    if down:  # first what is wrong and what is exposed, then what is safe
+        text.append("\n")
+        text.append(f"{name} {r.state}", style="bold white on dark_red" if r.state == "offline"
+                    else "bold red")
+        if r.pending:
+            text.append(f" · {r.pending} local only", style="yellow")
+        if r.next_retry_at is not None:
+            left = max(0.0, r.next_retry_at + offset - now)
+            text.append(f" · retry in {fmt_duration(left)}", style="dim")
+    text.append("\n")
+    text.append("drive " if compact else "on Drive ", style="dim")
+    v = r.verified
+    if v is None:
+        text.append("nothing verified yet", style="yellow")
+    elif compact:
+        text.append(f"✓ s{short_count(v.step)}", style="bold green")
+    else:
+        text.append(f"✓ step {v.step:,}", style="bold green")
+        text.append(f" verified {fmt_age(v.verified_at + offset, now)}")
+    if not down and r.pending and r.uploading is None:
+        text.append(f" +{r.pending}" if compact else f" · {r.pending} local only",
+                    style="yellow")
+    if r.uploading is not None:
+        u = r.uploading
+        text.append("\n")
+        step = f"s{short_count(u.step)}" if compact else f"step {u.step:,}"
+        text.append(f"uploading {step}: ", style="bold yellow")
+        text.append(f"{fmt_bytes(u.bytes_sent)}/{fmt_bytes(u.bytes_total)}")
+        if u.bytes_total:
+            text.append(f" ({100 * u.bytes_sent / u.bytes_total:.0f}%)")
+    if r.last_error and r.state != "ok":
+        text.append("\n")
+        text.append(r.last_error)  # untrusted: plain text
+    return text
 
 
 def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min: float, *,
@@ -49,7 +110,8 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
     """
     ck = status.checkpoint
     text = Text(no_wrap=True, overflow="ellipsis")
-    text.append("ckpt ", style="dim")
+    on_drive = ck.replica is not None and ck.replica.kind == "drive"
+    text.append("local " if on_drive else "ckpt ", style="dim")  # written locally
     if ck.last is None:
         text.append("none yet", style="yellow")
     elif compact:
@@ -67,6 +129,7 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         text.append(p.phase)  # from the session: plain text
         done = fmt_bytes(p.bytes_written)
         text.append(f" {done}" + (f"/{fmt_bytes(p.bytes_total)}" if p.bytes_total else ""))
+    text.append_text(replica_lines(status, now, offset, compact=compact))
     if ck.last_error:
         text.append("\n")
         text.append("save failed", style="bold red")

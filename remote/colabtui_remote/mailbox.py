@@ -63,6 +63,10 @@ MAX_METRICS_BYTES = 32 * 1024 * 1024
 COMPACT_KEEP_NEWEST = 8
 """Newest chunks never merged: the ones a polling laptop is about to read."""
 
+MAX_BACKOFF_S = 300.0
+"""Longest wait between rounds while the storage answers "rate limited" (Drive's 403/429),
+seconds; the wait doubles from two intervals, or follows the server's Retry-After."""
+
 MAX_RECORD_FILES = 200
 """Record files kept; beyond it, final records whose command file the laptop already removed
 go, oldest first. A record whose command file is still there is never removed."""
@@ -116,6 +120,8 @@ class MailboxServer:
         self._started = False
         self.rounds = 0
         """Rounds completed (for tests and the bench)."""
+        self.backoff_s = 0.0
+        """Seconds to wait before the next round after a rate-limit answer (0: the interval)."""
 
     # ------------------------------------------------------------------ life
 
@@ -147,7 +153,7 @@ class MailboxServer:
     def _loop(self) -> None:
         while not self._exit.is_set():
             self.tick()
-            deadline = time.monotonic() + self.interval_s
+            deadline = time.monotonic() + max(self.interval_s, self.backoff_s)
             while not self._exit.is_set():
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -167,8 +173,13 @@ class MailboxServer:
         with self._lock:
             try:
                 self._round(commands)
+                self.backoff_s = 0.0
             except Exception as exc:  # a mailbox problem must never reach training
                 self._log_once(f"mailbox {self.storage!r}: {type(exc).__name__}: {exc}")
+                if hasattr(exc, "retry_after"):  # a rate limit (Drive's 403/429): back off
+                    wait = getattr(exc, "retry_after", None)
+                    self.backoff_s = min(MAX_BACKOFF_S, wait if wait else
+                                         max(2 * self.backoff_s, 2 * self.interval_s))
             self.rounds += 1
 
     def _round(self, commands: bool) -> None:

@@ -175,9 +175,66 @@ class SaveProgress:
     started_at: float | None = None
 
 
+REPLICA_KINDS = ("drive", "mount")
+"""Where a replica lives: ``drive`` (Google Drive through its API, ``gdrive://FOLDER_ID``) or
+``mount`` (a mounted Drive folder, used as a replica after the mount failed under a save)."""
+
+REPLICA_STATES = ("ok", "uploading", "waiting", "offline", "error")
+"""``ok``: every kept checkpoint is verified there; ``uploading``: a copy is in flight;
+``waiting``: copies are queued; ``offline``: the destination cannot be reached (network, mount
+gone, rate limit) and copies are retried; ``error``: it answers but refuses (expired credentials,
+folder not shared): retried too, but it needs the user."""
+
+
+@dataclass(frozen=True)
+class ReplicaCopy:
+    """A checkpoint verified at the replica: its md5 there matched the local file's."""
+
+    step: int
+    name: str
+    bytes: int
+    md5: str
+    verified_at: float
+    file_id: str | None = None
+    """Drive's file id (``drive`` replicas), ``None`` for a mount."""
+    saved_at: float | None = None
+    """When the checkpoint itself was saved (its ``saved_at``), Unix seconds: work after it is
+    at risk until a newer copy is verified."""
+
+
+@dataclass(frozen=True)
+class UploadProgress:
+    """A copy to the replica in flight: bytes the destination acknowledged so far."""
+
+    step: int
+    bytes_sent: int
+    bytes_total: int
+    started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """The ``checkpoint.replica`` block: checkpoints copied beyond the runtime's disk.
+
+    ``checkpoint.last`` is what is *written locally*; ``verified`` is what is *verified on Drive*.
+    ``pending`` counts local checkpoints not yet verified there.
+    """
+
+    dest: str
+    kind: str
+    state: str
+    verified: ReplicaCopy | None = None
+    uploading: UploadProgress | None = None
+    pending: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    next_retry_at: float | None = None
+
+
 @dataclass(frozen=True)
 class CheckpointStatus:
-    """The ``checkpoint`` block of ``/v1/status``."""
+    """The ``checkpoint`` block of ``/v1/status``. ``replica`` is ``None`` when checkpoints are
+    kept only in ``dir``."""
 
     dir: str | None = None
     last: CheckpointInfo | None = None
@@ -187,6 +244,7 @@ class CheckpointStatus:
     next_autosave_at: float | None = None
     autosave_every_s: float | None = None
     count: int = 0
+    replica: ReplicaStatus | None = None
 
 
 @dataclass(frozen=True)
@@ -401,7 +459,43 @@ def _parse_checkpoint_status(obj: Any, where: str) -> CheckpointStatus:
         next_autosave_at=_get(o, "next_autosave_at", _OPT_NUM, where, None),
         autosave_every_s=_get(o, "autosave_every_s", _OPT_NUM, where, None),
         count=_get(o, "count", (int,), where, 0),
+        replica=_parse_replica(o.get("replica"), f"{where}.replica"),
     )
+
+
+def _parse_replica(obj: Any, where: str) -> ReplicaStatus | None:
+    if obj is None:
+        return None
+    o = _obj(obj, where)
+    kind = _get(o, "kind", (str,), where)
+    state = _get(o, "state", (str,), where)
+    if kind not in REPLICA_KINDS:
+        raise SchemaError(f"{where}.kind: unknown kind {kind[:40]!r}")
+    if state not in REPLICA_STATES:
+        raise SchemaError(f"{where}.state: unknown state {state[:40]!r}")
+    verified = o.get("verified")
+    if verified is not None:
+        v, vw = _obj(verified, f"{where}.verified"), f"{where}.verified"
+        verified = ReplicaCopy(
+            step=_get(v, "step", (int,), vw), name=_get(v, "name", (str,), vw)[:MAX_TEXT],
+            bytes=_get(v, "bytes", (int,), vw), md5=_get(v, "md5", (str,), vw)[:64],
+            verified_at=float(_get(v, "verified_at", _NUM, vw)),
+            file_id=_get(v, "file_id", _OPT_STR, vw, None),
+            saved_at=_get(v, "saved_at", _OPT_NUM, vw, None))
+    uploading = o.get("uploading")
+    if uploading is not None:
+        u, uw = _obj(uploading, f"{where}.uploading"), f"{where}.uploading"
+        uploading = UploadProgress(
+            step=_get(u, "step", (int,), uw), bytes_sent=_get(u, "bytes_sent", (int,), uw),
+            bytes_total=_get(u, "bytes_total", (int,), uw),
+            started_at=_get(u, "started_at", _OPT_NUM, uw, None))
+    error = _get(o, "last_error", _OPT_STR, where, None)
+    return ReplicaStatus(
+        dest=_get(o, "dest", (str,), where)[:MAX_TEXT], kind=kind, state=state,
+        verified=verified, uploading=uploading, pending=_get(o, "pending", (int,), where, 0),
+        last_error=None if error is None else error[:MAX_TEXT],
+        last_error_at=_get(o, "last_error_at", _OPT_NUM, where, None),
+        next_retry_at=_get(o, "next_retry_at", _OPT_NUM, where, None))
 
 
 def check_protocol(obj: Any) -> dict:

@@ -171,3 +171,22 @@ def test_paths_follow_env_overrides(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("COLABTUI_CONFIG_DIR")
     assert "colabtui" in str(cfg.config_dir())
     assert os.path.isabs(cfg.config_dir())
+
+
+def test_drive_mailbox_urls_need_no_token_and_bad_ids_are_refused(tmp_path: Path) -> None:
+    assert validate_url(" gdrive://1AbCdEfGhIjKlMn/runs/resnet/ ") == \
+        "gdrive://1AbCdEfGhIjKlMn/runs/resnet"
+    with pytest.raises(ConfigError, match="not a Drive folder id"):
+        validate_url("gdrive://short/runs")
+    with pytest.raises(ConfigError, match=r"bad path part '\.\.'"):
+        validate_url("gdrive://1AbCdEfGhIjKlMn/../x")
+    path = tmp_path / "config.toml"
+    path.write_text('[[sessions]]\nurl = "gdrive://1AbCdEfGhIjKlMn/resnet/mailbox"\n')
+    config = load_config(path)
+    session = config.sessions[0]
+    assert session.token == "" and session.display_label == "resnet"
+    save_config(config, path)  # round-trips without a token
+    assert load_config(path).sessions == config.sessions
+    path.write_text('[[sessions]]\nurl = "gdrive://nope"\n')
+    with pytest.raises(ConfigError, match="line 2.*not a Drive folder id|not a Drive folder id"):
+        load_config(path)

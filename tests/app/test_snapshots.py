@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from ui_fixtures import (
+    drive_sessions,
     feed,
     frozen_clock,
     stopped_session,
@@ -41,6 +42,12 @@ def _feeder(sessions):
 def test_three_sessions(snap_compare, tmp_path, size):
     sessions = three_sessions()
     assert snap_compare(_app(tmp_path, sessions), terminal_size=size,
+                        run_before=_feeder(sessions))
+
+
+def test_checkpoints_on_drive(snap_compare, tmp_path):
+    sessions = drive_sessions()
+    assert snap_compare(_app(tmp_path, sessions), terminal_size=(120, 36),
                         run_before=_feeder(sessions))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from colabtui_remote.schema import MetricPoint
 from ui_fixtures import (
     NOW,
+    MB,
     feed,
     frozen_clock,
     three_sessions,
@@ -158,3 +159,46 @@ def test_ticking_figures_change_at_most_once_a_minute():
     assert len(ups) == 1 and "up <1m" in ups.pop()
     later = {checkpoint_lines(status, NOW + t, 0.0, 30.0).plain for t in range(70, 130)}
     assert len(later) == 2, later  # 1m, then 2m: one change in that minute
+
+
+def _with_replica(replica):
+    s = three_sessions()[0]
+    return dataclasses.replace(
+        s.status, checkpoint=dataclasses.replace(s.status.checkpoint, replica=replica))
+
+
+def test_drive_replica_shows_written_locally_and_verified_on_drive_apart():
+    from colabtui_remote.schema import ReplicaCopy, ReplicaStatus, UploadProgress
+
+    local = three_sessions()[0].status.checkpoint.last
+    verified = ReplicaCopy(step=local.step - 500, name="ckpt.pt", bytes=local.bytes, md5="0" * 32,
+                           verified_at=NOW - 600, saved_at=NOW - 900, file_id="1Abc")
+    uploading = _with_replica(ReplicaStatus(
+        dest="gdrive://1Abc", kind="drive", state="uploading", verified=verified, pending=1,
+        uploading=UploadProgress(step=local.step, bytes_sent=60 * MB, bytes_total=240 * MB)))
+    text = checkpoint_lines(uploading, NOW, 0.0, 30.0).plain
+    assert text.startswith("local ")  # the first line is what is written locally
+    assert f"on Drive ✓ step {verified.step:,} verified 10 min ago" in text
+    assert f"uploading step {local.step:,}: 60 MB/240 MB (25%)" in text
+    # work at risk counts from the checkpoint verified on Drive, not the local one
+    assert "at risk  15m " in text
+
+
+def test_drive_offline_and_errors_are_said_in_words():
+    from colabtui_remote.schema import ReplicaStatus
+
+    offline = _with_replica(ReplicaStatus(
+        dest="/content/drive/MyDrive/run", kind="mount", state="offline", pending=2,
+        last_error="[Errno 107] Transport endpoint is not connected: '/content/drive/[/b]'",
+        last_error_at=NOW - 30, next_retry_at=NOW + 40))
+    text = checkpoint_lines(offline, NOW, 0.0, 30.0).plain
+    assert "Drive mount offline · 2 local only · retry in 40s\non Drive nothing verified yet" \
+        in text
+    assert "[Errno 107] Transport endpoint is not connected: '/content/drive/[/b]'" in text
+    expired = _with_replica(ReplicaStatus(
+        dest="gdrive://1Abc", kind="drive", state="error",
+        last_error="Drive refused the credentials (invalid_grant): run colabtui drive login"))
+    text = checkpoint_lines(expired, NOW, 0.0, 30.0).plain
+    assert "Drive error\non Drive nothing verified yet" in text and "invalid_grant" in text
+    compact = checkpoint_lines(expired, NOW, 0.0, 30.0, compact=True).plain
+    assert "Drive error" in compact

@@ -18,8 +18,11 @@ from colabtui_remote.schema import (
     CheckpointStatus,
     GpuStats,
     MetricPoint,
+    ReplicaCopy,
+    ReplicaStatus,
     SaveProgress,
     Status,
+    UploadProgress,
 )
 
 from colabtui.client import SessionError
@@ -123,6 +126,56 @@ def three_sessions() -> list[FixedSession]:
         {"loss": loss_curve(221, seed=4, start=0.9, floor=0.05, tau=800)},
     )
     return [t4, a100, p100]
+
+
+def drive_sessions() -> list[FixedSession]:
+    """Two Colab runs watched through Drive mailboxes: one whose checkpoints go to Drive through
+    the API (step 9,000 written locally and uploading, step 8,000 verified on Drive), one whose
+    mounted Drive dropped under a save (two checkpoints on local disk only, retry scheduled)."""
+    api = FixedSession(
+        SessionConfig("gdrive://1AbCdEfGhIjKlMnOp/llama-lora/mailbox", "", "llama-lora · L4"),
+        _status("llama-lora · L4", "llama-lora-r16", 9310, 30000, epoch=1, rate=2.4,
+                gpus=[GpuStats(0, "NVIDIA L4", "GPU-5", 99.0, int(21.7 * GIB), int(22.5 * GIB),
+                               74.0, 71.5, 72.0)],
+                checkpoint=CheckpointStatus(
+                    dir="/content/colabtui-checkpoints/llama-lora-r16",
+                    last=CheckpointInfo(9000, "/content/colabtui-checkpoints/llama-lora-r16/"
+                                        "ckpt-000009000.pt", 640 * MB, "aa", NOW - 130, 6.0, 1),
+                    next_autosave_at=NOW + 470, autosave_every_s=600, count=3,
+                    replica=ReplicaStatus(
+                        dest="gdrive://1AbCdEfGhIjKlMnOp/llama-lora", kind="drive",
+                        state="uploading",
+                        verified=ReplicaCopy(8000, "ckpt-000008000.pt", 640 * MB, "b" * 32,
+                                             NOW - 560, "1XyZ", NOW - 730),
+                        uploading=UploadProgress(9000, 416 * MB, 640 * MB, NOW - 120),
+                        pending=1)),
+                loss=1.31, started_ago=2 * 3600),
+        {"loss": loss_curve(931, seed=7, start=2.9, floor=1.2, tau=4000)},
+    )
+    mount = FixedSession(
+        SessionConfig("mailbox:/home/me/GoogleDrive/MyDrive/colabtui/unet/mailbox", "",
+                      "unet · T4"),
+        _status("unet · T4", "unet-seg", 4100, 12000, epoch=8, rate=5.1,
+                gpus=[GpuStats(0, "Tesla T4", "GPU-6", 93.0, int(11.9 * GIB), int(15.0 * GIB),
+                               69.0, 66.0, 70.0)],
+                checkpoint=CheckpointStatus(
+                    dir="/content/colabtui-checkpoints/unet-seg",
+                    last=CheckpointInfo(4000, "/content/colabtui-checkpoints/unet-seg/"
+                                        "ckpt-000004000.pt", 120 * MB, "cc", NOW - 200, 1.9, 8),
+                    next_autosave_at=NOW + 400, autosave_every_s=600, count=3,
+                    replica=ReplicaStatus(
+                        dest="/content/drive/MyDrive/colabtui/unet", kind="mount",
+                        state="offline",
+                        verified=ReplicaCopy(3000, "ckpt-000003000.pt", 120 * MB, "d" * 32,
+                                             NOW - 1380, None, NOW - 1400),
+                        pending=2,
+                        last_error="OSError: [Errno 107] Transport endpoint is not connected: "
+                                   "'/content/drive/MyDrive/colabtui/unet'",
+                        last_error_at=NOW - 200, next_retry_at=NOW + 25)),
+                loss=0.22, started_ago=3000),
+        {"loss": loss_curve(410, seed=8, start=0.9, floor=0.15, tau=1500)},
+    )
+    return [api, mount]
 
 
 def unreachable_session() -> FixedSession:
