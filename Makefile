@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml remote/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./remote -e '.[demo,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e './remote[drive]' -e '.[demo,dev,drive]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from colabtui import __version__
+from colabtui import __version__, cli_drive
 from colabtui.config import (
     Config,
     ConfigError,
     SessionConfig,
     default_config_path,
     default_ledger_path,
+    is_gdrive_url,
     load_config,
     mask_token,
     save_config,
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui connect http://127.0.0.1:8765 --token TOKEN --label 'resnet lr=3e-4'\n"
                "  colabtui status --json                     one poll of every session, as JSON\n"
                "  colabtui demo --sessions 2                 two local training runs, live\n"
+               "  colabtui connect gdrive://FOLDER_ID/run    a run's mailbox on Drive (API)\n"
+               "  colabtui checkpoints gdrive://FOLDER_ID/run  its checkpoints, verified or not\n"
                "\nexit codes: 0 ok, 1 a session did not answer usably, 2 bad input or config, "
                "130 interrupted",
     )
@@ -78,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui connect https://abc.trycloudflare.com --token 3q9X...Zk "
                "--label 'colab T4'\n"
                "  colabtui connect ~/GoogleDrive/MyDrive/colabtui/RUN     (a mailbox folder)\n"
+               "  colabtui connect gdrive://1AbC.../RUN   (the same mailbox through the Drive API;\n"
+               "                                          needs `colabtui drive login` once)\n"
                "The exact line to paste is printed by the notebook when it calls mon.serve();\n"
                "a folder is the run's mailbox (mon.serve_mailbox()) as synced to this machine.")
     p.add_argument("url", help="the session's URL, http:// or https://, or a mailbox folder")
@@ -110,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of sessions, 1 to 9 (default 3)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="training steps per run (default: a run of a few minutes)")
+    cli_drive.add_parsers(sub, fmt)
     return parser
 
 
@@ -125,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_status(config_path, args))
         if args.command == "demo":
             return _demo(args)
+        if args.command in ("drive", "checkpoints"):
+            return cli_drive.run(args)
         return _open_app(config_path)
     except ConfigError as exc:
         _err(str(exc))
@@ -175,6 +183,8 @@ async def _connect(config_path: Path, args: argparse.Namespace) -> int:
 
     if "://" not in args.url:
         return await _connect_mailbox(config_path, args)
+    if is_gdrive_url(args.url.strip()):
+        return await _connect_drive(config_path, args)
     if args.token is None:
         _err("--token is required for an http(s) URL (the notebook printed it)")
         return EXIT_USAGE
@@ -208,7 +218,6 @@ async def _connect(config_path: Path, args: argparse.Namespace) -> int:
 
 async def _connect_mailbox(config_path: Path, args: argparse.Namespace) -> int:
     """``colabtui connect PATH``: a mailbox folder (``mailbox:/abs/path`` in the config)."""
-    from colabtui.client import SessionError
     from colabtui.config import mailbox_path, mailbox_url
     from colabtui.mailbox_client import MailboxClient
 
@@ -222,14 +231,40 @@ async def _connect_mailbox(config_path: Path, args: argparse.Namespace) -> int:
         _err(f"{text!r} is not an http:// or https:// URL, nor an existing folder (a run's "
              f"mailbox, mon.serve_mailbox(), as synced to this machine){hint}")
         return EXIT_USAGE
+    return await _save_mailbox(config_path, args, url, MailboxClient(folder), f"mailbox {folder}")
+
+
+async def _connect_drive(config_path: Path, args: argparse.Namespace) -> int:
+    """``colabtui connect gdrive://FOLDER_ID[/path]``: a mailbox on Drive, through the API."""
+    from colabtui.drive_mailbox import drive_mailbox_client
+
+    try:
+        url = validate_url(args.url)
+    except ConfigError as exc:
+        _err(exc.reason)
+        return EXIT_USAGE
+    client = drive_mailbox_client(url)
+    try:  # credentials and the folder itself must be there; a status may come later
+        await asyncio.to_thread(client.storage.check)
+    except (OSError, ImportError) as exc:
+        _err(f"{url}: {plain(exc)}")
+        return EXIT_SESSION
+    return await _save_mailbox(config_path, args, url, client, f"Drive mailbox {url}")
+
+
+async def _save_mailbox(config_path: Path, args: argparse.Namespace, url: str, client: Any,
+                        where: str) -> int:
+    """Read the mailbox's status once, then save the session (no status yet is fine)."""
+    from colabtui.client import SessionError
+
     config = load_config(config_path)
     status = None
-    async with MailboxClient(folder) as client:
+    async with client:
         try:
             status = await client.status()
         except SessionError as exc:
-            if exc.kind != "unreachable":  # garbage or another protocol: do not save it
-                _err(f"{folder}: {plain(exc.message)}")
+            if exc.kind != "unreachable":  # garbage or another protocol: not saved
+                _err(f"{where}: {plain(exc.message)}")
                 return EXIT_SESSION
             print(f"note: {plain(exc.message)}; saving it anyway, the session shows up once the "
                   "runtime writes there")
@@ -238,8 +273,7 @@ async def _connect_mailbox(config_path: Path, args: argparse.Namespace) -> int:
     save_config(config.with_session(session), config_path)
     what = "no status yet" if status is None else \
         f"run {plain(status.run)}, {status.state}, step {'-' if status.step is None else status.step}"
-    print(f"{'updated' if replaced else 'saved'} {plain(session.display_label)} (mailbox {folder}): "
-          f"{what}")
+    print(f"{'updated' if replaced else 'saved'} {plain(session.display_label)} ({where}): {what}")
     print(f"config: {config_path}")
     return EXIT_OK
 

@@ -66,9 +66,12 @@ class MailboxClient:
     min_poll_interval_s = MIN_POLL_INTERVAL_S
 
     def __init__(self, folder: str | os.PathLike, *, storage: MailboxStorage | None = None,
-                 clock=time.time) -> None:
-        self.folder = Path(folder)
+                 clock=time.time, transport: str | None = None) -> None:
+        self.folder = folder if isinstance(folder, str) and "://" in folder else Path(folder)
+        """The folder, or the ``gdrive://`` URL of a mailbox on Drive (in messages)."""
         self.storage = storage or LocalFolder(self.folder)
+        if transport is not None:
+            self.transport = transport
         self._clock = clock
         self.interval_s = DEFAULT_INTERVAL_S
         self.status_age_s: float | None = None
@@ -152,6 +155,12 @@ class MailboxClient:
     # ----------------------------------------------------------------- plumbing (threads)
 
     def _unreachable(self, exc: OSError) -> SessionError:
+        from colabtui_remote.drive.client import DriveAuthError, DriveError
+
+        if isinstance(exc, DriveAuthError):  # credentials missing, expired or revoked
+            return SessionError("token_refused", str(exc))
+        if isinstance(exc, DriveError):  # the Drive API's errors say what and where
+            return SessionError("unreachable", str(exc))
         if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
             return SessionError("unreachable", f"mailbox folder {self.folder} not found "
                                 "(is Google Drive for desktop running?)")

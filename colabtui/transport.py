@@ -1,5 +1,5 @@
 """Which client reaches a saved session: HTTP for an ``http(s)://`` URL, a mailbox folder for
-a ``mailbox:/path`` URL. Both have the same async interface and raise the same
+a ``mailbox:/path`` URL, a mailbox on Drive through its API for a ``gdrive://ID`` URL. Both have the same async interface and raise the same
 :class:`~colabtui.client.SessionError` kinds."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from colabtui.client import RemoteClient
-from colabtui.config import SessionConfig, mailbox_path
+from colabtui.config import SessionConfig, is_gdrive_url, mailbox_path
 from colabtui.formatting import fmt_duration
 from colabtui.mailbox_client import MailboxClient
 
@@ -23,11 +23,15 @@ def make_client(session: SessionConfig, *, timeout_s: float = 5.0) -> RemoteClie
     folder = mailbox_path(session.url)
     if folder is not None:
         return MailboxClient(folder)
+    if is_gdrive_url(session.url):
+        from colabtui.drive_mailbox import drive_mailbox_client
+
+        return drive_mailbox_client(session.url)
     return RemoteClient(session.url, session.token, timeout_s=timeout_s)
 
 
 def transport_of(client: object) -> str:
-    """``"http"`` or ``"mailbox"``: how ``client`` reaches its session."""
+    """``"http"``, ``"mailbox"`` or ``"drive"``: how ``client`` reaches its session."""
     return getattr(client, "transport", "http")
 
 

@@ -1,7 +1,14 @@
 """The add-session form: URL, token (hidden), label. It saves nothing until the session
-answers ``/v1/status`` with this token; every problem is shown in the form, in words."""
+answers ``/v1/status`` with this token; every problem is shown in the form, in words.
+
+The URL may also be a mailbox: a folder synced from Drive (``~/GoogleDrive/.../RUN``) or
+``gdrive://FOLDER_ID/...`` through the Drive API; those need no token, and are added once the
+folder is there, even before the runtime has written its first status."""
 
 from __future__ import annotations
+
+import asyncio
+from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -10,9 +17,17 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
-from colabtui.client import RemoteClient, SessionError
-from colabtui.config import ConfigError, SessionConfig, validate_token, validate_url
+from colabtui.client import SessionError
+from colabtui.config import (
+    ConfigError,
+    SessionConfig,
+    mailbox_url,
+    needs_token,
+    validate_token,
+    validate_url,
+)
 from colabtui.screens.dialog import DialogScreen
+from colabtui.transport import make_client
 
 CHECK_TIMEOUT_S = 5.0
 """How long the form waits for the session to answer, seconds per request phase."""
@@ -35,9 +50,9 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="add-box", classes="dialog"):
             yield Static("Add a session", classes="dialog-title")
-            yield Label("URL (printed by mon.serve())")
+            yield Label("URL (printed by mon.serve()), a mailbox folder, or gdrive://ID/…")
             yield Input(placeholder="http://127.0.0.1:8765", id="url")
-            yield Label("Token")
+            yield Label("Token (not for a mailbox)")
             yield Input(placeholder="the --token value", password=True, id="token")
             yield Label("Label (optional)")
             yield Input(placeholder="e.g. resnet on T4", id="label")
@@ -74,9 +89,18 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
         self.dismiss(None)
 
     def _try_add(self) -> None:
+        text = self.query_one("#url", Input).value.strip()
         try:
-            url = validate_url(self.query_one("#url", Input).value)
-            token = validate_token(self.query_one("#token", Input).value.strip())
+            if text.startswith(("/", "~", ".")):  # a mailbox folder synced to this machine
+                folder = Path(text).expanduser()
+                if not folder.is_dir():
+                    raise ConfigError(f"{text!r} is not a folder here (a run's mailbox as "
+                                      "synced by Google Drive for desktop)")
+                url = mailbox_url(folder)
+            else:
+                url = validate_url(text)
+            token = "" if not needs_token(url) else \
+                validate_token(self.query_one("#token", Input).value.strip())
         except ConfigError as exc:
             self.show_error(str(exc))
             return
@@ -90,10 +114,17 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
 
     @work(exclusive=True, group="add-check", exit_on_error=False)
     async def _check(self, session: SessionConfig) -> None:
-        client = RemoteClient(session.url, session.token, timeout_s=CHECK_TIMEOUT_S)
+        client = make_client(session, timeout_s=CHECK_TIMEOUT_S)
         try:
             status = await client.status()
         except SessionError as exc:
+            if exc.kind == "unreachable" and not needs_token(session.url):
+                try:  # the mailbox is there, the runtime has not written yet: add it
+                    await asyncio.to_thread(client.storage.check)
+                    self.dismiss(session)
+                    return
+                except (OSError, ImportError) as why:
+                    exc = SessionError("unreachable", str(why))
             self.query_one("#add", Button).disabled = False
             title = {"unreachable": "does not answer", "token_refused": "token refused",
                      "protocol": "protocol mismatch", "bad_response": "bad response"}

@@ -18,7 +18,7 @@ from ui_fixtures import (
 )
 
 from colabtui.app import ColabTuiApp
-from colabtui.config import Config, SessionConfig, save_config
+from colabtui.config import Config, SessionConfig, load_config, save_config
 from colabtui.formatting import (
     bar,
     fmt_age,
@@ -202,3 +202,28 @@ def test_drive_offline_and_errors_are_said_in_words():
     assert "Drive error\non Drive nothing verified yet" in text and "invalid_grant" in text
     compact = checkpoint_lines(expired, NOW, 0.0, 30.0, compact=True).plain
     assert "Drive error" in compact
+
+
+async def test_the_add_form_takes_a_mailbox_folder_without_a_token(tmp_path):
+    config = tmp_path / "config.toml"
+    mailbox = tmp_path / "GoogleDrive" / "run" / "mailbox"
+    app = ColabTuiApp(config, tmp_path / "l.db", poll=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, AddSessionScreen)
+        form.query_one("#url").value = str(mailbox)
+        form.query_one("#label").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "is not a folder here" in str(form.query_one("#form-error").render())
+        mailbox.mkdir(parents=True)  # synced now; the runtime has not written a status yet
+        await pilot.press("enter")
+        for _ in range(200):
+            if app.screen is not form:
+                break
+            await pilot.pause(0.02)
+        assert app.screen is not form, str(form.query_one("#form-error").render())
+        await pilot.pause()
+    saved = load_config(config).sessions
+    assert [(s.url, s.token) for s in saved] == [(f"mailbox:{mailbox}", "")]

@@ -1,0 +1,135 @@
+"""The ``colabtui drive`` and ``colabtui checkpoints`` commands: Drive credentials on this
+machine, and the checkpoints of a run folder (local, synced, or ``gdrive://``) seen from here.
+
+Errors are one line on stderr, exit codes as in :mod:`colabtui.cli`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_parsers(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    """Add ``drive`` and ``checkpoints`` to the ``colabtui`` sub-command parsers."""
+    from colabtui_remote.drive.auth import default_credentials_path
+
+    p = sub.add_parser(
+        "drive", formatter_class=fmt, help="log in to Google Drive (for gdrive:// folders)",
+        description="Google Drive credentials for gdrive:// mailboxes and checkpoint folders. "
+                    "`login` opens your browser on Google's consent page for YOUR OAuth client "
+                    "(a 'Desktop app' client from console.cloud.google.com; see the README, "
+                    "'Google Drive access'), then stores the credentials with mode 600. Tokens "
+                    "are never printed.",
+        epilog="examples:\n"
+               "  colabtui drive login --client-secrets ~/Downloads/client_secret_123.json\n"
+               "  colabtui drive logout\n"
+               f"\ncredentials file: {default_credentials_path()} "
+               "(COLABTUI_DRIVE_CREDENTIALS moves it)")
+    p.add_argument("action", choices=("login", "logout"), help="log in, or forget the credentials")
+    p.add_argument("--client-secrets", type=Path, metavar="PATH",
+                   help="the OAuth client JSON downloaded from the Google Cloud console (login)")
+
+    p = sub.add_parser(
+        "checkpoints", formatter_class=fmt,
+        help="list a run's checkpoints (folder or gdrive://), or download the newest",
+        description="List the checkpoints in a run's checkpoint folder — a local or synced "
+                    "folder, or gdrive://FOLDER_ID[/path] through the Drive API — with step, "
+                    "size, age and whether each is verified. --download fetches the newest "
+                    "verified one and checks its hash before keeping it.",
+        epilog="examples:\n"
+               "  colabtui checkpoints gdrive://1AbC.../resnet-lr3e-4\n"
+               "  colabtui checkpoints ~/GoogleDrive/MyDrive/colabtui/resnet-lr3e-4\n"
+               "  colabtui checkpoints gdrive://1AbC.../resnet-lr3e-4 --download --to ./ckpt")
+    p.add_argument("dest", help="the checkpoint folder: a path or gdrive://FOLDER_ID[/path]")
+    p.add_argument("--download", action="store_true",
+                   help="fetch the newest verified checkpoint (hash checked)")
+    p.add_argument("--to", type=Path, default=Path("."), metavar="DIR",
+                   help="where --download puts it (default: the current folder)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``drive`` or ``checkpoints``; returns the exit code."""
+    if args.command == "drive":
+        return _drive(args)
+    return _checkpoints(args)
+
+
+def _err(message: str) -> None:
+    print(f"colabtui: {message}", file=sys.stderr)
+
+
+def _drive(args: argparse.Namespace) -> int:
+    from colabtui_remote.drive.auth import credentials_path_in_use, login
+
+    path = credentials_path_in_use()
+    if args.action == "logout":
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            print(f"no credentials at {path}: nothing to forget")
+            return EXIT_OK
+        except OSError as exc:
+            _err(f"cannot remove {path}: {exc.strerror or exc}")
+            return EXIT_FAILED
+        print(f"removed {path}")
+        return EXIT_OK
+    if args.client_secrets is None:
+        _err("login needs --client-secrets PATH: the OAuth client JSON of a 'Desktop app' "
+             "client (README, 'Google Drive access', says how to make one)")
+        return EXIT_USAGE
+    secrets = args.client_secrets.expanduser()
+    if not secrets.is_file():
+        _err(f"{secrets}: no such file (download it from the Google Cloud console, "
+             "APIs & Services > Credentials)")
+        return EXIT_USAGE
+    try:
+        saved = login(secrets, path)
+    except ImportError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    except OSError as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    print(f"logged in; credentials saved to {saved} (mode 600)")
+    return EXIT_OK
+
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    from colabtui_remote.replica import download_newest, list_checkpoints
+
+    from colabtui.formatting import fmt_age, fmt_bytes
+
+    try:
+        entries = list_checkpoints(args.dest)
+    except ValueError as exc:  # a bad gdrive:// URL, a manifest that does not parse
+        _err(str(exc))
+        return EXIT_USAGE if "gdrive://" in str(exc) and "manifest" not in str(exc) else \
+            EXIT_FAILED
+    except (OSError, ImportError) as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    if not entries:
+        print(f"no checkpoints listed in {args.dest}")
+        return EXIT_FAILED if args.download else EXIT_OK
+    now = time.time()
+    print(f"{'step':>10}  {'size':>9}  {'saved':>12}  verified  name")
+    for e in entries:
+        print(f"{e.step:>10,}  {fmt_bytes(e.bytes):>9}  {fmt_age(e.saved_at, now):>12}  "
+              f"{'yes' if e.verified else 'no':<8}  {e.name}")
+    if not args.download:
+        return EXIT_OK
+    args.to.mkdir(parents=True, exist_ok=True)
+    try:
+        entry, path = download_newest(args.dest, args.to)
+    except (OSError, ValueError, ImportError) as exc:
+        _err(str(exc))
+        return EXIT_FAILED
+    print(f"downloaded step {entry.step:,} to {path} ({fmt_bytes(entry.bytes)}, md5 checked)")
+    return EXIT_OK

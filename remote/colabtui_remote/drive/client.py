@@ -1,0 +1,794 @@
+"""A folder on Google Drive through the Drive v2 API (pydrive2 and googleapiclient).
+
+:class:`DriveFolder` reads, writes, uploads and downloads the files of one Drive folder. Small
+files (mailbox JSON) go through pydrive2's own ``GoogleDriveFile``; large ones (checkpoints) go
+up as a resumable upload in ``chunk_bytes`` chunks through the same googleapiclient service
+pydrive2 built, and come down in ``chunk_bytes`` ranges, checked against Drive's md5.
+
+Every call turns what the libraries raise (``HttpError``, pydrive2's ``ApiRequestError``,
+oauth2client's refresh errors, httplib2 and socket errors) into one of the :class:`DriveError`
+subclasses below, whose message says what was being done and where (folder id, file title).
+Nothing here retries or sleeps: a caller that wants to try again backs off itself
+(:attr:`DriveRateLimited.retry_after` says for how long when Drive said so).
+
+httplib2 connections are not thread-safe: every call takes the calling thread's own authorized
+connection (pydrive2's thread-local one), so one :class:`DriveFolder` may be used from several
+threads at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime as _dt
+import hashlib
+import http.client
+import io
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..mailbox_store import FileTooLarge
+from .url import is_folder_id, is_gdrive_url, parse_gdrive_url
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from pydrive2.drive import GoogleDrive
+
+log = logging.getLogger(__name__)
+
+KiB = 1024
+MiB = 1024 * KiB
+
+UPLOAD_CHUNK_UNIT = 256 * KiB
+"""Drive's resumable uploads take chunks in multiples of this many bytes (Drive API docs,
+"Perform a resumable upload")."""
+
+DEFAULT_CHUNK_BYTES = 8 * MiB
+"""Bytes per resumable-upload chunk and per download range. Each chunk is one request and is
+held in memory once; 8 MiB keeps a 1 GB checkpoint to about 128 requests."""
+
+DEFAULT_MAX_READ_BYTES = 64 * MiB
+"""Largest file :meth:`DriveFolder.read_bytes` returns, bytes, unless told otherwise."""
+
+FOLDER_MIME = "application/vnd.google-apps.folder"
+
+RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+"""``reason`` values of a 403 that mean "slow down" rather than "not allowed" (Drive API docs,
+"Resolve errors")."""
+
+_INSTALL_HINT = "pip install 'colabtui-remote[drive]'"
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+class DriveError(OSError):
+    """A Drive call failed. An ``OSError``, so code that handles storage failures handles it."""
+
+
+class DriveNotFound(DriveError, FileNotFoundError):
+    """The folder or file does not exist, is trashed, or is not shared with this account (Drive
+    answers 404 for all of these). Also a ``FileNotFoundError``."""
+
+
+class DriveAuthError(DriveError):
+    """No credentials, credentials Drive no longer accepts (``invalid_grant``: revoked or
+    expired), or a 401 after a refresh. The message says how to log in (again)."""
+
+
+class DriveRateLimited(DriveError):
+    """Drive asked to slow down (429, or 403 with reason ``rateLimitExceeded`` /
+    ``userRateLimitExceeded``).
+
+    Attributes:
+        retry_after: seconds Drive asked to wait (its ``Retry-After`` header), or ``None`` when
+            it did not say.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class DriveUnavailable(DriveError):
+    """Drive could not be reached (connection refused or reset, timeout, name not resolved) or
+    answered with a 5xx."""
+
+
+class DriveBadResponse(DriveError):
+    """Drive answered something that does not parse or lacks a field we need."""
+
+
+class ChecksumMismatch(DriveError):
+    """The md5 Drive reports for a file differs from the md5 of the bytes on this side.
+
+    Attributes:
+        expected: the md5 hex digest that was expected (Drive's for a download, the local
+            file's for an upload).
+        actual: the md5 hex digest found.
+    """
+
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+def _require_pydrive2() -> None:
+    try:
+        import googleapiclient  # noqa: F401
+        import pydrive2  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"Google Drive support needs pydrive2: {_INSTALL_HINT} "
+                          f"({exc})") from exc
+
+
+def _error_details(content: Any) -> tuple[str, str]:
+    """``(reason, message)`` of a Drive JSON error body; empty strings when it has none."""
+    try:
+        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
+        import json
+
+        err = json.loads(text).get("error", {})
+        if isinstance(err, str):  # OAuth-style {"error": "invalid_grant"}
+            return err, ""
+        errors = err.get("errors") or [{}]
+        return str(errors[0].get("reason") or ""), str(err.get("message") or "")[:300]
+    except (ValueError, AttributeError, TypeError):
+        return "", ""
+
+
+def _retry_after(resp: Any) -> float | None:
+    """Seconds from a ``Retry-After`` header (a number, or an HTTP date)."""
+    value = resp.get("retry-after") if hasattr(resp, "get") else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(value)
+        return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _from_http_error(err: Any, what: str, not_found: str | None) -> DriveError:
+    status = int(getattr(err.resp, "status", 0) or 0)
+    reason, message = _error_details(err.content)
+    detail = f"{reason}: {message}" if reason and message else (reason or message or "no details")
+    if status == 404:
+        return DriveNotFound(not_found or f"{what}: not found on Drive ({detail})")
+    if status == 429 or (status == 403 and reason in RATE_LIMIT_REASONS):
+        retry_after = _retry_after(err.resp)
+        wait = f"; Drive asks to wait {retry_after:g} s" if retry_after is not None else ""
+        return DriveRateLimited(f"{what}: Drive says too many requests ({status} "
+                                f"{reason or 'rate limited'}){wait}", retry_after=retry_after)
+    if status == 401:
+        return DriveAuthError(f"{what}: Drive rejected the login (401 {detail}) even after "
+                              "refreshing it; log in to Drive again (colabtui drive login)")
+    if status >= 500:
+        return DriveUnavailable(f"{what}: Drive answered {status} ({detail}); try again later")
+    if status < 400:
+        return DriveBadResponse(f"{what}: unexpected answer {status} from Drive ({detail})")
+    return DriveError(f"{what}: Drive answered {status} ({detail})")
+
+
+def _map_error(exc: BaseException, what: str, not_found: str | None = None) -> DriveError | None:
+    """The :class:`DriveError` for an exception raised by pydrive2, googleapiclient,
+    oauth2client, httplib2 or a socket; ``None`` for anything else (a bug: let it through)."""
+    if isinstance(exc, DriveError):
+        return exc
+    import httplib2
+    from googleapiclient.errors import HttpError
+    from oauth2client.client import AccessTokenRefreshError
+    from pydrive2.auth import AuthError
+    from pydrive2.files import ApiRequestError
+
+    if isinstance(exc, ApiRequestError) and exc.args and isinstance(exc.args[0], HttpError):
+        exc = exc.args[0]
+    elif isinstance(exc, ValueError) and isinstance(exc.__context__, HttpError):
+        exc = exc.__context__  # pydrive2 could not parse a non-JSON error body (a proxy's page)
+    if isinstance(exc, HttpError):
+        return _from_http_error(exc, what, not_found)
+    if isinstance(exc, (AccessTokenRefreshError, AuthError)):
+        status = getattr(exc, "status", None)
+        if isinstance(status, int) and status >= 500:
+            return DriveUnavailable(f"{what}: Google's token server answered {status}; try "
+                                    "again later")
+        return DriveAuthError(f"{what}: Google no longer accepts the saved Drive login "
+                              f"({str(exc)[:200]}); log in to Drive again (colabtui drive "
+                              "login; in Colab, authenticate_user())")
+    if isinstance(exc, (httplib2.HttpLib2Error, http.client.HTTPException, OSError)):
+        return DriveUnavailable(f"{what}: cannot reach Drive ({type(exc).__name__}: "
+                                f"{str(exc)[:200] or 'no details'})")
+    if isinstance(exc, (ValueError, KeyError, TypeError)):
+        return DriveBadResponse(f"{what}: Drive's answer does not parse ({type(exc).__name__}: "
+                                f"{str(exc)[:200]})")
+    return None
+
+
+@contextlib.contextmanager
+def _remote(what: str, not_found: str | None = None) -> Iterator[None]:
+    """Map what a Drive call raises to :class:`DriveError` (see :func:`_map_error`)."""
+    try:
+        yield
+    except DriveError:
+        raise
+    except Exception as exc:
+        mapped = _map_error(exc, what, not_found)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+_RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
+                      r"(Z|[+-]\d\d:\d\d)$")
+
+
+def _parse_time(text: Any) -> float:
+    """Unix seconds of an RFC 3339 time as Drive writes it (``2024-05-01T12:00:00.123Z``)."""
+    m = _RFC3339.match(str(text))
+    if m is None:
+        raise ValueError(f"not an RFC 3339 time: {str(text)[:40]!r}")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    frac = float(f"0.{m.group(7)}") if m.group(7) else 0.0
+    zone = m.group(8)
+    if zone == "Z":
+        tz = _dt.timezone.utc
+    else:
+        sign = 1 if zone[0] == "+" else -1
+        tz = _dt.timezone(sign * _dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+    return _dt.datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp() + frac
+
+
+@dataclass(frozen=True)
+class DriveFile:
+    """One file or folder on Drive, as its metadata says.
+
+    Attributes:
+        id: the Drive file id.
+        title: the file name shown in Drive.
+        size: bytes of content; ``None`` for folders and Google Docs.
+        md5: md5 hex digest of the content as Drive computed it; ``None`` where Drive has none.
+        created: creation time, Unix seconds.
+        modified: last modification time, Unix seconds.
+        is_folder: whether it is a folder.
+    """
+
+    id: str
+    title: str
+    size: int | None
+    md5: str | None
+    created: float
+    modified: float
+    is_folder: bool
+
+    @classmethod
+    def from_metadata(cls, meta: Any) -> DriveFile:
+        """Build from a Drive v2 file resource (a dict).
+
+        Raises:
+            DriveBadResponse: a field is missing or does not parse.
+        """
+        try:
+            size = meta.get("fileSize")
+            created = _parse_time(meta["createdDate"])
+            return cls(id=str(meta["id"]), title=str(meta["title"]),
+                       size=int(size) if size is not None else None,
+                       md5=str(meta["md5Checksum"]).lower() if meta.get("md5Checksum") else None,
+                       created=created,
+                       modified=_parse_time(meta["modifiedDate"]) if meta.get("modifiedDate")
+                       else created,
+                       is_folder=meta.get("mimeType") == FOLDER_MIME)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DriveBadResponse(f"Drive file metadata lacks or garbles a field ({exc}): "
+                                   f"{str(meta)[:200]}") from None
+
+
+def md5_file(path: str | os.PathLike, chunk_bytes: int = 1 * MiB) -> str:
+    """The md5 hex digest of a local file, read ``chunk_bytes`` at a time.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _quote(value: str) -> str:
+    """A string literal for a Drive ``q`` query."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _check_title(title: Any) -> str:
+    if not isinstance(title, str) or not title or title in (".", "..") or "/" in title:
+        raise ValueError(f"bad Drive file title {title!r}: a non-empty name without '/'")
+    return title
+
+
+class _HashingReader:
+    """A seekable binary file that computes the md5 of its bytes as they are first read in
+    order (a chunk read again after a resend is not hashed twice).
+
+    The hashing runs on a helper thread (hashlib lets go of the GIL), so it overlaps the
+    sending of the chunk instead of coming before it. :meth:`hexdigest` waits for it;
+    :meth:`close` stops the thread.
+    """
+
+    def __init__(self, f: io.BufferedReader) -> None:
+        self._f = f
+        self._pos = f.tell()
+        self._md5 = hashlib.md5()
+        self._hashed = 0
+        self._gap = False
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="colabtui-drive-md5")
+        self._pending: list[concurrent.futures.Future] = []
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._pos = self._f.seek(offset, whence)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        start = self._pos
+        data = self._f.read(n)
+        end = start + len(data)
+        self._pos = end
+        if start <= self._hashed < end:
+            self._wait()  # the previous chunk's hash: at most one chunk held for hashing
+            self._pending.append(self._pool.submit(self._md5.update,
+                                                   memoryview(data)[self._hashed - start:]))
+            self._hashed = end
+        elif start > self._hashed:
+            self._gap = True
+        return data
+
+    def _wait(self) -> None:
+        for future in self._pending:
+            future.result()
+        self._pending.clear()
+
+    def hexdigest(self, size: int) -> str | None:
+        """The md5 of all ``size`` bytes, or ``None`` when not all were read in order."""
+        self._wait()
+        return self._md5.hexdigest() if self._hashed == size and not self._gap else None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+_upload_class: type | None = None
+
+
+def _chunked_upload_class() -> type:
+    """googleapiclient's ``MediaIoBaseUpload``, sending each chunk as bytes read from the file
+    rather than as a stream slice: one ``sendall`` per chunk, and a request that httplib2 or
+    oauth2client sends again (after a dropped connection or a token refresh) carries the same
+    bytes, where a stream slice would already be used up."""
+    global _upload_class
+    if _upload_class is None:
+        from googleapiclient.http import MediaIoBaseUpload
+
+        class ChunkedFileUpload(MediaIoBaseUpload):
+            def has_stream(self) -> bool:
+                return False
+
+        _upload_class = ChunkedFileUpload
+    return _upload_class
+
+
+# ---------------------------------------------------------------------------------- folder
+
+
+class DriveFolder:
+    """The files of one Drive folder.
+
+    Args:
+        folder_id: the folder's Drive id (or ``"root"``).
+        drive: an authorized ``pydrive2.drive.GoogleDrive`` (from
+            :func:`colabtui_remote.drive.auth.connect`).
+        chunk_bytes: bytes per resumable-upload chunk and per download range; a multiple of
+            256 KiB (Drive's rule).
+        url: how the folder was named (``gdrive://ID/sub/path``), for messages; default
+            ``gdrive://<folder_id>``.
+
+    Raises:
+        ValueError: a folder id that is no Drive id, or a bad ``chunk_bytes``.
+    """
+
+    def __init__(self, folder_id: str, drive: GoogleDrive, *,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, url: str | None = None) -> None:
+        if not is_folder_id(folder_id):
+            raise ValueError(f"{folder_id!r} is not a Drive folder id (letters, digits, '-' and "
+                             "'_', at least 10 of them; or 'root')")
+        if not isinstance(chunk_bytes, int) or chunk_bytes <= 0 or chunk_bytes % UPLOAD_CHUNK_UNIT:
+            raise ValueError(f"chunk_bytes must be a positive multiple of {UPLOAD_CHUNK_UNIT} "
+                             f"bytes (256 KiB), not {chunk_bytes!r}")
+        self.folder_id = folder_id
+        self.drive = drive
+        self.chunk_bytes = chunk_bytes
+        self.url = url or f"gdrive://{folder_id}"
+
+    def __repr__(self) -> str:
+        return f"DriveFolder({self.url!r})"
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, url_or_id: str, drive: GoogleDrive | None = None, *, create: bool = False,
+             chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> DriveFolder:
+        """The folder a ``gdrive://ID[/sub/path]`` URL (or a bare folder id) names.
+
+        Checks that the folder ``ID`` exists (:meth:`check`), then finds each subfolder by
+        title, creating the missing ones when ``create`` is true. Of several subfolders with
+        one title, the oldest is taken (a warning is logged).
+
+        Args:
+            url_or_id: ``gdrive://ID/a/b`` or ``ID``.
+            drive: an authorized ``GoogleDrive``; default: :func:`~.auth.connect` ``()``.
+            create: create missing subfolders (never the folder ``ID`` itself).
+            chunk_bytes: see :class:`DriveFolder`.
+
+        Raises:
+            ValueError: a malformed URL or id.
+            DriveNotFound: the folder ``ID`` or a subfolder (without ``create``) is missing.
+            DriveError: any other Drive failure.
+            ImportError: pydrive2 is not installed.
+        """
+        if is_gdrive_url(url_or_id):
+            folder_id, parts = parse_gdrive_url(url_or_id)
+        else:
+            folder_id, parts = str(url_or_id), ()
+        if drive is None:
+            from .auth import connect
+
+            drive = connect()
+        folder = cls(folder_id, drive, chunk_bytes=chunk_bytes, url=f"gdrive://{folder_id}")
+        folder.check()
+        for title in parts:
+            folder = folder.subfolder(title, create=create)
+        return folder
+
+    def _missing(self) -> str:
+        return f"Drive folder {self.folder_id} does not exist or is not shared with this " \
+            f"account{'' if self.url == f'gdrive://{self.folder_id}' else f' ({self.url})'}"
+
+    def check(self) -> DriveFile:
+        """The folder's own metadata.
+
+        Raises:
+            DriveNotFound: it does not exist, is not shared with this account, is not a folder,
+                or is in the trash.
+            DriveError: any other Drive failure.
+        """
+        _require_pydrive2()
+        with _remote(f"checking Drive folder {self.url}", not_found=self._missing()):
+            gfile = self.drive.CreateFile({"id": self.folder_id})
+            gfile.FetchMetadata()
+            meta = dict(gfile)
+        if meta.get("mimeType") != FOLDER_MIME:
+            raise DriveNotFound(f"{self.url}: Drive id {self.folder_id} is a file, not a folder")
+        if (meta.get("labels") or {}).get("trashed"):
+            raise DriveNotFound(f"Drive folder {self.folder_id} ({self.url}) is in the trash")
+        return DriveFile.from_metadata(meta)
+
+    def subfolder(self, title: str, create: bool = False) -> DriveFolder:
+        """The folder titled ``title`` inside this one.
+
+        Raises:
+            ValueError: an empty title or one with ``/``.
+            DriveNotFound: there is none and ``create`` is false (or this folder is gone).
+            DriveError: any other Drive failure.
+        """
+        _check_title(title)
+        found = self._find(title, folder=True)
+        if found is None:
+            if not create:
+                raise DriveNotFound(f"no folder {title!r} in Drive folder {self.url}")
+            with _remote(f"creating folder {title!r} in Drive folder {self.url}",
+                         not_found=self._missing()):
+                gfile = self.drive.CreateFile({"title": title, "mimeType": FOLDER_MIME,
+                                               "parents": [{"id": self.folder_id}]})
+                gfile.Upload()
+                found = DriveFile.from_metadata(dict(gfile))
+        return DriveFolder(found.id, self.drive, chunk_bytes=self.chunk_bytes,
+                           url=f"{self.url.rstrip('/')}/{title}")
+
+    # ------------------------------------------------------------------ listing
+
+    def _list(self, query: str, what: str) -> list[DriveFile]:
+        _require_pydrive2()
+        with _remote(what, not_found=self._missing()):
+            items = self.drive.ListFile({"q": query}).GetList()
+            metas = [dict(item) for item in items]
+        files = [DriveFile.from_metadata(meta) for meta in metas]
+        files.sort(key=lambda f: (f.title, f.created, f.id))
+        return files
+
+    def list(self) -> list[DriveFile]:
+        """Every child of this folder not in the trash (all pages), by title.
+
+        Raises:
+            DriveError
+        """
+        return self._list(f"{_quote(self.folder_id)} in parents and trashed = false",
+                          f"listing Drive folder {self.url}")
+
+    def _find(self, title: str, folder: bool | None) -> DriveFile | None:
+        query = (f"{_quote(self.folder_id)} in parents and title = {_quote(title)} "
+                 "and trashed = false")
+        if folder is True:
+            query += f" and mimeType = {_quote(FOLDER_MIME)}"
+        elif folder is False:
+            query += f" and mimeType != {_quote(FOLDER_MIME)}"
+        files = self._list(query, f"looking for {title!r} in Drive folder {self.url}")
+        files = [f for f in files if f.title == title]  # exact, whatever the server matched
+        if not files:
+            return None
+        files.sort(key=lambda f: (f.created, f.id))
+        if len(files) > 1:
+            log.warning("Drive folder %s holds %d items titled %r (ids %s); using %s, the "
+                        "oldest", self.url, len(files), title, ", ".join(f.id for f in files),
+                        files[0].id)
+        return files[0]
+
+    def find(self, title: str) -> DriveFile | None:
+        """The child titled exactly ``title`` (not in the trash), or ``None``. Of several, the
+        oldest ``created`` (then the smallest id) is returned and a warning names them all.
+
+        Raises:
+            DriveError
+        """
+        return self._find(_check_title(title), folder=None)
+
+    def _resolve(self, title_or_file: str | DriveFile) -> DriveFile:
+        if isinstance(title_or_file, DriveFile):
+            return title_or_file
+        found = self._find(_check_title(title_or_file), folder=False)
+        if found is None:
+            raise DriveNotFound(f"no file {title_or_file!r} in Drive folder {self.url}")
+        return found
+
+    # ------------------------------------------------------------------ small files
+
+    def read_bytes(self, title_or_file: str | DriveFile,
+                   max_bytes: int = DEFAULT_MAX_READ_BYTES) -> bytes:
+        """The whole content of a file (one ranged ``alt=media`` request).
+
+        Args:
+            title_or_file: a title in this folder, or a :class:`DriveFile`.
+            max_bytes: the most bytes accepted.
+
+        Raises:
+            DriveNotFound: no such file (or it was deleted meanwhile).
+            FileTooLarge: the file holds more than ``max_bytes`` bytes (an ``OSError``).
+            DriveError: any other Drive failure.
+        """
+        f = self._resolve(title_or_file)
+        where = f"{f.title!r} in Drive folder {self.url}"
+        if f.is_folder:
+            raise DriveError(f"{where} is a folder, not a file")
+        if f.size is not None and f.size > max_bytes:
+            raise FileTooLarge(f"{where} holds {f.size} bytes, more than {max_bytes}")
+        with _remote(f"reading {where}",
+                     not_found=f"{where} (file id {f.id}) is no longer on Drive"):
+            gfile = self.drive.CreateFile({"id": f.id})
+            buf = gfile.GetContentIOBuffer(chunksize=max_bytes + 1)
+            data = buf.read() or b""
+            total = buf.size
+        if len(data) > max_bytes or (total is not None and total > max_bytes):
+            raise FileTooLarge(f"{where} holds {total or len(data)} bytes, more than {max_bytes}")
+        return bytes(data)
+
+    def write_bytes(self, title: str, data: bytes, mime: str = "application/json", *,
+                    file_id: str | None = None) -> DriveFile:
+        """Set the content of the file ``title`` to ``data``: an update of the existing file
+        (by id) when there is one, a new file otherwise. Never makes a second file with a
+        title that exists. Readers see the old content or the new, never part.
+
+        Args:
+            title: the file's title in this folder.
+            data: the content.
+            mime: its MIME type.
+            file_id: update this file (skips the lookup by title).
+
+        Returns:
+            The file's metadata after the write.
+
+        Raises:
+            DriveNotFound: ``file_id`` or this folder does not exist.
+            DriveError: any other Drive failure.
+        """
+        _check_title(title)
+        if file_id is None:
+            found = self._find(title, folder=False)
+            file_id = found.id if found is not None else None
+        where = f"{title!r} in Drive folder {self.url}"
+        with _remote(f"writing {where}",
+                     not_found=f"{where}: file id {file_id} is no longer on Drive"
+                     if file_id else self._missing()):
+            if file_id is not None:
+                gfile = self.drive.CreateFile({"id": file_id})
+            else:
+                gfile = self.drive.CreateFile({"title": title,
+                                               "parents": [{"id": self.folder_id}]})
+            gfile["mimeType"] = mime
+            gfile.content = io.BytesIO(bytes(data))
+            gfile.Upload()
+            meta = dict(gfile)
+        return DriveFile.from_metadata(meta)
+
+    def delete(self, file_or_id: DriveFile | str) -> None:
+        """Delete a file (for good, not to the trash). A missing one is not an error.
+
+        Raises:
+            DriveError: any Drive failure but "not found".
+        """
+        _require_pydrive2()
+        fid = file_or_id.id if isinstance(file_or_id, DriveFile) else str(file_or_id)
+        try:
+            with _remote(f"deleting file id {fid} from Drive folder {self.url}"):
+                self.drive.CreateFile({"id": fid}).Delete()
+        except DriveNotFound:
+            pass
+
+    # ------------------------------------------------------------------ large files
+
+    def _http(self) -> Any:
+        """This thread's own authorized httplib2 connection: the one pydrive2's calls on this
+        thread use too."""
+        auth = self.drive.auth
+        http = getattr(auth.thread_local, "http", None)
+        if http is None:
+            http = auth.thread_local.http = auth.Get_Http_Object()
+        return http
+
+    def upload(self, local_path: str | os.PathLike, title: str, *, file_id: str | None = None,
+               progress: Callable[[int, int], None] | None = None,
+               mime: str = "application/octet-stream") -> DriveFile:
+        """Upload a local file as ``title`` in this folder: a resumable upload in
+        ``chunk_bytes`` chunks, each one request. Updates the file by id when ``file_id`` is
+        given or a file titled ``title`` exists; inserts a new one otherwise.
+
+        The md5 of the bytes sent is computed while they are read and compared with the md5
+        Drive reports at the end.
+
+        Args:
+            local_path: the file to send.
+            title: its title on Drive.
+            file_id: the file to update (skips the lookup by title).
+            progress: called as ``progress(bytes_sent, bytes_total)`` after every chunk
+                Drive acknowledged, last with ``bytes_sent == bytes_total``.
+            mime: the MIME type Drive records.
+
+        Returns:
+            Drive's metadata of the uploaded file (``md5`` is Drive's).
+
+        Raises:
+            OSError: the local file cannot be read (not a :class:`DriveError`).
+            ChecksumMismatch: Drive's md5 differs from the md5 of the bytes read (the file
+                stays on Drive; ``expected`` is the local md5).
+            DriveNotFound: ``file_id`` or this folder does not exist.
+            DriveError: any other Drive failure (nothing is retried).
+        """
+        _require_pydrive2()
+        _check_title(title)
+        local_path = Path(local_path)
+        size = os.path.getsize(local_path)
+        if file_id is None:
+            found = self._find(title, folder=False)
+            file_id = found.id if found is not None else None
+        where = f"{title!r} in Drive folder {self.url}"
+        with open(local_path, "rb") as f, contextlib.closing(_HashingReader(f)) as reader:
+            media = _chunked_upload_class()(reader, mimetype=mime, chunksize=self.chunk_bytes,
+                                            resumable=True)
+            with _remote(f"uploading {local_path.name} as {where}",
+                         not_found=f"{where}: file id {file_id} is no longer on Drive"
+                         if file_id else self._missing()):
+                files = self.drive.auth.service.files()
+                if file_id is not None:
+                    request = files.update(fileId=file_id, body={"title": title, "mimeType": mime},
+                                           media_body=media, supportsAllDrives=True)
+                else:
+                    request = files.insert(body={"title": title, "mimeType": mime,
+                                                 "parents": [{"id": self.folder_id}]},
+                                           media_body=media, supportsAllDrives=True)
+                http = self._http()
+                response = None
+                while response is None:
+                    status, response = request.next_chunk(http=http)
+                    if status is not None and progress is not None:
+                        progress(int(status.resumable_progress), size)
+            local_md5 = reader.hexdigest(size)
+        result = DriveFile.from_metadata(response)
+        if progress is not None:
+            progress(size, size)
+        if local_md5 is None:  # the library skipped bytes (it never does): hash the file
+            local_md5 = md5_file(local_path)
+        if result.md5 is not None and result.md5 != local_md5:
+            raise ChecksumMismatch(f"uploaded {local_path} as {where} (file id {result.id}), but "
+                                   f"Drive's md5 {result.md5} differs from the local {local_md5}",
+                                   expected=local_md5, actual=result.md5)
+        return result
+
+    def download(self, file: DriveFile, dest_path: str | os.PathLike, *,
+                 progress: Callable[[int, int], None] | None = None) -> str:
+        """Download a file to ``dest_path`` in ``chunk_bytes`` ranges, durably.
+
+        The bytes go to a temporary file beside ``dest_path`` (named ``.<name>.*.tmp``), are
+        hashed as they are written, flushed and fsynced; only when the md5 equals ``file.md5``
+        is the temporary file renamed over ``dest_path``. On any failure the temporary file is
+        removed and ``dest_path`` is untouched.
+
+        Args:
+            file: the file (from :meth:`find` or :meth:`list`; ``file.md5`` is what is checked).
+            dest_path: where it goes.
+            progress: called as ``progress(bytes_received, bytes_total)`` after every range.
+
+        Returns:
+            The md5 hex digest of the bytes written.
+
+        Raises:
+            ChecksumMismatch: the bytes' md5 is not ``file.md5`` (``expected`` is Drive's).
+            DriveNotFound: the file is no longer on Drive.
+            DriveError: any other Drive failure.
+            OSError: the destination cannot be written.
+        """
+        _require_pydrive2()
+        dest = Path(dest_path)
+        where = f"{file.title!r} (file id {file.id}) from Drive folder {self.url}"
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+        try:
+            digest = hashlib.md5()
+            received = 0
+            with os.fdopen(fd, "wb") as out:
+                with _remote(f"downloading {where}",
+                             not_found=f"{where} is no longer on Drive"):
+                    buf = self.drive.CreateFile({"id": file.id}).GetContentIOBuffer(
+                        chunksize=self.chunk_bytes)
+                while True:
+                    with _remote(f"downloading {where}",
+                                 not_found=f"{where} is no longer on Drive"):
+                        chunk = buf.read()
+                        total = buf.size
+                    if chunk is None:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    if progress is not None:
+                        progress(received, total if total is not None else received)
+                out.flush()
+                os.fsync(out.fileno())
+            actual = digest.hexdigest()
+            if file.md5 is not None and actual != file.md5:
+                raise ChecksumMismatch(f"downloaded {where}: md5 {actual} of the bytes received "
+                                       f"differs from Drive's {file.md5}; {dest} left as it was",
+                                       expected=file.md5, actual=actual)
+            if file.size is not None and received != file.size:
+                raise DriveBadResponse(f"downloaded {where}: {received} bytes received, Drive "
+                                       f"says {file.size}; {dest} left as it was")
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return actual
