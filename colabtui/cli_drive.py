@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -102,34 +103,79 @@ def _drive(args: argparse.Namespace) -> int:
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
-    from colabtui_remote.replica import download_newest, list_checkpoints
+    from colabtui_remote.drive.url import is_gdrive_url
+    from colabtui_remote.replica import ManifestUnreadable, download_newest, open_destination
 
     from colabtui.formatting import fmt_age, fmt_bytes
 
+    if not is_gdrive_url(args.dest) and not os.path.isdir(args.dest):
+        _err(f"{args.dest}: no such folder here (a run's checkpoint folder, or gdrive://ID/...)")
+        return EXIT_USAGE
     try:
-        entries = list_checkpoints(args.dest)
-    except ValueError as exc:  # a bad gdrive:// URL, a manifest that does not parse
+        dest = open_destination(args.dest)
+        entries = dest.read_manifest() or []
+        unlisted = sorted(n for n in dest.names() - {e.file for e in entries}
+                          if _CKPT_NAME.match(n))
+    except ValueError as exc:  # a gdrive:// URL that is not one
         _err(str(exc))
-        return EXIT_USAGE if "gdrive://" in str(exc) and "manifest" not in str(exc) else \
-            EXIT_FAILED
+        return EXIT_USAGE
+    except ManifestUnreadable as exc:
+        _err(f"{exc} (nothing was changed there)")
+        return EXIT_FAILED
     except (OSError, ImportError) as exc:
         _err(str(exc))
         return EXIT_FAILED
-    if not entries:
-        print(f"no checkpoints listed in {args.dest}")
+    if not entries and not unlisted:
+        print(f"no checkpoints in {args.dest}")
         return EXIT_FAILED if args.download else EXIT_OK
     now = time.time()
-    print(f"{'step':>10}  {'size':>9}  {'saved':>12}  verified  name")
-    for e in entries:
+    print(f"{'step':>10}  {'size':>9}  {'saved':>12}  verified")
+    for e in entries:  # a manifest lists a checkpoint only once it was verified
+        how = f"md5, {fmt_age(e.verified_at, now)}" if e.verified_at else "sha256"
         print(f"{e.step:>10,}  {fmt_bytes(e.bytes):>9}  {fmt_age(e.saved_at, now):>12}  "
-              f"{'yes' if e.verified else 'no':<8}  {e.name}")
+              f"yes ({how})  {e.file}")
+    for name in unlisted:  # a save that died half-way, or a copy not verified yet
+        step = int(_CKPT_NAME.match(name).group(1))
+        print(f"{step:>10,}  {'?':>9}  {'?':>12}  no (not in the manifest; never loaded)  {name}")
     if not args.download:
         return EXIT_OK
-    args.to.mkdir(parents=True, exist_ok=True)
     try:
-        entry, path = download_newest(args.dest, args.to)
+        found = download_newest(dest, args.to, progress=_Progress(args.to))
+    except ManifestUnreadable as exc:
+        _err(f"{exc} (nothing was changed there)")
+        return EXIT_FAILED
     except (OSError, ValueError, ImportError) as exc:
         _err(str(exc))
         return EXIT_FAILED
-    print(f"downloaded step {entry.step:,} to {path} ({fmt_bytes(entry.bytes)}, md5 checked)")
+    if found is None:
+        _err(f"no checkpoint listed in {args.dest} downloads with the md5 and sha256 its "
+             "manifest gives (each failure was warned about above)")
+        return EXIT_FAILED
+    entry, path = found
+    print(f"downloaded step {entry.step:,} to {path} ({fmt_bytes(entry.bytes)}; md5 and sha256 "
+          "match the manifest)")
     return EXIT_OK
+
+
+_CKPT_NAME = re.compile(r"^ckpt-(\d{9,})(?:-\d+)?\.pt$")
+
+
+class _Progress:
+    """``progress(done, total)`` for a download: one line on stderr, rewritten at most every
+    half second while stderr is a terminal, nothing otherwise."""
+
+    def __init__(self, to: Path) -> None:
+        self._to = to
+        self._shown = 0.0
+        self._tty = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        from colabtui.formatting import fmt_bytes
+
+        now = time.monotonic()
+        if not self._tty or (now - self._shown < 0.5 and done < total):
+            return
+        self._shown = now
+        end = "\n" if done >= total else ""
+        print(f"\rdownloading to {self._to}: {fmt_bytes(done)}/{fmt_bytes(total)}", end=end,
+              file=sys.stderr, flush=True)

@@ -46,8 +46,9 @@ from .checkpoint_state import (
 )
 from .schema import CheckpointInfo, SaveProgress
 
-__all__ = ["MANIFEST", "CheckpointError", "CheckpointWarning", "Checkpointer", "load_resumable",
-           "read_manifest", "restore", "saved_values", "sha256_file"]
+__all__ = ["MANIFEST", "MOUNT_GONE_ERRNOS", "CheckpointError", "CheckpointWarning", "Checkpointer",
+           "FolderIO", "load_resumable", "load_verified", "read_manifest", "restore",
+           "saved_values", "sha256_file"]
 
 logger = logging.getLogger("colabtui_remote.checkpoint")
 
@@ -73,11 +74,21 @@ def checkpoint_name(step: int, n: int = 1) -> str:
     return f"ckpt-{step:09d}.pt" if n == 1 else f"ckpt-{step:09d}-{n}.pt"
 
 
+def is_checkpoint_name(name: str) -> bool:
+    """Whether ``name`` is a checkpoint file name (``ckpt-000001200.pt``, ``ckpt-000001200-2.pt``)."""
+    return _NAME_RE.match(name) is not None
+
+
 # --------------------------------------------------------------------------- manifest
 
 
-def read_manifest(directory: str | os.PathLike) -> list[CheckpointInfo] | None:
+def read_manifest(directory: str | os.PathLike, io: FolderIO | None = None
+                  ) -> list[CheckpointInfo] | None:
     """The checkpoints ``manifest.json`` lists, oldest first; ``None`` if there is no manifest.
+
+    Args:
+        directory: the checkpoint folder.
+        io: the filesystem calls to use on it (default: the os module's).
 
     Raises:
         CheckpointError: the manifest cannot be read or is malformed (the message says how).
@@ -85,21 +96,34 @@ def read_manifest(directory: str | os.PathLike) -> list[CheckpointInfo] | None:
     directory = os.path.abspath(directory)
     path = os.path.join(directory, MANIFEST)
     try:
-        with open(path, "rb") as f:
+        with (io or _OS_IO).open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc}") from exc
+    return [_parse_entry(directory, e, f"{path}: checkpoints[{i}]")
+            for i, e in enumerate(parse_manifest_doc(raw, path))]
+
+
+def parse_manifest_doc(raw: bytes, where: str) -> list:
+    """The raw ``checkpoints`` list of a manifest's bytes (entries not checked yet).
+
+    Args:
+        raw: the manifest file's content.
+        where: where it came from, for messages (a path or a Drive URL).
+
+    Raises:
+        CheckpointError: not UTF-8 JSON, or not a colabtui checkpoint manifest.
+    """
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON: {exc}") from None
+        raise CheckpointError(f"{where}: not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != _MANIFEST_FORMAT \
             or not isinstance(doc.get("checkpoints"), list):
-        raise CheckpointError(f"{path}: not a colabtui checkpoint manifest")
-    return [_parse_entry(directory, e, f"{path}: checkpoints[{i}]")
-            for i, e in enumerate(doc["checkpoints"])]
+        raise CheckpointError(f"{where}: not a colabtui checkpoint manifest")
+    return doc["checkpoints"]
 
 
 def _parse_entry(directory: str, e: Any, where: str) -> CheckpointInfo:
@@ -150,16 +174,50 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def _remove_quietly(path: str) -> None:
+def _remove_quietly(path: str, io: FolderIO | None = None) -> None:
     try:
-        os.remove(path)
+        (io or _OS_IO).remove(path)
     except FileNotFoundError:
         pass
     except OSError as exc:
         logger.warning("could not remove %s: %s", path, exc)
 
 
-def sha256_file(path: str) -> tuple[int, str]:
+class FolderIO:
+    """The filesystem calls a :class:`Checkpointer` (and a mounted-folder replica) makes on a
+    checkpoint folder. The default is the os module's behaviour; a test can pass a subclass that
+    fails like a dropped FUSE mount (``OSError(errno.ENOTCONN, ...)``) and later recovers.
+
+    Every method raises :class:`OSError` as the os call does.
+    """
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def open(self, path: str, mode: str) -> Any:
+        """A binary file object (``mode`` is ``"rb"``, ``"xb"`` or ``"wb"``), unbuffered for reads."""
+        return open(path, mode, buffering=0) if mode == "rb" else open(path, mode)
+
+    def replace(self, src: str, dst: str) -> None:
+        os.replace(src, dst)
+
+    def remove(self, path: str) -> None:
+        os.remove(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def lexists(self, path: str) -> bool:
+        return os.path.lexists(path)
+
+    def fsync_dir(self, path: str) -> None:
+        _fsync_dir(path)
+
+
+_OS_IO = FolderIO()
+
+
+def sha256_file(path: str, io: FolderIO | None = None) -> tuple[int, str]:
     """(size in bytes, sha256 hex digest) of a file as it reads back now.
 
     Hashes through a read-only mmap (no copy out of the page cache), falling back to reads
@@ -169,7 +227,7 @@ def sha256_file(path: str) -> tuple[int, str]:
         OSError: the file cannot be opened or read.
     """
     h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
+    with (io or _OS_IO).open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size:
             try:
@@ -190,14 +248,13 @@ def sha256_file(path: str) -> tuple[int, str]:
 # --------------------------------------------------------------------------- writing
 
 
-def _early_writeback_default(directory: str) -> bool:
-    """True on local filesystems. On FUSE (Google Drive on Colab) and network filesystems an
-    fsync may mean an upload, so fdatasync-ing every few MB could multiply the work."""
+def _fstype(directory: str) -> str | None:
+    """The filesystem type holding ``directory`` (from /proc/self/mounts), None if unknown."""
     try:
         with open("/proc/self/mounts", encoding="utf-8", errors="replace") as f:
             mounts = [line.split()[1:3] for line in f if len(line.split()) >= 3]
     except OSError:
-        return False
+        return None
     real = os.path.realpath(directory)
     best, fstype = "", ""
     for point, kind in mounts:
@@ -205,7 +262,24 @@ def _early_writeback_default(directory: str) -> bool:
         inside = real == point or real.startswith(point.rstrip("/") + "/")
         if inside and len(point) >= len(best):
             best, fstype = point, kind
+    return fstype or None
+
+
+def _early_writeback_default(directory: str) -> bool:
+    """True on local filesystems. On FUSE (Google Drive on Colab) and network filesystems an
+    fsync may mean an upload, so fdatasync-ing every few MB could multiply the work."""
+    fstype = _fstype(directory)
     return bool(fstype) and not fstype.startswith("fuse") and fstype not in _REMOTE_FS
+
+
+def on_mounted_filesystem(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is on a FUSE mount (Google Drive on Colab: ``/content/drive``) or a
+    network filesystem, i.e. a mount that can drop under a save."""
+    path = os.path.abspath(os.fspath(path))
+    if path == "/content/drive" or path.startswith("/content/drive/"):
+        return True
+    fstype = _fstype(path)
+    return bool(fstype) and (fstype.startswith("fuse") or fstype in _REMOTE_FS)
 
 
 class _EarlyWriteback:
@@ -315,6 +389,22 @@ def _zip_crc32_off(torch: Any) -> Iterator[None]:
             config.save.compute_crc32 = before
 
 
+MOUNT_GONE_ERRNOS = frozenset({errno.ENOTCONN, errno.EIO, errno.ESTALE, errno.ENODEV, errno.ENXIO,
+                               errno.EHOSTDOWN, errno.ECONNABORTED, errno.ETIMEDOUT})
+"""errno values that mean the folder's filesystem went away (107 ``ENOTCONN``, "Transport
+endpoint is not connected", is what a dropped Drive FUSE mount answers)."""
+
+
+@dataclass
+class _Folder:
+    """One folder the writer saves into: the checkpoint folder or the local fallback."""
+
+    directory: str
+    io: FolderIO
+    early_writeback: bool
+    entries: list[CheckpointInfo]
+
+
 class Checkpointer:
     """Writes checkpoints of one run into one folder, on a single writer thread.
 
@@ -324,38 +414,117 @@ class Checkpointer:
     the manifest as they were and is reported through :attr:`last_error` and ``on_done``; it
     never raises on the training thread.
 
+    With ``fallback_dir`` (for a checkpoint folder on a mounted Drive): when a save finds the
+    folder's filesystem gone (an errno in :data:`MOUNT_GONE_ERRNOS`, or the folder missing or
+    unreadable), the checkpoint is written to ``fallback_dir`` instead (same durability, its own
+    manifest) and a :class:`~colabtui_remote.replica.Replicator` copies it to the folder once it
+    is back (:attr:`mount_replica`, kind ``mount``). Later saves go to ``fallback_dir`` until
+    every copy is verified there; then the folder is used again. The folder is never created
+    again after construction: on an unmounted Drive that would write to the local disk under the
+    mount point.
+
     Args:
         directory: the checkpoint folder; created if missing.
         keep: how many checkpoints to keep (newest by save order), at least 1.
         early_writeback: fdatasync while writing (see :class:`_EarlyWriteback`); ``None`` turns
             it on for local filesystems only.
+        fallback_dir: local folder for saves while ``directory`` is unreachable; ``None``: a
+            save into an unreachable folder fails (reported, as any failed save).
+        io: the filesystem calls made on ``directory`` (default: the os module's); see
+            :class:`FolderIO`.
+        replica: a :class:`~colabtui_remote.replica.Replicator` that gets every checkpoint
+            written (e.g. one copying to Drive through its API); closed by :meth:`close`.
+        mount_retry_s: (first, longest) seconds between attempts to copy to the folder while it
+            is unreachable.
 
     Raises:
         ValueError: ``keep`` < 1.
-        OSError: the folder cannot be created.
+        OSError: the folder (or ``fallback_dir``) cannot be created; with ``fallback_dir``, a
+            folder whose filesystem is gone is not an error (saves start in the fallback).
     """
 
     def __init__(self, directory: str | os.PathLike, keep: int = 3,
-                 early_writeback: bool | None = None) -> None:
+                 early_writeback: bool | None = None, *,
+                 fallback_dir: str | os.PathLike | None = None, io: FolderIO | None = None,
+                 replica: Any = None, mount_retry_s: tuple[float, float] = (5.0, 300.0)) -> None:
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be an integer >= 1, got {keep!r}")
         self.directory = os.path.abspath(os.fspath(directory))
+        self.fallback_dir = os.path.abspath(os.fspath(fallback_dir)) if fallback_dir else None
+        if self.fallback_dir == self.directory:
+            raise ValueError(f"fallback_dir is the checkpoint folder itself: {self.directory}")
         self.keep = keep
-        os.makedirs(self.directory, exist_ok=True)
-        self._early_writeback = (_early_writeback_default(self.directory)
-                                 if early_writeback is None else early_writeback)
-        try:
-            self._entries: list[CheckpointInfo] = read_manifest(self.directory) or []
-        except CheckpointError as exc:
-            # Nothing is lost: files stay on disk and load_resumable can still find them.
-            logger.warning("%s; starting a new manifest (older files are kept, unlisted)", exc)
-            self._entries = []
+        self.replica = replica
+        self.mount_replica: Any = None
+        """The Replicator copying fallback checkpoints to :attr:`directory` (once it was needed)."""
+        self._io = io or _OS_IO
+        self._early_writeback_arg = early_writeback
+        self._mount_retry_s = mount_retry_s
+        self._offline: str | None = None
         self._cond = threading.Condition()
         self._job: _Job | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
         self._last_error_at: float | None = None
+        self._primary = self._open_folder(self.directory, self._io, create=True)
+        self._fallback = (self._open_folder(self.fallback_dir, _OS_IO, create=True)
+                          if self.fallback_dir else None)
+        if self._fallback is not None:
+            self._copy_left_behind()
+
+    def _copy_left_behind(self) -> None:
+        """Fallback checkpoints newer than the folder's newest and not in it (an earlier session
+        ended before they were copied) are copied now; saves go to the fallback until then."""
+        there = {e.sha256 for e in self._primary.entries}
+        newest = max((e.saved_at for e in self._primary.entries), default=0.0)
+        assert self._fallback is not None
+        left = [e for e in self._fallback.entries if e.sha256 not in there and e.saved_at > newest]
+        if not left:
+            return
+        reason = self._offline or (f"{len(left)} checkpoint(s) in {self.fallback_dir} are not "
+                                   "copied there yet")
+        self._go_offline(reason)
+        for info in left:
+            self.mount_replica.submit(info)
+
+    def _open_folder(self, directory: str, io: FolderIO, create: bool) -> _Folder:
+        early = (_early_writeback_default(directory) if self._early_writeback_arg is None
+                 else self._early_writeback_arg)
+        folder = _Folder(directory, io, early, [])
+        try:
+            if create:
+                io.makedirs(directory)
+            folder.entries = self._load_entries(folder)
+        except OSError as exc:
+            if directory != self.directory or self.fallback_dir is None \
+                    or not self._mount_gone(exc):
+                raise
+            self._offline = _describe(exc)
+            logger.warning("checkpoint folder %s is unreachable (%s); checkpoints go to %s "
+                           "until it is back", directory, self._offline, self.fallback_dir)
+        return folder
+
+    @staticmethod
+    def _load_entries(folder: _Folder) -> list[CheckpointInfo]:
+        try:
+            return read_manifest(folder.directory, folder.io) or []
+        except CheckpointError as exc:
+            if isinstance(exc.__cause__, OSError):
+                raise exc.__cause__ from None
+            # Nothing is lost: files stay on disk and load_resumable can still find them.
+            logger.warning("%s; starting a new manifest (older files are kept, unlisted)", exc)
+            return []
+
+    def _mount_gone(self, exc: OSError) -> bool:
+        """True when ``exc`` (from the checkpoint folder) means its filesystem is gone."""
+        if exc.errno in MOUNT_GONE_ERRNOS:
+            return True
+        try:
+            self._io.listdir(self.directory)
+        except OSError:
+            return True
+        return False
 
     # ---- training thread
 
@@ -416,9 +585,15 @@ class Checkpointer:
 
     @property
     def last(self) -> CheckpointInfo | None:
-        """The newest durable checkpoint (from the manifest at construction, then each save)."""
-        with self._cond:
-            return self._entries[-1] if self._entries else None
+        """The newest durable checkpoint written locally, in the folder or the fallback (from
+        the manifests at construction, then each save)."""
+        entries = self.list()
+        return entries[-1] if entries else None
+
+    @property
+    def offline(self) -> str | None:
+        """Why the checkpoint folder is unreachable (saves go to the fallback), or None."""
+        return self._offline
 
     @property
     def last_error(self) -> str | None:
@@ -432,18 +607,31 @@ class Checkpointer:
         return self._last_error_at
 
     def list(self) -> list[CheckpointInfo]:
-        """The checkpoints the manifest lists, oldest first (``path`` absolute)."""
+        """The checkpoints the manifests list, oldest first (``path`` absolute): the folder's,
+        then the fallback's not yet copied to it, ordered by ``saved_at``."""
         with self._cond:
-            return list(self._entries)
+            entries = list(self._primary.entries)
+            if self._fallback is not None and self._fallback.entries:
+                there = {e.sha256 for e in entries}
+                entries += [e for e in self._fallback.entries if e.sha256 not in there]
+                entries.sort(key=lambda e: e.saved_at)
+            return entries
+
+    def replica_status(self) -> Any:
+        """The :class:`~colabtui_remote.schema.ReplicaStatus` of :attr:`replica`, else of
+        :attr:`mount_replica` once the folder was found unreachable, else None."""
+        replica = self.replica or self.mount_replica
+        return replica.status() if replica is not None else None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no save is in flight (its ``on_done`` has run). False on timeout."""
         with self._cond:
             return self._cond.wait_for(lambda: self._job is None, timeout)
 
-    def close(self, timeout: float | None = 30) -> None:
-        """Finish the save in flight, then stop the writer thread (waits up to ``timeout`` s).
-        Later :meth:`submit` calls return False."""
+    def close(self, timeout: float | None = 30, replica_timeout: float | None = 300) -> None:
+        """Finish the save in flight, then stop the writer thread (waits up to ``timeout`` s);
+        then let the replicas finish their copies (up to ``replica_timeout`` s; a copy not made
+        by then stays local and is reported). Later :meth:`submit` calls return False."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -452,6 +640,9 @@ class Checkpointer:
             thread.join(timeout)
             if thread.is_alive():
                 logger.warning("checkpoint writer still busy after %ss; left running", timeout)
+        for replica in (self.replica, self.mount_replica):
+            if replica is not None:
+                replica.close(replica_timeout)
 
     # ---- writer thread
 
@@ -479,24 +670,81 @@ class Checkpointer:
                 self._job = None
                 self._cond.notify_all()
 
-    def _free_name(self, step: int) -> str:
-        listed = {os.path.basename(e.path) for e in self._entries}
+    def _save(self, job: _Job) -> CheckpointInfo:
+        folder = self._target()
+        try:
+            info = self._save_into(folder, job)
+        except OSError as exc:
+            if folder is not self._primary or self._fallback is None or not self._mount_gone(exc):
+                raise
+            self._go_offline(_describe(exc))
+            job.phase, job.bytes_written = "writing", 0
+            folder = self._fallback
+            info = self._save_into(folder, job)
+        if folder is self._fallback:
+            replica = self._mount_replica()
+            replica.submit(info)
+            replica.retry_now()  # probing a mount is cheap: try at every save
+        if self.replica is not None:
+            self.replica.submit(info)
+        return info
+
+    def _target(self) -> _Folder:
+        """The folder this save goes to: the checkpoint folder, unless it is unreachable and the
+        fallback's copies are not all verified there yet."""
+        if self._offline is None or self._fallback is None:
+            return self._primary
+        if self.mount_replica is not None and not self.mount_replica.settled():
+            return self._fallback
+        try:  # everything is copied (or there was nothing to copy): try the folder again
+            entries = self._load_entries(self._primary)  # the replica rewrote its manifest
+        except OSError as exc:
+            if self._mount_gone(exc):
+                return self._fallback
+            raise
+        with self._cond:
+            self._primary.entries = entries
+        logger.info("checkpoint folder %s is reachable again", self.directory)
+        self._offline = None
+        return self._primary
+
+    def _go_offline(self, reason: str) -> None:
+        self._offline = reason
+        logger.warning("checkpoint folder %s: %s; checkpoints go to %s until every one of them "
+                       "is copied there", self.directory, reason, self.fallback_dir)
+        self._mount_replica()
+
+    def _mount_replica(self) -> Any:
+        if self.mount_replica is None:
+            from .replica import Replicator  # replica imports this module
+            from .replica_mount import MountedFolder
+
+            first, longest = self._mount_retry_s
+            self.mount_replica = Replicator(MountedFolder(self.directory, io=self._io),
+                                            keep=self.keep, retry_min_s=first,
+                                            retry_max_s=longest)
+        return self.mount_replica
+
+    def _free_name(self, step: int, folder: _Folder | None = None) -> str:
+        folder = folder or self._primary
+        listed = {os.path.basename(e.path) for e in folder.entries}
         n = 1
         while True:
             name = checkpoint_name(step, n)
-            if name not in listed and not os.path.lexists(os.path.join(self.directory, name)):
+            if name not in listed and not folder.io.lexists(os.path.join(folder.directory, name)):
                 return name
             n += 1
 
-    def _save(self, job: _Job) -> CheckpointInfo:
+    def _save_into(self, folder: _Folder, job: _Job) -> CheckpointInfo:
         torch = require_torch()
+        io = folder.io
         t0 = time.perf_counter()
-        name = self._free_name(job.step)
-        final = os.path.join(self.directory, name)
-        tmp = os.path.join(self.directory, f".{name}.tmp-{secrets.token_hex(4)}")
+        name = self._free_name(job.step, folder)
+        final = os.path.join(folder.directory, name)
+        tmp = os.path.join(folder.directory, f".{name}.tmp-{secrets.token_hex(4)}")
         try:
-            with open(tmp, "xb") as f:
-                writeback = _EarlyWriteback(f.fileno()) if self._early_writeback else None
+            with io.open(tmp, "xb") as f:
+                writeback = _EarlyWriteback(f.fileno()) if folder.early_writeback else None
                 try:
                     out = _HashingWriter(f, job, writeback)
                     try:
@@ -511,15 +759,15 @@ class Checkpointer:
                     if writeback is not None:
                         writeback.close()
                 os.fsync(f.fileno())
-            os.replace(tmp, final)
+            io.replace(tmp, final)
         except BaseException:
-            _remove_quietly(tmp)
+            _remove_quietly(tmp, io)
             raise
         published = False
         try:
-            _fsync_dir(self.directory)
+            io.fsync_dir(folder.directory)
             job.phase, job.bytes_total = "verifying", out.nbytes
-            size, sha = sha256_file(final)
+            size, sha = sha256_file(final, io)
             if size != out.nbytes or sha != out.sha.hexdigest():
                 raise CheckpointError(
                     f"{final} does not read back as written: wrote {out.nbytes} bytes with "
@@ -528,35 +776,84 @@ class Checkpointer:
             info = CheckpointInfo(step=job.step, path=final, bytes=size, sha256=sha,
                                   saved_at=time.time(), seconds=round(time.perf_counter() - t0, 4),
                                   epoch=job.epoch)
-            with self._cond:
-                entries = [*self._entries, info]
-            kept, dropped = entries[-self.keep:], entries[:-self.keep]
-            self._write_manifest(kept)
+            dropped = self._publish(folder, info)
             published = True
-            with self._cond:
-                self._entries = kept
-            _fsync_dir(self.directory)
         except BaseException:
             if not published:  # never announced, so never to be loaded: reclaim the space
-                _remove_quietly(final)
+                _remove_quietly(final, io)
             raise
         self._prune(dropped)
         logger.info("checkpoint step %d saved: %s, %d bytes in %.2fs", info.step, final,
                     info.bytes, info.seconds)
         return info
 
-    def _write_manifest(self, entries: list[CheckpointInfo]) -> None:
+    def _publish(self, folder: _Folder, info: CheckpointInfo) -> list[CheckpointInfo]:
+        """List ``info`` in ``folder``'s manifest, keeping the newest :attr:`keep`; returns the
+        entries no longer listed (to prune once this is durable)."""
+        with self._cond:
+            entries = [*folder.entries, info]
+        kept, dropped = entries[-self.keep:], entries[:-self.keep]
+        self._write_manifest(kept, folder)
+        with self._cond:
+            folder.entries = kept
+        folder.io.fsync_dir(folder.directory)
+        return dropped
+
+    def _write_manifest(self, entries: list[CheckpointInfo], folder: _Folder | None = None) -> None:
         """Replace manifest.json atomically: temp name, fsync, os.replace."""
-        mtmp = os.path.join(self.directory, f".{MANIFEST}.tmp-{secrets.token_hex(4)}")
+        folder = folder or self._primary
+        io = folder.io
+        mtmp = os.path.join(folder.directory, f".{MANIFEST}.tmp-{secrets.token_hex(4)}")
         try:
-            with open(mtmp, "xb") as f:
+            with io.open(mtmp, "xb") as f:
                 f.write(_manifest_bytes(entries))
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(mtmp, os.path.join(self.directory, MANIFEST))
+            io.replace(mtmp, os.path.join(folder.directory, MANIFEST))
         except BaseException:
-            _remove_quietly(mtmp)
+            _remove_quietly(mtmp, io)
             raise
+
+    def adopt(self, path: str | os.PathLike, *, step: int, sha256: str, saved_at: float,
+              epoch: int | None = None) -> CheckpointInfo:
+        """List a checkpoint file fetched from elsewhere (resume from Drive) in the folder's
+        manifest, as if it had been saved here. Not sent to :attr:`replica` (it came from there).
+
+        Args:
+            path: the file, a temporary name inside :attr:`directory` (``.ckpt-….tmp-…``); it is
+                renamed to a free ``ckpt-…`` name (an existing file is never overwritten).
+            step: the step it holds.
+            sha256: its sha256 as its source lists it; checked after the rename.
+            saved_at: when it was first saved, Unix seconds.
+            epoch: its epoch, or None.
+
+        Returns:
+            Its entry, now :attr:`last` (unless a newer one is listed).
+
+        Raises:
+            RuntimeError: a save is in flight.
+            CheckpointError: the file does not hash to ``sha256`` (it is removed).
+            OSError: it cannot be renamed or the manifest written.
+        """
+        with self._cond:
+            if self._job is not None:
+                raise RuntimeError("adopt() while a save is in flight")
+        folder = self._primary
+        final = os.path.join(folder.directory, self._free_name(step, folder))
+        folder.io.replace(os.fspath(path), final)
+        try:
+            folder.io.fsync_dir(folder.directory)
+            size, sha = sha256_file(final, folder.io)
+            if sha != sha256:
+                raise CheckpointError(f"{final}: sha256 {sha} differs from its source's {sha256}")
+            info = CheckpointInfo(step=step, path=final, bytes=size, sha256=sha,
+                                  saved_at=saved_at, seconds=None, epoch=epoch)
+            dropped = self._publish(folder, info)
+        except BaseException:
+            _remove_quietly(final, folder.io)
+            raise
+        self._prune(dropped)
+        return info
 
     def resumed_from(self, info: CheckpointInfo) -> list[CheckpointInfo]:
         """Record that resume took ``info``: listed checkpoints after it failed verification, so
@@ -569,19 +866,23 @@ class Checkpointer:
         Raises:
             OSError: the manifest could not be rewritten (the old one stays as it was).
         """
+        bad: list[CheckpointInfo] = []
         with self._cond:
             if self._job is not None:
                 raise RuntimeError("resumed_from() while a save is in flight")
-            paths = [e.path for e in self._entries]
-            if info.path not in paths:
-                return []
-            cut = paths.index(info.path) + 1
-            kept, bad = self._entries[:cut], self._entries[cut:]
-            if not bad:
-                return []
-            self._write_manifest(kept)
-            self._entries = kept
-        _fsync_dir(self.directory)
+            for folder in (self._primary, self._fallback):
+                if folder is None:
+                    continue
+                paths = [e.path for e in folder.entries]
+                if info.path not in paths:
+                    continue
+                cut = paths.index(info.path) + 1
+                kept, gone = folder.entries[:cut], folder.entries[cut:]
+                if gone:
+                    self._write_manifest(kept, folder)
+                    folder.entries = kept
+                    folder.io.fsync_dir(folder.directory)
+                    bad += gone
         for entry in bad:
             logger.info("unlisted %s (step %d): it failed verification on resume; the file is "
                         "kept but never loaded", entry.path, entry.step)
@@ -590,7 +891,15 @@ class Checkpointer:
     def _prune(self, dropped: list[CheckpointInfo]) -> None:
         """Delete checkpoints the manifest no longer lists (it was already rewritten)."""
         for entry in dropped:
-            _remove_quietly(entry.path)
+            inside = os.path.dirname(entry.path) == self.directory
+            _remove_quietly(entry.path, self._io if inside else _OS_IO)
+
+
+def _describe(exc: OSError) -> str:
+    """``[Errno 107] Transport endpoint is not connected`` without the path repeated."""
+    if exc.errno is not None and exc.strerror:
+        return f"[Errno {exc.errno}] {exc.strerror}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------- resume
@@ -621,6 +930,18 @@ def _load_verified(torch: Any, path: str, step: int | None) -> dict:
     if step is not None and state.get("step") != step:
         raise CheckpointError(f"holds step {state.get('step')!r}, the manifest says {step}")
     return state
+
+
+def load_verified(path: str | os.PathLike, step: int | None = None) -> dict:
+    """Load a checkpoint file with ``torch.load(weights_only=True)`` (on the CPU) and check it
+    is a colabtui checkpoint (holding ``step`` when given).
+
+    Raises:
+        ImportError: torch is not installed.
+        CheckpointError: why it cannot be used (unreadable, unsafe to unpickle, not ours, other
+            step).
+    """
+    return _load_verified(require_torch(), os.fspath(path), step)
 
 
 def _check_listed(torch: Any, info: CheckpointInfo) -> dict:

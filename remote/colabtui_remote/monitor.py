@@ -22,6 +22,7 @@ import collections
 import logging
 import os
 import platform
+import re
 import secrets
 import shlex
 import signal
@@ -35,7 +36,15 @@ from typing import Any
 
 from . import schema
 from .api import Api
-from .checkpoint import Checkpointer, load_resumable, restore
+from .checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    load_resumable,
+    load_verified,
+    on_mounted_filesystem,
+    read_manifest,
+    restore,
+)
 from .checkpoint_state import saved_values
 from .commands import INTERNAL_PREFIX, CommandBook
 from .gpu import GpuSampler
@@ -84,17 +93,31 @@ class Monitor:
 
     Args:
         run: the run's name; a run spans sessions (runtimes) and resumes across them.
-        checkpoint_dir: folder for checkpoints (e.g. on a mounted Drive). ``None``: no
-            checkpoints; a save command then fails with a clear reason.
+        checkpoint_dir: where checkpoints go. A folder (e.g. on a mounted Drive: if the mount
+            fails under a save, that checkpoint and the next go to ``local_dir`` and are copied
+            back when it answers again), or ``gdrive://FOLDER_ID[/sub/path]``: written to
+            ``local_dir`` first, then uploaded through the Drive API and verified by md5
+            (needs ``colabtui-remote[drive]``). ``None``: no checkpoints; a save command then
+            fails with a clear reason.
         autosave_every: seconds between automatic checkpoints; ``None`` or 0 turns it off.
         keep: checkpoints kept in the folder (the newest ``keep``).
         label: what the laptop shows for this session; defaults to ``run``.
         handle_sigterm: on SIGTERM, save and stop at the next step boundary (main thread only).
+        local_dir: local folder for a ``gdrive://`` destination's checkpoints, and the fallback
+            for a folder on a mount; default :func:`default_local_dir`. Given for a plain folder,
+            it turns the mount fallback on whatever the filesystem.
+        drive_credentials: credentials file for a ``gdrive://`` destination (default: as
+            :func:`colabtui_remote.drive.auth.connect` finds them; env
+            ``COLABTUI_DRIVE_CREDENTIALS``).
+
+    Raises:
+        ValueError: a bad argument (``run`` empty, a ``gdrive://`` URL that is not valid).
     """
 
     def __init__(self, run: str, checkpoint_dir: str | os.PathLike | None = None, *,
                  autosave_every: float | None = 600.0, keep: int = 3, label: str | None = None,
-                 handle_sigterm: bool = True) -> None:
+                 handle_sigterm: bool = True, local_dir: str | os.PathLike | None = None,
+                 drive_credentials: str | os.PathLike | None = None) -> None:
         if not isinstance(run, str) or not run.strip():
             raise ValueError("run must be a non-empty name, e.g. Monitor(run='resnet-lr3e-4')")
         self.run = run
@@ -102,7 +125,10 @@ class Monitor:
         self.session_id = uuid.uuid4().hex[:16]
         self.metrics = MetricsStore()
         self.commands = CommandBook()
-        self.checkpointer = Checkpointer(checkpoint_dir, keep=keep) if checkpoint_dir else None
+        self._drive_url: str | None = None
+        self._drive_credentials = drive_credentials
+        self.checkpointer = (self._make_checkpointer(checkpoint_dir, keep, local_dir)
+                             if checkpoint_dir else None)
         self.autosave_every = float(autosave_every) if autosave_every else None
         self.step = 0
         """Steps completed so far (the index of the next step to run)."""
@@ -129,6 +155,7 @@ class Monitor:
         self._previous_sigterm: Any = None
         self._status_served_at: float | None = None
         self._mailbox: Any = None
+        self._tunnel: Any = None
         self._closed = False
 
     # ------------------------------------------------------------------ set-up
@@ -151,16 +178,23 @@ class Monitor:
         Returns:
             The step to start from: steps completed by the checkpoint, or 0 with none.
 
+        With a ``gdrive://`` destination and no checkpoint in the local folder, the newest
+        checkpoint verified on Drive is downloaded (md5 and sha256 checked; the previous one
+        is tried when one fails) and listed locally. With a mount fallback, the newer of the
+        folder and the fallback is taken.
+
         Raises:
-            CheckpointError: a checkpoint verified but does not fit the tracked objects.
+            CheckpointError: a checkpoint verified but does not fit the tracked objects; or the
+                Drive destination cannot be read (not found or not shared, credentials refused,
+                unreachable, a manifest that does not parse: nothing there is changed).
         """
         self._resumed = True
         if self.checkpointer is None:
             return self.step
-        found = load_resumable(self.checkpointer.directory)
+        found = self._find_resumable()
         if found is None:
             log.info("colabtui_remote: no checkpoint in %s; starting at step 0",
-                     self.checkpointer.directory)
+                     self._drive_url or self.checkpointer.directory)
             return self.step
         state, info = found
         notes = restore(self._tracked, state)
@@ -176,8 +210,82 @@ class Monitor:
         print(f"colabtui: resumed {self.run} at step {self.step} from {info.path}", flush=True)
         return self.step
 
+    def _make_checkpointer(self, checkpoint_dir: str | os.PathLike, keep: int,
+                           local_dir: str | os.PathLike | None) -> Checkpointer:
+        from .drive.url import is_gdrive_url, parse_gdrive_url
+
+        dest = os.fspath(checkpoint_dir)
+        if is_gdrive_url(dest):
+            parse_gdrive_url(dest)  # a bad URL fails here, not on the replica's thread
+            from .replica import Replicator
+            from .replica_drive import DriveReplica
+
+            self._drive_url = dest
+            replica = Replicator(DriveReplica(dest, credentials_path=self._drive_credentials),
+                                 keep=keep, start=False)
+            ckpt = Checkpointer(local_dir or default_local_dir(self.run), keep=keep,
+                                replica=replica)
+            replica.start()  # reads the manifest there: the status shows what is verified
+            return ckpt
+        fallback = local_dir
+        if fallback is None and on_mounted_filesystem(dest):
+            fallback = default_local_dir(self.run)
+        return Checkpointer(dest, keep=keep, fallback_dir=fallback)
+
+    def _find_resumable(self) -> tuple[dict, schema.CheckpointInfo] | None:
+        """The newest local checkpoint that verifies (the folder's or the fallback's, newer
+        first), else with a ``gdrive://`` destination the newest on Drive."""
+        ckpt = self.checkpointer
+        assert ckpt is not None
+        folders = [ckpt.directory] + ([ckpt.fallback_dir] if ckpt.fallback_dir else [])
+
+        def newest(folder: str) -> float:
+            try:
+                entries = read_manifest(folder)
+            except (CheckpointError, OSError):
+                return 0.0
+            return entries[-1].saved_at if entries else 0.0
+
+        for folder in sorted(folders, key=newest, reverse=True):
+            try:
+                found = load_resumable(folder)
+            except OSError as exc:
+                if folder != ckpt.directory or not ckpt.fallback_dir:
+                    raise
+                log.warning("colabtui_remote: cannot read %s (%s); resuming from %s", folder,
+                            exc, ckpt.fallback_dir)
+                continue
+            if found is not None:
+                return found
+        return self._resume_from_drive() if self._drive_url else None
+
+    def _resume_from_drive(self) -> tuple[dict, schema.CheckpointInfo] | None:
+        from .replica import ManifestUnreadable, fetch_newest, open_destination
+
+        ckpt = self.checkpointer
+        url = self._drive_url
+        assert ckpt is not None and url is not None
+        dest = open_destination(url, credentials_path=self._drive_credentials)
+        try:
+            got = fetch_newest(dest, ckpt.directory,
+                               check=lambda path, entry: load_verified(path, entry.step))
+        except ManifestUnreadable as exc:
+            raise CheckpointError(
+                f"cannot resume from Drive: {exc}. Nothing on Drive was changed; fix or move "
+                "that file, or give another checkpoint_dir") from None
+        except OSError as exc:  # DriveError: not found or not shared, credentials, network
+            raise CheckpointError(f"cannot resume from {url}: {exc}") from exc
+        if got is None:
+            return None
+        entry, tmp, state = got
+        info = ckpt.adopt(tmp, step=entry.step, sha256=entry.sha256, saved_at=entry.saved_at,
+                          epoch=entry.epoch)
+        print(f"colabtui: downloaded step {entry.step} from {url}/{entry.file} (md5 and sha256 "
+              f"verified) to {info.path}", flush=True)
+        return state, info
+
     def serve(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
-              *, quiet: bool = False) -> str:
+              *, quiet: bool = False, tunnel: str | None = None) -> str:
         """Start the HTTP server on a daemon thread and print the line to paste on the laptop.
 
         Running the cell again in the same process replaces the earlier server on that address
@@ -189,13 +297,21 @@ class Monitor:
             port: TCP port; 0 picks a free one.
             token: bearer token; a random 192-bit one when ``None``.
             quiet: do not print the connect line.
+            tunnel: ``"cloudflared"`` also exposes the server through a Cloudflare quick tunnel
+                (opt-in; see :mod:`.tunnel`) and prints the public connect line with a warning
+                about Colab's terms. If the tunnel cannot start, a message says why and the
+                server keeps running locally. Waits up to 30 s for the tunnel's URL.
 
         Returns:
-            The server's URL, e.g. ``http://127.0.0.1:8765``.
+            The server's local URL, e.g. ``http://127.0.0.1:8765`` (also with a tunnel).
 
         Raises:
             PortInUse: another program holds the port.
+            ValueError: ``tunnel`` is not ``None`` or ``"cloudflared"``.
         """
+        if tunnel is not None and tunnel != "cloudflared":
+            raise ValueError(f"tunnel={tunnel!r} is not supported: use tunnel='cloudflared' "
+                             "or leave it out")
         if self._server is not None:
             self._server.close()
         with _LIVE_LOCK:
@@ -213,29 +329,51 @@ class Monitor:
         self._install_sigterm()
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         url = f"http://{shown}:{self._server.port}"
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
+        if tunnel is not None:
+            from .tunnel import TERMS_WARNING, TunnelError, start_quick_tunnel
+
+            try:
+                self._tunnel = start_quick_tunnel(self._server.port, host=shown)
+            except TunnelError as exc:  # the notebook goes on; the server runs locally
+                print(f"colabtui: the tunnel did not start: {exc}\n"
+                      f"colabtui: the server runs locally at {url}", flush=True)
+            else:
+                if not quiet:
+                    print(connect_line(self._tunnel.url, token, self.label), flush=True)
+                print(TERMS_WARNING, flush=True)
+                return url
         if not quiet:
             print(connect_line(url, token, self.label), flush=True)
         return url
 
     def serve_mailbox(self, folder: str | os.PathLike, interval_s: float = 5.0, *,
                       quiet: bool = False) -> str:
-        """Serve through a mailbox folder (e.g. the run folder on a mounted Drive), for a
-        laptop that reaches the runtime only through Drive; see :mod:`.mailbox`.
+        """Serve through a mailbox folder (e.g. the run folder on a mounted Drive, or
+        ``gdrive://FOLDER_ID/path`` through the Drive API), for a laptop that reaches the
+        runtime only through Drive; see :mod:`.mailbox`.
 
         A daemon thread writes the status and new metric points every ``interval_s`` seconds
         and carries out the commands the laptop drops there. It can run beside :meth:`serve`.
         Calling it again replaces the earlier mailbox.
 
         Args:
-            folder: the mailbox folder; created if missing.
-            interval_s: seconds between rounds (each writes a few small files).
+            folder: the mailbox folder, created if missing: a path, or ``gdrive://ID[/path]``
+                (needs ``colabtui-remote[drive]``; in Colab, credentials come from
+                ``google.colab.auth.authenticate_user()``; subfolders of ID are created).
+            interval_s: seconds between rounds (each writes a few small files; through the
+                Drive API, each file is a request: 10 s keeps far under the quota).
             quiet: do not print the line to run on the laptop.
 
         Returns:
-            The folder's absolute path.
+            The folder's absolute path, or the ``gdrive://`` URL as given.
 
         Raises:
-            OSError: the folder cannot be created or written.
+            OSError: the folder cannot be created or written (a ``DriveError`` for Drive: a
+                folder id that does not exist or is not shared, credentials refused).
+            ImportError: a ``gdrive://`` folder without pydrive2 installed.
         """
         from .mailbox import MailboxServer
         from .mailbox_store import LocalFolder
@@ -243,7 +381,17 @@ class Monitor:
         if self._mailbox is not None:
             self._mailbox.close()
             self._mailbox = None
-        storage = LocalFolder(os.path.abspath(folder))
+        on_drive = isinstance(folder, str) and folder.startswith("gdrive://")
+        if on_drive:
+            from .drive.auth import connect
+            from .drive.client import DriveFolder
+            from .drive.mailbox_storage import DriveMailbox
+
+            storage: Any = DriveMailbox(DriveFolder.open(folder, connect(), create=True))
+            where = folder
+        else:
+            storage = LocalFolder(os.path.abspath(folder))
+            where = str(storage.root)
         storage.create()
         mailbox = MailboxServer(self, storage, interval_s)
         mailbox.start()
@@ -253,9 +401,15 @@ class Monitor:
             self._gpu_started = True
         self._install_sigterm()
         if not quiet:
-            print(f"colabtui: mailbox {storage.root} (every {interval_s:g} s); on the laptop: "
-                  f"colabtui connect <this folder as synced there>", flush=True)
-        return str(storage.root)
+            there = where if on_drive else "<this folder as synced there>"
+            print(f"colabtui: mailbox {where} (every {interval_s:g} s); on the laptop: "
+                  f"colabtui connect {there}", flush=True)
+        return where
+
+    @property
+    def tunnel_url(self) -> str | None:
+        """The public URL of the tunnel ``serve(tunnel=...)`` started, or ``None``."""
+        return self._tunnel.url if self._tunnel is not None else None
 
     @property
     def url(self) -> str | None:
@@ -451,7 +605,7 @@ class Monitor:
                 dir=str(ckpt.directory), last=ckpt.last, in_progress=ckpt.progress(),
                 last_error=ckpt.last_error, last_error_at=ckpt.last_error_at,
                 next_autosave_at=next_at, autosave_every_s=self.autosave_every,
-                count=len(ckpt.list()))
+                count=len(ckpt.list()), replica=ckpt.replica_status())
         else:
             checkpoint = schema.CheckpointStatus()
         return schema.Status(
@@ -494,7 +648,13 @@ class Monitor:
         self._sigterm = True
 
     def close(self) -> None:
-        """Finish a checkpoint in flight, stop the server and the GPU sampler. Idempotent."""
+        """Finish a checkpoint in flight, stop the server, the tunnel, the mailbox and the GPU
+        sampler. Idempotent.
+
+        With a replica (``gdrive://`` checkpoints, or a mounted Drive that dropped), it first
+        lets queued copies reach Drive, up to 300 s (saying so); the server and the mailbox
+        keep reporting the upload meanwhile. A copy not verified by then stays on local disk,
+        and the message says where."""
         if self._closed:
             return
         self._closed = True
@@ -507,6 +667,9 @@ class Monitor:
                 if key in _LIVE and _LIVE[key][0] is self._server:
                     del _LIVE[key]
             self._server.close()
+        if self._tunnel is not None:
+            self._tunnel.close()
+            self._tunnel = None
         if self._mailbox is not None:
             self._mailbox.close()  # a last round: the final state and every command's outcome
         self._gpu.close()
@@ -543,6 +706,24 @@ class Monitor:
             self.state = "failed"
             self.error = f"{exc[0].__name__}: {exc[1]}"[: schema.MAX_TEXT]
         self.close()
+
+
+LOCAL_CHECKPOINTS_ENV = "COLABTUI_LOCAL_CHECKPOINTS"
+"""Environment variable naming the folder under which :func:`default_local_dir` puts a run's
+local checkpoints."""
+
+
+def default_local_dir(run: str) -> str:
+    """The local folder for a run's checkpoints (staging for Drive, fallback for a mount):
+    ``$COLABTUI_LOCAL_CHECKPOINTS/<run>``, else ``/content/colabtui-checkpoints/<run>`` on Colab
+    (``/content`` exists), else ``~/.cache/colabtui/checkpoints/<run>``. ``run`` is made safe as
+    one path part (``/`` and other characters outside ``[A-Za-z0-9._-]`` become ``_``)."""
+    part = re.sub(r"[^A-Za-z0-9._-]", "_", run).lstrip(".") or "run"
+    base = os.environ.get(LOCAL_CHECKPOINTS_ENV)
+    if not base:
+        base = ("/content/colabtui-checkpoints" if os.path.isdir("/content")
+                else os.path.join(os.path.expanduser("~"), ".cache", "colabtui", "checkpoints"))
+    return os.path.join(base, part)
 
 
 _PLATFORM: tuple[str, str, str] | None = None

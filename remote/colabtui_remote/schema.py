@@ -193,7 +193,9 @@ class ReplicaCopy:
     step: int
     name: str
     bytes: int
-    md5: str
+    md5: str | None
+    """md5 hex of the copy; ``None`` for a checkpoint written straight onto a reachable
+    mount (verified by its sha256 read-back instead)."""
     verified_at: float
     file_id: str | None = None
     """Drive's file id (``drive`` replicas), ``None`` for a mount."""
@@ -478,7 +480,8 @@ def _parse_replica(obj: Any, where: str) -> ReplicaStatus | None:
         v, vw = _obj(verified, f"{where}.verified"), f"{where}.verified"
         verified = ReplicaCopy(
             step=_get(v, "step", (int,), vw), name=_get(v, "name", (str,), vw)[:MAX_TEXT],
-            bytes=_get(v, "bytes", (int,), vw), md5=_get(v, "md5", (str,), vw)[:64],
+            bytes=_get(v, "bytes", (int,), vw),
+            md5=(_get(v, "md5", _OPT_STR, vw, None) or None),
             verified_at=float(_get(v, "verified_at", _NUM, vw)),
             file_id=_get(v, "file_id", _OPT_STR, vw, None),
             saved_at=_get(v, "saved_at", _OPT_NUM, vw, None))

@@ -112,3 +112,98 @@ def load_creds_path() -> str:
     from colabtui_remote.drive.auth import credentials_path_in_use
 
     return str(credentials_path_in_use())
+
+
+# ------------------------------------------------------------------------- colabtui checkpoints
+
+
+def _checkpoints(folder: Path, steps: list[int]):
+    """Real checkpoints (a small tensor state) written by the runtime's Checkpointer."""
+    import torch
+    from colabtui_remote.checkpoint import Checkpointer
+
+    ck = Checkpointer(folder, keep=len(steps))
+    for step in steps:
+        state = ck.capture({"w": torch.full((50_000,), float(step))}, step, None)
+        assert ck.submit(state, step, None) and ck.wait(30)
+    infos = ck.list()
+    ck.close()
+    return infos
+
+
+def _on_drive(standin, tmp_path: Path, steps: list[int]) -> str:
+    """The checkpoints uploaded and verified on Drive by the runtime's Replicator; the URL."""
+    from colabtui_remote.replica import Replicator
+    from colabtui_remote.replica_drive import DriveReplica
+
+    url = f"gdrive://{standin.create_folder('colabtui')}/digits"
+    rep = Replicator(DriveReplica(url), keep=len(steps), start=False)
+    for info in _checkpoints(tmp_path / "runtime-disk", steps):
+        rep.submit(info)
+    rep.start()
+    assert rep.wait_idle(60)
+    assert rep.status().verified.step == steps[-1]
+    rep.close(10)
+    return url
+
+
+def test_checkpoints_of_a_local_folder_and_download_the_newest(env, tmp_path, capsys):
+    import hashlib
+
+    run = tmp_path / "MyDrive" / "digits"
+    infos = _checkpoints(run, [100, 200])
+    (run / "ckpt-000000300.pt").write_bytes(b"PK\x03\x04 cut short")  # a save that died
+    assert main(["checkpoints", str(run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[0] == "100" and "yes (sha256)" in lines[1]
+    assert lines[2].split()[0] == "200" and "ckpt-000000200.pt" in lines[2]
+    assert "no (not in the manifest; never loaded)  ckpt-000000300.pt" in lines[3]
+    to = tmp_path / "here"
+    assert main(["checkpoints", str(run), "--download", "--to", str(to)]) == 0
+    assert "downloaded step 200 to" in capsys.readouterr().out
+    got = to / "ckpt-000000200.pt"
+    assert hashlib.sha256(got.read_bytes()).hexdigest() == infos[-1].sha256
+
+
+def test_checkpoints_on_drive_are_listed_verified_and_downloaded_md5_checked(env, standin,
+                                                                            tmp_path, capsys):
+    url = _on_drive(standin, tmp_path, [100, 200])
+    assert main(["checkpoints", url]) == 0
+    out = capsys.readouterr().out
+    assert "yes (md5, just now)  ckpt-000000200.pt" in out and "ckpt-000000100.pt" in out
+    # the newest was replaced on Drive by other bytes (its md5 no longer the manifest's): the
+    # previous one is taken, and nothing bad is kept
+    from colabtui_remote.drive import DriveFolder
+
+    (newest,) = standin.ids_titled("ckpt-000000200.pt")
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"not the checkpoint" * 1000)
+    DriveFolder.open(url).upload(other, "ckpt-000000200.pt", file_id=newest)
+    to = tmp_path / "laptop"
+    with pytest.warns(UserWarning, match="ckpt-000000200.pt"):
+        assert main(["checkpoints", url, "--download", "--to", str(to)]) == 0
+    assert "downloaded step 100" in capsys.readouterr().out
+    assert sorted(p.name for p in to.iterdir()) == ["ckpt-000000100.pt"]
+
+
+def test_checkpoints_with_a_manifest_on_drive_that_does_not_parse(env, standin, tmp_path,
+                                                                  capsys):
+    url = _on_drive(standin, tmp_path, [100])
+    (manifest,) = standin.ids_titled("manifest.json")
+    standin.put_file("manifest.json", b'{"format": "colabtui-checkpoints", "checkpoints": [',
+                     standin.ids_titled("digits")[0])
+    standin.trash(manifest)
+    before = {fid: standin.content(fid) for fid in standin.ids_titled("ckpt-000000100.pt")}
+    assert main(["checkpoints", url]) == 1
+    err = capsys.readouterr().err
+    assert "manifest.json" in err and "nothing was changed there" in err
+    assert {fid: standin.content(fid) for fid in standin.ids_titled("ckpt-000000100.pt")} == before
+
+
+def test_checkpoints_of_a_drive_folder_that_does_not_exist(env, capsys):
+    assert main(["checkpoints", "gdrive://1NoSuchFolderAtAll"]) == 1
+    assert "1NoSuchFolderAtAll does not exist or is not shared" in capsys.readouterr().err
+    assert main(["checkpoints", "gdrive://nope"]) == 2
+    assert "not a Drive folder id" in capsys.readouterr().err
+    assert main(["checkpoints", "/no/such/run/folder"]) == 2
+    assert "/no/such/run/folder: no such folder here" in capsys.readouterr().err

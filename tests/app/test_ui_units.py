@@ -9,8 +9,8 @@ import math
 import numpy as np
 from colabtui_remote.schema import MetricPoint
 from ui_fixtures import (
-    NOW,
     MB,
+    NOW,
     feed,
     frozen_clock,
     three_sessions,

@@ -252,6 +252,7 @@ class DriveStandin:
         self._wrong: dict[str, int] = {}
         self.requests: list[tuple[str, str]] = []
         self.token_refreshes = 0
+        self._chunk_gate: threading.Semaphore | None = None
         now = time.time()
         self._items["root"] = _Item("root", "My Drive", FOLDER_MIME, [], now, now)
         self._server: _Server | None = None
@@ -381,6 +382,22 @@ class DriveStandin:
         the end of an upload) report an md5Checksum that is not its content's."""
         with self._lock:
             self._wrong[title_or_id] = self._wrong.get(title_or_id, 0) + times
+
+    def hold_chunks(self) -> None:
+        """From now on, answer each resumable-upload chunk only once :meth:`release_chunk`
+        allows it (a test steps an upload chunk by chunk)."""
+        self._chunk_gate = threading.Semaphore(0)
+
+    def release_chunk(self, n: int = 1) -> None:
+        """Let ``n`` held chunks be answered."""
+        assert self._chunk_gate is not None, "hold_chunks() first"
+        self._chunk_gate.release(n)
+
+    def stop_holding(self) -> None:
+        """Answer chunks at once again (the one held now, if any, too)."""
+        gate, self._chunk_gate = self._chunk_gate, None
+        if gate is not None:
+            gate.release(1000)
 
     def expire_access_tokens(self) -> None:
         """Every access token issued so far is refused from now on (401); the refresh token
@@ -862,6 +879,9 @@ class DriveStandin:
                 left -= len(block)
         h._body_read = True
         session.received += length
+        gate = self._chunk_gate
+        if gate is not None and not gate.acquire(timeout=60):  # held by a test
+            raise _ApiError(503, "backendError", "chunk gate never opened")
         if total is not None and session.received >= total:
             with self._lock:
                 self._sessions.pop(sid, None)

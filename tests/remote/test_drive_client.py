@@ -472,3 +472,15 @@ def test_the_package_imports_without_pydrive2_and_says_what_to_install():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=WAIT_S, check=True).stdout
     assert "pip install 'colabtui-remote[drive]'" in out
+
+
+def test_an_upload_given_the_local_md5_is_checked_against_drive_s(folder, standin, tmp_path):
+    local = tmp_path / "ckpt.pt"
+    local.write_bytes(os.urandom(600 * KiB))
+    known = md5_file(local)
+    assert folder.upload(local, "ckpt.pt", md5=known).md5 == known
+    # the md5 the caller gives is what Drive's is compared with: a stale one is caught
+    with pytest.raises(ChecksumMismatch) as info:
+        folder.upload(local, "ckpt.pt", md5="0" * 32)
+    assert info.value.expected == "0" * 32 and info.value.actual == known
+    assert len(standin.ids_titled("ckpt.pt", folder.folder_id)) == 1  # updated by id

@@ -84,3 +84,49 @@ def test_a_truncated_newest_checkpoint_resumes_from_the_previous_one(digits_sess
     assert _status(session)["checkpoint"]["last"]["step"] == first.step
     assert os.path.exists(second.path), "nothing is deleted"
     assert "ckpt" in session.stderr().lower() and "warn" in session.stderr().lower()
+
+
+def test_a_new_runtime_resumes_from_drive_bitwise_identical_to_training_straight(
+        digits_session, tmp_path, monkeypatch):
+    """Checkpoints go to Drive through the API (the stand-in); the second session runs on a new
+    runtime whose local disk is empty, and resumes from the newest checkpoint verified there."""
+    from colabtui_remote.replica import list_verified
+    from drive_standin import DriveStandin
+
+    with DriveStandin(tmp_path / "standin") as drive:
+        monkeypatch.setenv("COLABTUI_DRIVE_API", drive.api_endpoint)
+        monkeypatch.setenv("COLABTUI_DRIVE_CREDENTIALS",
+                           str(drive.make_credentials_file(tmp_path / "creds.json")))
+        url = f"gdrive://{drive.create_folder('colabtui')}/runs/digits"
+        straight = digits_session(name="straight", steps=TOTAL, step_delay=0)
+        assert straight.wait(120) == 0, straight.stderr()
+
+        monkeypatch.setenv("COLABTUI_LOCAL_CHECKPOINTS", str(tmp_path / "runtime-1"))
+        session = digits_session(name="ondrive", steps=TOTAL, step_delay=0.01,
+                                 extra=["--checkpoint-dir", url])
+        wait_for(lambda: _status(session)["step"] >= 40, timeout=60)
+        _stop(session)
+        assert session.wait(60) == 0, session.stderr()  # close() waited for the upload
+        [stopped_at] = list_verified(url)
+        assert 40 <= stopped_at.step < TOTAL
+        assert (tmp_path / "runtime-1" / "ondrive" / stopped_at.file).exists()
+
+        monkeypatch.setenv("COLABTUI_LOCAL_CHECKPOINTS", str(tmp_path / "runtime-2"))
+        session.args[session.args.index("--step-delay") + 1] = "0"
+        session.start()
+        assert session.wait(120) == 0, session.stderr()
+        out = session.stdout()
+        assert f"downloaded step {stopped_at.step} from {url}/{stopped_at.file}" in out
+        assert f"resumed ondrive at step {stopped_at.step}" in out
+        assert [e.step for e in list_verified(url)] == [stopped_at.step, TOTAL]
+
+    a, _ = _final_state(straight.checkpoint_dir)
+    b, b_info = _final_state(tmp_path / "runtime-2" / "ondrive")
+    assert b_info.step == TOTAL
+    model_a, model_b = (s["tracked"]["model"]["state"] for s in (a, b))
+    for key in model_a:
+        assert torch.equal(model_a[key], model_b[key]), key  # bitwise, not allclose
+    opt_a, opt_b = (s["tracked"]["optimizer"]["state"] for s in (a, b))
+    for index, per_param in opt_a["state"].items():
+        for key, value in per_param.items():
+            assert torch.equal(value, opt_b["state"][index][key]), (index, key)

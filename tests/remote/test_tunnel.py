@@ -100,7 +100,7 @@ def test_serve_through_the_tunnel_reaches_the_monitor_and_close_stops_cloudflare
 
     assert quick.process.returncode == 0  # it took SIGTERM and shut down, not SIGKILL
     assert gone(pid)
-    assert mon._tunnel is None
+    assert mon.tunnel_url is None
     assert "Initiated shutdown" in quick.log_tail()[-1]
 
 
@@ -120,7 +120,7 @@ def test_cloudflared_that_exits_says_why_and_the_server_stays_local(
     mon = make_monitor()
     url = mon.serve(port=0, tunnel="cloudflared")
 
-    assert url == mon.url and mon._tunnel is None
+    assert url == mon.url and mon.tunnel_url is None
     out = capsys.readouterr().out
     assert "colabtui: the tunnel did not start: cloudflared" in out
     assert f"colabtui: the server runs locally at {url}" in out
@@ -267,4 +267,4 @@ def test_serving_again_replaces_the_tunnel(tmp_path, monkeypatch, capsys, make_m
     mon.serve(port=0)  # no tunnel this time: the last one goes too
 
     assert second.process.returncode == 0
-    assert mon._tunnel is None
+    assert mon.tunnel_url is None

@@ -375,6 +375,20 @@ class _HashingReader:
         self._pool.shutdown(wait=True)
 
 
+class _PlainReader:
+    """The file as it is, for an upload whose md5 the caller already knows."""
+
+    def __init__(self, f: io.BufferedReader, md5: str) -> None:
+        self._f, self._md5 = f, md5.lower()
+        self.seek, self.tell, self.read = f.seek, f.tell, f.read
+
+    def hexdigest(self, size: int) -> str:
+        return self._md5
+
+    def close(self) -> None:
+        pass
+
+
 _upload_class: type | None = None
 
 
@@ -509,6 +523,9 @@ class DriveFolder:
                                                "parents": [{"id": self.folder_id}]})
                 gfile.Upload()
                 found = DriveFile.from_metadata(dict(gfile))
+            # Another writer may have made one at the same moment (Drive allows twins): look
+            # again, so both take the same one (the oldest; _find warns about the twin).
+            found = self._find(title, folder=True) or found
         return DriveFolder(found.id, self.drive, chunk_bytes=self.chunk_bytes,
                            url=f"{self.url.rstrip('/')}/{title}")
 
@@ -663,7 +680,7 @@ class DriveFolder:
 
     def upload(self, local_path: str | os.PathLike, title: str, *, file_id: str | None = None,
                progress: Callable[[int, int], None] | None = None,
-               mime: str = "application/octet-stream") -> DriveFile:
+               mime: str = "application/octet-stream", md5: str | None = None) -> DriveFile:
         """Upload a local file as ``title`` in this folder: a resumable upload in
         ``chunk_bytes`` chunks, each one request. Updates the file by id when ``file_id`` is
         given or a file titled ``title`` exists; inserts a new one otherwise.
@@ -678,6 +695,9 @@ class DriveFolder:
             progress: called as ``progress(bytes_sent, bytes_total)`` after every chunk
                 Drive acknowledged, last with ``bytes_sent == bytes_total``.
             mime: the MIME type Drive records.
+            md5: the file's md5 (hex) when the caller already has it (a checkpoint replicator
+                reads the file once for sha256 and md5 before sending it): the bytes are then
+                not hashed again while sent, and Drive's md5 is compared with this one.
 
         Returns:
             Drive's metadata of the uploaded file (``md5`` is Drive's).
@@ -697,7 +717,8 @@ class DriveFolder:
             found = self._find(title, folder=False)
             file_id = found.id if found is not None else None
         where = f"{title!r} in Drive folder {self.url}"
-        with open(local_path, "rb") as f, contextlib.closing(_HashingReader(f)) as reader:
+        with open(local_path, "rb") as f, contextlib.closing(
+                _HashingReader(f) if md5 is None else _PlainReader(f, md5)) as reader:
             media = _chunked_upload_class()(reader, mimetype=mime, chunksize=self.chunk_bytes,
                                             resumable=True)
             with _remote(f"uploading {local_path.name} as {where}",

@@ -1,0 +1,711 @@
+"""Copies of local checkpoints beyond the runtime's disk, made on one background thread.
+
+A :class:`Replicator` takes each checkpoint once it is durable locally (a
+:class:`~colabtui_remote.schema.CheckpointInfo`), copies it to a :class:`ReplicaDestination`
+(Google Drive through its API, or a mounted Drive folder that was unreachable under a save),
+compares the md5 the destination reports with the local file's, and only then lists it in the
+destination's ``manifest.json``; then it prunes there to ``keep``. Failures (network, expired
+credentials, rate limits, a dropped mount, a wrong md5) leave the local copy as it is, are shown
+in :meth:`Replicator.status` and are retried with backoff. Training never waits for it.
+
+The destination's manifest has the local manifest's format (so a mounted folder stays loadable
+by :func:`~colabtui_remote.checkpoint.load_resumable`), with three more fields per entry::
+
+    {"format": "colabtui-checkpoints", "version": 1,
+     "checkpoints": [{"file": "ckpt-000001200.pt", "step": 1200, "epoch": 3, "bytes": 183000000,
+                      "sha256": "…", "saved_at": 1700000000.0, "seconds": 2.4,
+                      "md5": "…", "verified_at": 1700000050.0, "file_id": "1AbC…"}, ...]}
+
+A manifest there that does not parse is never overwritten: it is kept under another name
+(``manifest.unreadable-<UTC time>.json``) before a new one is written, and the files it might
+list are never pruned (pruning only touches entries of the new manifest).
+
+:func:`open_destination`, :func:`list_verified`, :func:`fetch_newest` and
+:func:`download_newest` serve resume and the laptop's ``colabtui checkpoints`` command.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .checkpoint import (
+    CheckpointError,
+    checkpoint_name,
+    is_checkpoint_name,
+    parse_manifest_doc,
+    sha256_file,
+)
+from .schema import CheckpointInfo, ReplicaCopy, ReplicaStatus, UploadProgress
+
+__all__ = ["ManifestUnreadable", "RemoteCopy", "ReplicaChecksumError", "ReplicaDestination",
+           "ReplicaEntry", "Replicator", "download_newest", "fetch_newest", "list_verified",
+           "manifest_bytes", "open_destination", "parse_entries"]
+
+logger = logging.getLogger("colabtui_remote.replica")
+
+_MANIFEST_FORMAT = "colabtui-checkpoints"
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
+_HASH_CHUNK = 8 << 20
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes_done, bytes_total)``, called after each chunk."""
+
+
+class ManifestUnreadable(CheckpointError):
+    """The destination's ``manifest.json`` exists but does not parse; the message says where
+    and why."""
+
+
+class ReplicaChecksumError(OSError):
+    """The copy at the destination does not have the local file's md5 (or size): not verified,
+    retried."""
+
+
+@dataclass(frozen=True)
+class ReplicaEntry:
+    """One checkpoint listed in a destination's manifest.
+
+    ``md5`` and ``verified_at`` are ``None`` for entries written by a
+    :class:`~colabtui_remote.checkpoint.Checkpointer` directly (a folder that was reachable:
+    verified by its sha256 read-back); ``file_id`` is Drive's id of the file.
+    """
+
+    file: str
+    step: int
+    bytes: int
+    sha256: str
+    saved_at: float
+    md5: str | None = None
+    verified_at: float | None = None
+    file_id: str | None = None
+    epoch: int | None = None
+    seconds: float | None = None
+
+    def to_json(self) -> dict:
+        doc = {"file": self.file, "step": self.step, "epoch": self.epoch, "bytes": self.bytes,
+               "sha256": self.sha256, "saved_at": self.saved_at, "seconds": self.seconds,
+               "md5": self.md5, "verified_at": self.verified_at}
+        if self.file_id is not None:
+            doc["file_id"] = self.file_id
+        return doc
+
+
+@dataclass(frozen=True)
+class RemoteCopy:
+    """What a destination reports about a file it holds."""
+
+    name: str
+    bytes: int | None
+    md5: str | None
+    file_id: str | None = None
+
+
+def manifest_bytes(entries: list[ReplicaEntry]) -> bytes:
+    """A destination manifest (oldest entry first) as UTF-8 JSON."""
+    doc = {"format": _MANIFEST_FORMAT, "version": 1,
+           "checkpoints": [e.to_json() for e in entries]}
+    return json.dumps(doc, indent=1).encode("utf-8") + b"\n"
+
+
+def parse_entries(raw: bytes, where: str) -> list[ReplicaEntry]:
+    """The entries of a destination manifest, oldest first.
+
+    Args:
+        raw: the manifest's bytes.
+        where: its location for messages (a path, or ``gdrive://…/manifest.json (file id …)``).
+
+    Raises:
+        ManifestUnreadable: not JSON, not a colabtui manifest, or an entry is malformed; the
+            message names the place and the field.
+    """
+    try:
+        items = parse_manifest_doc(raw, where)
+    except CheckpointError as exc:
+        raise ManifestUnreadable(str(exc)) from None
+    return [_parse_entry(e, f"{where}: checkpoints[{i}]") for i, e in enumerate(items)]
+
+
+def _parse_entry(e: Any, where: str) -> ReplicaEntry:
+    if not isinstance(e, dict):
+        raise ManifestUnreadable(f"{where}: not an object")
+
+    def field(key: str, types: tuple, optional: bool = False) -> Any:
+        value = e.get(key)
+        if (value is None and optional) or (isinstance(value, types) and not isinstance(value, bool)):
+            return value
+        raise ManifestUnreadable(f"{where}.{key}: missing or of the wrong type")
+
+    name = field("file", (str,))
+    if not is_checkpoint_name(name):  # also keeps a manifest from naming a path elsewhere
+        raise ManifestUnreadable(f"{where}.file: {name[:80]!r} is not a checkpoint file name")
+    sha = field("sha256", (str,))
+    if not _SHA_RE.match(sha):
+        raise ManifestUnreadable(f"{where}.sha256: not a sha256 hex digest")
+    md5 = field("md5", (str,), optional=True)
+    if md5 is not None and not _MD5_RE.match(md5):
+        raise ManifestUnreadable(f"{where}.md5: not an md5 hex digest")
+    verified_at = field("verified_at", (int, float), optional=True)
+    seconds = field("seconds", (int, float), optional=True)
+    return ReplicaEntry(file=name, step=field("step", (int,)), bytes=field("bytes", (int,)),
+                        sha256=sha, saved_at=float(field("saved_at", (int, float))), md5=md5,
+                        verified_at=None if verified_at is None else float(verified_at),
+                        file_id=field("file_id", (str,), optional=True),
+                        epoch=field("epoch", (int,), optional=True),
+                        seconds=None if seconds is None else float(seconds))
+
+
+def aside_name() -> str:
+    """A fresh name for a manifest kept aside: ``manifest.unreadable-20240101T120000Z-ab12.json``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"manifest.unreadable-{stamp}-{secrets.token_hex(2)}.json"
+
+
+class ReplicaDestination(Protocol):
+    """Where a :class:`Replicator` copies checkpoints. One thread uses an instance at a time.
+
+    Attributes:
+        kind: ``"drive"`` or ``"mount"`` (see :data:`~colabtui_remote.schema.REPLICA_KINDS`).
+        dest: where it is, as the user gave it (``gdrive://ID/runs/x`` or a path).
+    """
+
+    kind: str
+    dest: str
+
+    def read_manifest(self) -> list[ReplicaEntry] | None:
+        """The manifest there, oldest first; None when there is none.
+
+        Raises:
+            ManifestUnreadable: it exists but does not parse.
+            OSError: the destination cannot be reached (DriveError is an OSError).
+        """
+
+    def set_aside_manifest(self) -> str:
+        """Keep the (unparseable) manifest under :func:`aside_name`; returns where it is now.
+        The next :meth:`write_manifest` may then replace ``manifest.json``."""
+
+    def names(self) -> set[str]:
+        """Names of the files there (to never overwrite one that is not ours)."""
+
+    def put(self, local_path: str, name: str, *, progress: Progress | None = None,
+            md5: str | None = None) -> RemoteCopy:
+        """Copy a local file there under ``name`` (replacing a file of that name); returns
+        what the destination reports about the copy, md5 included. ``md5``: the local file's,
+        when the caller has it (spares hashing it again on the way)."""
+
+    def write_manifest(self, entries: list[ReplicaEntry]) -> None:
+        """Replace the manifest there (atomically where the destination allows)."""
+
+    def delete(self, entry: ReplicaEntry) -> None:
+        """Remove an entry's file; a missing file is not an error."""
+
+    def fetch(self, entry: ReplicaEntry, to_path: str, *, progress: Progress | None = None) -> None:
+        """Copy an entry's file to ``to_path`` (a new file), checking its md5 when the entry
+        has one.
+
+        Raises:
+            CheckpointError: this file is missing there or its md5 differs (try another).
+            OSError: the destination cannot be reached.
+        """
+
+    def failure(self, exc: BaseException) -> tuple[str, float | None]:
+        """How to show and retry an exception raised by the methods above: (state, seconds to
+        wait or None). State ``offline`` (unreachable, rate limited) or ``error`` (refuses:
+        credentials, folder not shared; needs the user)."""
+
+    def reset(self) -> None:
+        """Forget cached connections and ids (after a failure; the next call reconnects)."""
+
+
+# --------------------------------------------------------------------------- the thread
+
+
+def _hash_local(path: str) -> tuple[int, str, str]:
+    """(bytes, sha256, md5) of a local file, in one read."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(_HASH_CHUNK)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            sha.update(view[:n])
+            md5.update(view[:n])
+            size += n
+    return size, sha.hexdigest(), md5.hexdigest()
+
+
+class Replicator:
+    """Copies local checkpoints to one destination on a daemon thread, newest first.
+
+    Args:
+        dest: the destination.
+        keep: checkpoints kept listed there (older ones are pruned there after a new one is
+            listed), at least 1.
+        retry_min_s: seconds before the first retry after a failure; doubles (with ±25 %
+            jitter) on each further failure up to ``retry_max_s``. A rate limit that says how
+            long to wait (``retry_after``) is obeyed instead.
+        retry_max_s: the longest wait between retries, also the wait after an ``error``
+            (credentials, folder not shared).
+        start: start the thread now (it reads the destination's manifest at once, so
+            :meth:`status` shows what is already verified there).
+
+    The thread is a daemon; :meth:`close` lets it finish queued copies for a bounded time.
+    """
+
+    def __init__(self, dest: ReplicaDestination, keep: int = 3, *, retry_min_s: float = 5.0,
+                 retry_max_s: float = 300.0, start: bool = True) -> None:
+        if not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep must be an integer >= 1, got {keep!r}")
+        self.dest = dest
+        self.keep = keep
+        self.retry_min_s = float(retry_min_s)
+        self.retry_max_s = max(float(retry_max_s), self.retry_min_s)
+        self._cond = threading.Condition()
+        self._queue: dict[str, CheckpointInfo] = {}
+        self._entries: list[ReplicaEntry] | None = None
+        self._names: dict[str, str] = {}
+        self._md5: dict[str, str] = {}
+        self._uploading: UploadProgress | None = None
+        self._failures = 0
+        self._fail_state: str | None = None
+        self._retry_at = 0.0  # time.monotonic()
+        self._next_retry_at: float | None = None  # Unix seconds, for the status
+        self._last_error: str | None = None
+        self._last_error_at: float | None = None
+        self._unreadable: str | None = None  # why the manifest there does not parse
+        self._aside: str | None = None  # where it was kept, until a new one is written
+        self._closing = False
+        self._deadline = float("inf")
+        self._thread: threading.Thread | None = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name=f"colabtui-replica-{self.dest.kind}")
+                self._thread.start()
+
+    # ---- any thread
+
+    def submit(self, info: CheckpointInfo) -> None:
+        """Queue a durable local checkpoint for copying. Returns at once."""
+        with self._cond:
+            if self._closing:
+                logger.warning("replica %s closed: %s is not copied", self.dest.dest, info.path)
+                return
+            self._queue[info.path] = info
+            self._cond.notify_all()
+
+    def retry_now(self) -> None:
+        """Skip the current backoff wait."""
+        with self._cond:
+            self._retry_at = 0.0
+            self._cond.notify_all()
+
+    def settled(self) -> bool:
+        """True when every submitted checkpoint is verified there (or dropped) and the last
+        attempt succeeded."""
+        with self._cond:
+            return (not self._queue and self._uploading is None and self._fail_state is None
+                    and self._entries is not None)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until :meth:`settled`; False after ``timeout`` seconds."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._queue and self._entries is not None and self._uploading is None
+                and self._fail_state is None, timeout)
+
+    def verified(self) -> list[ReplicaEntry]:
+        """The destination's manifest as last read or written, oldest first (empty before the
+        first read)."""
+        with self._cond:
+            return list(self._entries or [])
+
+    def status(self) -> ReplicaStatus:
+        """The ``checkpoint.replica`` block of the status."""
+        with self._cond:
+            pending = len(self._queue)
+            if self._uploading is not None:
+                state = "uploading"
+            elif self._fail_state is not None and (pending or self._entries is None):
+                state = self._fail_state
+            elif pending or self._entries is None:
+                state = "waiting"
+            else:
+                state = "ok"
+            newest = self._entries[-1] if self._entries else None
+            verified = None if newest is None else ReplicaCopy(
+                step=newest.step, name=newest.file, bytes=newest.bytes, md5=newest.md5,
+                verified_at=newest.verified_at or newest.saved_at, file_id=newest.file_id)
+            return ReplicaStatus(
+                dest=self.dest.dest, kind=self.dest.kind, state=state, verified=verified,
+                uploading=self._uploading, pending=pending, last_error=self._last_error,
+                last_error_at=self._last_error_at,
+                next_retry_at=self._next_retry_at if self._fail_state else None)
+
+    def close(self, timeout: float | None = 300.0) -> int:
+        """Stop taking checkpoints; let the thread copy what is queued for up to ``timeout``
+        seconds. It gives up earlier when the next retry would come after that, or when the
+        destination refuses (state ``error``: credentials, folder not shared). A copy not
+        verified by then stays local and is reported (printed and logged).
+
+        Returns:
+            How many queued checkpoints were not verified there.
+        """
+        with self._cond:
+            self._closing = True
+            self._deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+            self._cond.notify_all()
+            thread = self._thread
+            queued = len(self._queue)
+        if thread is not None:
+            if queued and thread.is_alive():  # the notebook cell seems stuck otherwise: say why
+                limit = "" if timeout is None else f" (up to {timeout:g} s)"
+                print(f"colabtui: copying {queued} checkpoint(s) to {self.dest.dest} before "
+                      f"closing{limit}…", flush=True)
+            thread.join(None if timeout is None else timeout + 1.0)
+        with self._cond:
+            left = sorted(self._queue.values(), key=lambda i: i.saved_at)
+        if left:
+            newest = left[-1]
+            why = f": {self._last_error}" if self._last_error else ""
+            message = (f"colabtui: {len(left)} checkpoint(s) not verified at {self.dest.dest}; "
+                       f"the newest (step {newest.step}) is kept locally at {newest.path}{why}")
+            logger.warning("%s", message)
+            print(message, flush=True)
+        return len(left)
+
+    # ---- the thread
+
+    def _next(self) -> tuple[bool, CheckpointInfo | None]:
+        """Wait for work; (False, None) when the thread should end."""
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                work = bool(self._queue) or self._entries is None
+                if self._closing and (not self._queue or now >= self._deadline
+                                      or self._retry_at > self._deadline
+                                      or self._fail_state == "error"):  # needs the user
+                    return False, None
+                if work and now >= self._retry_at:
+                    if not self._queue:
+                        return True, None
+                    newest = max(self._queue.values(), key=lambda i: (i.saved_at, i.step))
+                    return True, newest
+                wait = self._retry_at - now if work else None
+                if self._closing:
+                    wait = min(wait if wait is not None else 1e9, self._deadline - now)
+                self._cond.wait(wait)
+
+    def _run(self) -> None:
+        while True:
+            go, info = self._next()
+            if not go:
+                return
+            try:
+                if info is None:
+                    entries = self._read_entries()
+                    with self._cond:
+                        self._entries = entries
+                else:
+                    self._copy(info)
+            except Exception as exc:
+                self._failed(exc)
+            else:
+                with self._cond:
+                    self._failures, self._fail_state, self._next_retry_at = 0, None, None
+                    self._retry_at = 0.0
+            finally:
+                with self._cond:
+                    self._uploading = None
+                    self._cond.notify_all()
+
+    def _drop(self, info: CheckpointInfo, why: str) -> None:
+        with self._cond:
+            self._queue.pop(info.path, None)
+        logger.info("replica %s: not copying %s: %s", self.dest.dest, info.path, why)
+
+    def _read_entries(self) -> list[ReplicaEntry]:
+        """The manifest there; [] when there is none or it does not parse (then it is kept
+        aside just before the next manifest is written, never before)."""
+        if self._aside is not None:
+            return []  # kept aside already; the next write replaces it
+        try:
+            entries = self.dest.read_manifest() or []
+        except ManifestUnreadable as exc:
+            if self._unreadable != str(exc):
+                self._unreadable = str(exc)
+                note = (f"{exc}; it is kept under another name when the next checkpoint is "
+                        "listed there (no file it may list is deleted or overwritten)")
+                logger.warning("%s", note)
+                with self._cond:
+                    self._last_error, self._last_error_at = note, time.time()
+            return []
+        self._unreadable = None
+        return entries
+
+    def _write_manifest(self, entries: list[ReplicaEntry]) -> None:
+        if self._unreadable is not None and self._aside is None:
+            self._aside = self.dest.set_aside_manifest()
+            note = (f"{self._unreadable}; kept it as {self._aside} and started a new manifest "
+                    "(no file it may list is deleted or overwritten)")
+            logger.warning("%s", note)
+            with self._cond:
+                self._last_error, self._last_error_at = note, time.time()
+        self.dest.write_manifest(entries)
+        self._aside = self._unreadable = None
+
+    def _copy(self, info: CheckpointInfo) -> None:
+        path = info.path
+        if not os.path.exists(path):
+            self._drop(info, "no longer kept locally")
+            return
+        entries = self._read_entries()
+        with self._cond:
+            self._entries = entries
+        if any(e.sha256 == info.sha256 for e in entries):
+            self._drop(info, "already there")
+            return
+        if sum(1 for e in entries if e.saved_at > info.saved_at) >= self.keep:
+            self._drop(info, f"{self.keep} newer checkpoints are already there")
+            return
+        md5 = self._md5.get(path)
+        if md5 is None:
+            try:
+                size, sha, md5 = _hash_local(path)
+            except FileNotFoundError:  # pruned locally meanwhile
+                self._drop(info, "no longer kept locally")
+                return
+            if size != info.bytes or sha != info.sha256:
+                self._drop(info, "the local file no longer matches its manifest (changed or "
+                                 "corrupt)")
+                with self._cond:
+                    self._last_error = (f"{path} no longer matches its manifest sha256; it is "
+                                        "not copied")
+                    self._last_error_at = time.time()
+                return
+            self._md5[path] = md5
+        name = self._names.get(path)
+        if name is None:  # never overwrite a file there that is not ours
+            taken = self.dest.names() | {e.file for e in entries}
+            n = 1
+            name = os.path.basename(path) if is_checkpoint_name(os.path.basename(path)) \
+                else checkpoint_name(info.step)
+            while name in taken:
+                n += 1
+                name = checkpoint_name(info.step, n)
+            self._names[path] = name
+        started = time.time()
+        with self._cond:
+            self._uploading = UploadProgress(step=info.step, bytes_sent=0, bytes_total=info.bytes,
+                                             started_at=started)
+
+        def progress(sent: int, total: int) -> None:
+            with self._cond:
+                self._uploading = UploadProgress(step=info.step, bytes_sent=int(sent),
+                                                 bytes_total=int(total), started_at=started)
+
+        copy = self.dest.put(path, name, progress=progress, md5=md5)
+        where = f"{self.dest.dest}/{name}"
+        if copy.md5 != md5 or (copy.bytes is not None and copy.bytes != info.bytes):
+            raise ReplicaChecksumError(
+                f"{where}: the copy there has md5 {copy.md5} and {copy.bytes} bytes, the local "
+                f"file {path} has md5 {md5} and {info.bytes} bytes; not verified, will retry")
+        entry = ReplicaEntry(file=name, step=info.step, bytes=info.bytes, sha256=info.sha256,
+                             saved_at=info.saved_at, md5=md5, verified_at=time.time(),
+                             file_id=copy.file_id, epoch=info.epoch, seconds=info.seconds)
+        current = self._read_entries()  # again: merge with what is there now
+        merged = sorted([e for e in current if e.file != name] + [entry],
+                        key=lambda e: (e.saved_at, e.step))
+        kept, dropped = merged[-self.keep:], merged[:-self.keep]
+        self._write_manifest(kept)
+        with self._cond:
+            self._entries = kept
+            self._queue.pop(path, None)
+            self._names.pop(path, None)
+            self._md5.pop(path, None)
+        logger.info("replica %s: step %d verified (md5 %s)", where, info.step, md5)
+        for old in dropped:
+            try:
+                self.dest.delete(old)
+            except Exception as exc:  # listed nowhere now; a leftover file costs only space
+                logger.warning("replica %s: could not delete %s: %s", self.dest.dest, old.file, exc)
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, ReplicaChecksumError):
+            state, retry_after = "waiting", None
+        elif isinstance(exc, OSError | ImportError):
+            state, retry_after = self.dest.failure(exc)
+        else:
+            logger.exception("replica %s: unexpected error", self.dest.dest)
+            state, retry_after = "error", None
+        try:
+            self.dest.reset()
+        except Exception:
+            logger.exception("replica %s: reset failed", self.dest.dest)
+        with self._cond:
+            self._failures += 1
+            if retry_after is not None:
+                delay = max(0.0, float(retry_after))
+            elif state == "error":
+                delay = self.retry_max_s
+            else:
+                base = min(self.retry_max_s, self.retry_min_s * 2 ** (self._failures - 1))
+                delay = min(self.retry_max_s, base * random.uniform(0.75, 1.25))
+            message = (str(exc) if isinstance(exc, OSError) and str(exc)
+                       else f"{type(exc).__name__}: {exc}")
+            self._fail_state = state
+            self._last_error, self._last_error_at = message, time.time()
+            self._retry_at = time.monotonic() + delay
+            self._next_retry_at = time.time() + delay
+        logger.warning("replica %s: %s (%s; retry in %.0f s)", self.dest.dest, message, state,
+                       delay)
+
+
+# --------------------------------------------------------------------------- public helpers
+
+
+def open_destination(dest: str | os.PathLike, *, credentials_path: str | os.PathLike | None = None,
+                     api_endpoint: str | None = None, create: bool = False) -> ReplicaDestination:
+    """The destination for ``dest``: ``gdrive://FOLDER_ID[/sub/path]`` (Drive through its API;
+    credentials and endpoint as :func:`colabtui_remote.drive.auth.connect` finds them) or a
+    folder path (a mounted Drive, or any checkpoint folder).
+
+    Nothing is contacted yet; the first call on the destination connects. Without ``create``
+    (reading: resume, listing, download) missing Drive subfolders are not created: they read as
+    an empty destination.
+
+    Raises:
+        ValueError: a ``gdrive://`` URL that is not valid (the message quotes it).
+    """
+    from .drive.url import is_gdrive_url
+
+    if is_gdrive_url(dest):
+        from .replica_drive import DriveReplica
+
+        return DriveReplica(str(dest), credentials_path=credentials_path,
+                            api_endpoint=api_endpoint, create=create)
+    from .replica_mount import MountedFolder
+
+    return MountedFolder(os.fspath(dest))
+
+
+def _as_destination(dest: str | os.PathLike | ReplicaDestination) -> ReplicaDestination:
+    return dest if hasattr(dest, "read_manifest") else open_destination(dest)  # type: ignore[arg-type]
+
+
+def list_verified(dest: str | os.PathLike | ReplicaDestination) -> list[ReplicaEntry]:
+    """The checkpoints listed at ``dest``, oldest first (empty when it has no manifest).
+
+    Raises:
+        ManifestUnreadable: its manifest does not parse (the message says where and why).
+        OSError: it cannot be reached (a DriveError for Drive, whose message says what).
+    """
+    return _as_destination(dest).read_manifest() or []
+
+
+def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.PathLike, *,
+                 check: Callable[[str, ReplicaEntry], Any] | None = None,
+                 progress: Progress | None = None) -> tuple[ReplicaEntry, str, Any] | None:
+    """Download the newest listed checkpoint that verifies into a temporary file in ``to_dir``.
+
+    Each candidate, newest first, is fetched (md5 checked against the manifest), its size and
+    sha256 compared with the manifest, then ``check(path, entry)`` runs (e.g. a
+    ``torch.load``); one that fails is removed, warned about, and the previous one is tried.
+
+    Returns:
+        ``(entry, temp_path, check's result)``, the file named ``.ckpt-….tmp-…`` (never loaded
+        by :func:`~colabtui_remote.checkpoint.load_resumable` until renamed), or ``None`` when
+        nothing is listed or nothing verifies.
+
+    Raises:
+        ManifestUnreadable: the manifest there does not parse; nothing was changed there.
+        OSError: ``dest`` cannot be reached or ``to_dir`` written.
+    """
+    d = _as_destination(dest)
+    to_dir = os.path.abspath(os.fspath(to_dir))
+    os.makedirs(to_dir, exist_ok=True)
+    entries = d.read_manifest() or []
+    for entry in reversed(entries):
+        tmp = os.path.join(to_dir, f".{entry.file}.tmp-{secrets.token_hex(4)}")
+        try:
+            d.fetch(entry, tmp, progress=progress)
+            size, sha = sha256_file(tmp)
+            if size != entry.bytes or sha != entry.sha256:
+                raise CheckpointError(f"{size} bytes with sha256 {sha}, the manifest says "
+                                      f"{entry.bytes} bytes with sha256 {entry.sha256}")
+            result = check(tmp, entry) if check is not None else None
+        except CheckpointError as exc:
+            _remove(tmp)
+            message = (f"checkpoint {d.dest}/{entry.file} (step {entry.step}) is unusable: "
+                       f"{exc}; trying the previous one")
+            logger.warning("%s", message)
+            import warnings
+
+            from .checkpoint import CheckpointWarning
+
+            warnings.warn(message, CheckpointWarning, stacklevel=2)
+            continue
+        except BaseException:
+            _remove(tmp)
+            raise
+        return entry, tmp, result
+    return None
+
+
+def download_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.PathLike, *,
+                    progress: Progress | None = None) -> tuple[ReplicaEntry, str] | None:
+    """Download the newest checkpoint at ``dest`` whose md5 and sha256 match its manifest into
+    ``to_dir`` (created if missing), under its own name or, when a different file has that name
+    there, a free ``ckpt-…-N.pt`` name (nothing is overwritten).
+
+    Returns:
+        ``(entry, path)``, or ``None`` when nothing listed there verifies.
+
+    Raises:
+        ManifestUnreadable: the manifest there does not parse.
+        OSError: ``dest`` cannot be reached or ``to_dir`` written.
+    """
+    found = fetch_newest(dest, to_dir, progress=progress)
+    if found is None:
+        return None
+    entry, tmp, _ = found
+    to_dir = os.path.dirname(tmp)
+    n, name = 1, entry.file
+    while True:
+        final = os.path.join(to_dir, name)
+        if not os.path.lexists(final):
+            break
+        try:
+            if sha256_file(final)[1] == entry.sha256:  # the same checkpoint is already here
+                _remove(tmp)
+                return entry, final
+        except OSError:
+            pass
+        n += 1
+        name = checkpoint_name(entry.step, n)
+    os.replace(tmp, final)
+    return entry, final
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.warning("could not remove %s: %s", path, exc)
