@@ -358,7 +358,10 @@ class SessionPanel(Vertical, can_focus=True):
         ``chart_refresh_s``); only what changed is repainted."""
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            self.apply(pending)  # ends with a tick
+            try:
+                self.apply(pending)  # ends with a tick
+            except NoMatches:  # the panel is being removed (or the app torn down) meanwhile
+                pass
             return
         try:
             header = self.query_one("#header", Static)
