@@ -118,3 +118,30 @@ def digits_session(tmp_path):
     yield start
     for session in started:
         session.kill()
+
+
+# --------------------------------------------------------------------------- Google Drive
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "remote"))  # drive_standin & co.
+
+
+@pytest.fixture
+def standin():
+    """The Drive v2 stand-in (tests/remote/drive_standin.py) on a loopback port."""
+    from drive_standin import DriveStandin
+
+    s = DriveStandin().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def creds(standin, tmp_path, monkeypatch):
+    """The stand-in's login in a credentials file; the env points our code at both (the way a
+    user configures it: COLABTUI_DRIVE_API, COLABTUI_DRIVE_CREDENTIALS)."""
+    from colabtui_remote.drive import API_ENDPOINT_ENV, CREDENTIALS_ENV
+
+    path = standin.make_credentials_file(tmp_path / "drive-credentials.json")
+    monkeypatch.setenv(API_ENDPOINT_ENV, standin.api_endpoint)
+    monkeypatch.setenv(CREDENTIALS_ENV, str(path))
+    return path

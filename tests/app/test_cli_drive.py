@@ -4,38 +4,24 @@ a real Monitor serving its mailbox through the same stand-in."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from colabtui_remote import Monitor
-from colabtui_remote.drive import API_ENDPOINT_ENV, CREDENTIALS_ENV
+from colabtui_remote.drive import CREDENTIALS_ENV
 
 from colabtui.cli import main
 from colabtui.config import load_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "remote"))
-from drive_standin import DriveStandin  # noqa: E402
 
 WAIT_S = 60.0
 
 
 @pytest.fixture
-def standin():
-    s = DriveStandin().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch, standin) -> Path:
+def env(tmp_path: Path, monkeypatch, creds) -> Path:
     """Config/data folders in tmp_path, Drive credentials for the stand-in; the config path."""
     monkeypatch.setenv("COLABTUI_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("COLABTUI_DATA_DIR", str(tmp_path / "data"))
-    creds = standin.make_credentials_file(tmp_path / "drive-credentials.json")
-    monkeypatch.setenv(API_ENDPOINT_ENV, standin.api_endpoint)
-    monkeypatch.setenv(CREDENTIALS_ENV, str(creds))
     return tmp_path / "config" / "config.toml"
 
 

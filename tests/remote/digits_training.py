@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import torch
-from colabtui_remote import Monitor
+from colabtui_remote import Monitor, schema
 from colabtui_remote.examples.digits import load_digits_data
 
 _DATA: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -77,3 +78,21 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+def save_over_http(client) -> schema.CommandRecord:
+    """Send a save command through ``client`` (an ``httpx.Client`` on the session) and return
+    its final record."""
+    cid = str(uuid.uuid4())
+    assert client.post("/v1/commands", json={"id": cid, "action": "save"}).status_code == 202
+
+    def done():
+        record = schema.parse_command(client.get(f"/v1/commands/{cid}").json())
+        return record if record.state in ("done", "failed") else None
+
+    return wait_for(done, timeout=60)
+
+
+def status_over_http(client) -> schema.Status:
+    """``GET /v1/status`` through ``client``, parsed."""
+    return schema.parse_status(client.get("/v1/status").json())

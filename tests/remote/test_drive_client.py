@@ -24,7 +24,6 @@ import urllib.request
 
 import pytest
 from colabtui_remote.drive import (
-    API_ENDPOINT_ENV,
     CREDENTIALS_ENV,
     ChecksumMismatch,
     DriveAuthError,
@@ -44,22 +43,6 @@ from drive_standin import DriveStandin
 
 KiB = 1024
 WAIT_S = 60.0
-
-
-@pytest.fixture
-def standin():
-    s = DriveStandin().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def creds(standin, tmp_path, monkeypatch):
-    """The stand-in's login in a credentials file; the env points our code at both."""
-    path = standin.make_credentials_file(tmp_path / "drive-credentials.json")
-    monkeypatch.setenv(API_ENDPOINT_ENV, standin.api_endpoint)
-    monkeypatch.setenv(CREDENTIALS_ENV, str(path))
-    return path
 
 
 @pytest.fixture

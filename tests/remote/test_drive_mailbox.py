@@ -9,8 +9,6 @@ import time
 import pytest
 from colabtui_remote import Monitor, schema
 from colabtui_remote.drive import (
-    API_ENDPOINT_ENV,
-    CREDENTIALS_ENV,
     DriveError,
     DriveFolder,
     DriveMailbox,
@@ -20,25 +18,9 @@ from colabtui_remote.drive import (
 )
 from colabtui_remote.mailbox import MailboxServer
 from colabtui_remote.mailbox_store import MAX_FILE_BYTES, FileTooLarge
-from drive_standin import DriveStandin
 
 WAIT_S = 60.0
 """Bound on each wait (a bound, not an assertion about speed)."""
-
-
-@pytest.fixture
-def standin():
-    s = DriveStandin().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def creds(standin, tmp_path, monkeypatch):
-    path = standin.make_credentials_file(tmp_path / "drive-credentials.json")
-    monkeypatch.setenv(API_ENDPOINT_ENV, standin.api_endpoint)
-    monkeypatch.setenv(CREDENTIALS_ENV, str(path))
-    return path
 
 
 @pytest.fixture

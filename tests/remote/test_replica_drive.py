@@ -12,13 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
-from colabtui_remote import Monitor, schema
+from colabtui_remote import Monitor
 from colabtui_remote.checkpoint import MANIFEST, Checkpointer, CheckpointError, load_resumable
 from colabtui_remote.drive.auth import connect
 from colabtui_remote.drive.client import DriveFolder
@@ -30,7 +28,7 @@ from colabtui_remote.replica import (
     open_destination,
 )
 from colabtui_remote.replica_drive import DriveReplica
-from digits_training import TrainingThread, make_training, wait_for
+from digits_training import make_training, save_over_http, status_over_http, wait_for
 from drive_standin import DriveStandin
 
 FAST = {"retry_min_s": 0.05, "retry_max_s": 0.3}
@@ -84,62 +82,25 @@ def local_checkpoints(tmp_path, steps, keep=5):
 # --------------------------------------------------------------------------- the Monitor
 
 
-@pytest.fixture
-def served(tmp_path):
-    made = []
-
-    def start(**kw):
-        mon = Monitor(run="digits", autosave_every=None, handle_sigterm=False, **kw)
-        training = make_training()
-        mon.track(model=training.model, optimizer=training.optimizer, scheduler=training.scheduler)
-        url = mon.serve(port=0, quiet=True)
-        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {mon.token}"},
-                              timeout=10)
-        thread = TrainingThread(mon, training, 1_000_000, delay=0.002)
-        thread.start()
-        made.append((mon, client, thread, training))
-        return mon, client, thread, training
-
-    yield start
-    for mon, client, thread, _ in made:
-        mon._stop = True
-        thread.join(30)
-        client.close()
-        mon.close()
-
-
-def save(client) -> schema.CommandRecord:
-    cid = str(uuid.uuid4())
-    assert client.post("/v1/commands", json={"id": cid, "action": "save"}).status_code == 202
-
-    def done():
-        record = schema.parse_command(client.get(f"/v1/commands/{cid}").json())
-        return record if record.state in ("done", "failed") else None
-
-    return wait_for(done, timeout=60)
-
-
-def status(client) -> schema.Status:
-    return schema.parse_status(client.get("/v1/status").json())
 
 
 def test_checkpoints_are_verified_on_drive_and_a_new_runtime_resumes_from_there(
         drive, served, tmp_path):
     url = f"gdrive://{drive.folder_id}/runs/digits"
-    mon, client, thread, _ = served(checkpoint_dir=url, keep=2)
+    mon, client, thread = served(checkpoint_dir=url, keep=2)
     local = tmp_path / "runtime-disk" / "digits"
     assert mon.checkpointer.directory == str(local)
 
     saved = []
     for n in range(3):
         wait_for(lambda n=n: mon.step > 10 * (n + 1))
-        record = save(client)
+        record = save_over_http(client)
         assert record.state == "done", record.error
         saved.append(record.checkpoint)
         assert os.path.dirname(record.checkpoint.path) == str(local)  # written locally first
     replica = mon.checkpointer.replica
     assert replica.wait_idle(60)
-    st = status(client)
+    st = status_over_http(client)
     assert st.checkpoint.last.step == saved[-1].step  # "written locally"
     rs = st.checkpoint.replica
     assert (rs.kind, rs.dest, rs.state, rs.pending) == ("drive", url, "ok", 0)
@@ -196,19 +157,19 @@ def test_a_folder_that_does_not_exist_or_is_not_shared_says_so(drive, served, tm
         Monitor(run="x", checkpoint_dir="gdrive://bad id")
 
     # A folder that goes away during the run: the checkpoints stay local, training goes on.
-    mon, client, thread, _ = served(checkpoint_dir=f"gdrive://{drive.folder_id}")
+    mon, client, thread = served(checkpoint_dir=f"gdrive://{drive.folder_id}")
     mon.checkpointer.replica.retry_max_s = 0.3  # the wait after an "error", short for the test
     wait_for(lambda: mon.step > 10)
-    assert save(client).state == "done"
+    assert save_over_http(client).state == "done"
     assert mon.checkpointer.replica.wait_idle(60)
     DriveFolder("root", connect()).delete(drive.folder_id)  # someone deleted the folder
     wait_for(lambda: mon.step > 20)
-    record = save(client)
+    record = save_over_http(client)
     assert record.state == "done" and os.path.exists(record.checkpoint.path)
-    rs = wait_for(lambda: (r := status(client).checkpoint.replica).state == "error" and r)
+    rs = wait_for(lambda: (r := status_over_http(client).checkpoint.replica).state == "error" and r)
     assert drive.folder_id in rs.last_error and "not shared" in rs.last_error
     assert rs.pending == 1 and rs.next_retry_at is not None
-    assert status(client).checkpoint.last.step == record.checkpoint.step
+    assert status_over_http(client).checkpoint.last.step == record.checkpoint.step
     step = mon.step
     wait_for(lambda: mon.step > step + 20)
     assert thread.is_alive() and thread.error is None

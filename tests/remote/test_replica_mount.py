@@ -14,12 +14,9 @@ import hashlib
 import json
 import os
 import threading
-import uuid
 
-import httpx
-import pytest
 import torch
-from colabtui_remote import Monitor, schema
+from colabtui_remote import Monitor
 from colabtui_remote.checkpoint import MANIFEST, Checkpointer, FolderIO, load_resumable
 from colabtui_remote.replica import (
     Replicator,
@@ -28,7 +25,7 @@ from colabtui_remote.replica import (
     open_destination,
 )
 from colabtui_remote.replica_mount import MountedFolder
-from digits_training import TrainingThread, make_training, wait_for
+from digits_training import make_training, save_over_http, status_over_http, wait_for
 
 
 class DroppingMount(FolderIO):
@@ -86,47 +83,6 @@ def manifest(folder) -> list[dict]:
     return json.loads((folder / MANIFEST).read_text())["checkpoints"]
 
 
-@pytest.fixture
-def served(tmp_path):
-    """A Monitor whose checkpointer the test builds, serving on loopback, training for real."""
-    made = []
-
-    def start(checkpointer=None, **kw):
-        mon = Monitor(run="digits", checkpoint_dir=kw.pop("checkpoint_dir", None),
-                      autosave_every=None, handle_sigterm=False, **kw)
-        if checkpointer is not None:
-            mon.checkpointer = checkpointer
-        training = make_training()
-        mon.track(model=training.model, optimizer=training.optimizer, scheduler=training.scheduler)
-        url = mon.serve(port=0, quiet=True)
-        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {mon.token}"},
-                              timeout=10)
-        thread = TrainingThread(mon, training, 1_000_000, delay=0.002)
-        thread.start()
-        made.append((mon, client, thread))
-        return mon, client, thread
-
-    yield start
-    for mon, client, thread in made:
-        mon._stop = True
-        thread.join(30)
-        client.close()
-        mon.close()
-
-
-def save(client) -> schema.CommandRecord:
-    cid = str(uuid.uuid4())
-    assert client.post("/v1/commands", json={"id": cid, "action": "save"}).status_code == 202
-
-    def done():
-        record = schema.parse_command(client.get(f"/v1/commands/{cid}").json())
-        return record if record.state in ("done", "failed") else None
-
-    return wait_for(done, timeout=60)
-
-
-def status(client) -> schema.Status:
-    return schema.parse_status(client.get("/v1/status").json())
 
 
 def test_errno_107_on_the_third_save_lands_locally_and_is_copied_when_the_mount_is_back(
@@ -140,7 +96,7 @@ def test_errno_107_on_the_third_save_lands_locally_and_is_copied_when_the_mount_
     saved = []
     for _ in range(3):
         wait_for(lambda n=len(saved): mon.step > 10 * (n + 1))
-        record = save(client)
+        record = save_over_http(client)
         assert record.state == "done", record.error
         saved.append(record.checkpoint)
     assert [os.path.dirname(c.path) for c in saved] == [str(mount)] * 2 + [str(local)]
@@ -150,17 +106,17 @@ def test_errno_107_on_the_third_save_lands_locally_and_is_copied_when_the_mount_
     step = mon.step
     wait_for(lambda: mon.step > step + 20)
     assert thread.is_alive() and thread.error is None
-    st = status(client)
+    st = status_over_http(client)
     assert st.checkpoint.last.step == saved[2].step and st.checkpoint.last.path == saved[2].path
     assert st.checkpoint.last_error is None  # the save itself succeeded
-    replica = wait_for(lambda: (r := status(client).checkpoint.replica) and r.last_error and r)
+    replica = wait_for(lambda: (r := status_over_http(client).checkpoint.replica) and r.last_error and r)
     assert (replica.kind, replica.dest, replica.pending) == ("mount", str(mount), 1)
     assert replica.state == "offline" and "Transport endpoint is not connected" in replica.last_error
     assert replica.next_retry_at is not None
     assert [c["step"] for c in manifest(mount)] == [saved[0].step, saved[1].step]
 
     # A fourth save while the mount is down also goes local.
-    record = save(client)
+    record = save_over_http(client)
     assert record.state == "done" and os.path.dirname(record.checkpoint.path) == str(local)
     saved.append(record.checkpoint)
 
@@ -175,14 +131,14 @@ def test_errno_107_on_the_third_save_lands_locally_and_is_copied_when_the_mount_
         assert entry["verified_at"] >= local_copy.saved_at
     assert not (mount / f"ckpt-{saved[0].step:09d}.pt").exists()  # pruned after the listing
     assert not [n for n in os.listdir(mount) if ".tmp-" in n]
-    replica = status(client).checkpoint.replica
+    replica = status_over_http(client).checkpoint.replica
     assert (replica.state, replica.pending, replica.verified.step) == ("ok", 0, saved[3].step)
     assert replica.verified.md5 == md5(saved[3].path)
     state, info = load_resumable(mount)
     assert info.step == saved[3].step
 
     # The mount is used again for the next save, and its manifest keeps the copied entries.
-    record = save(client)
+    record = save_over_http(client)
     assert record.state == "done" and os.path.dirname(record.checkpoint.path) == str(mount)
     assert mon.checkpointer.offline is None
     assert [c["step"] for c in manifest(mount)] == [s.step for s in saved[2:]] + [
@@ -203,28 +159,28 @@ def test_a_mount_that_really_drops_and_returns(tmp_path, served):
     assert ck.fallback_dir == str(local)
 
     wait_for(lambda: mon.step > 10)
-    first = save(client)
+    first = save_over_http(client)
     assert first.state == "done" and first.checkpoint.path == str(mnt / "run" / "ckpt-"
                                                                   f"{first.checkpoint.step:09d}.pt")
-    assert status(client).checkpoint.replica is None  # never needed so far
+    assert status_over_http(client).checkpoint.replica is None  # never needed so far
 
     mnt.unlink()
     mnt.symlink_to(tmp_path / "nowhere")  # the mount is gone
     wait_for(lambda: mon.step > first.checkpoint.step + 10)
-    second = save(client)
+    second = save_over_http(client)
     assert second.state == "done" and os.path.dirname(second.checkpoint.path) == str(local)
-    st = status(client)
+    st = status_over_http(client)
     assert st.checkpoint.last.step == second.checkpoint.step
     assert st.checkpoint.replica.kind == "mount"
-    wait_for(lambda: status(client).checkpoint.replica.state == "offline")
+    wait_for(lambda: status_over_http(client).checkpoint.replica.state == "offline")
     assert not (tmp_path / "nowhere").exists()  # the folder was never re-created there
 
     mnt.unlink()
     mnt.symlink_to(real)  # back
     wait_for(lambda: mon.step > second.checkpoint.step + 10)
-    third = save(client)  # goes local (the copy is still pending) and wakes the replica
+    third = save_over_http(client)  # goes local (the copy is still pending) and wakes the replica
     assert third.state == "done"
-    wait_for(lambda: status(client).checkpoint.replica.state == "ok", timeout=60)
+    wait_for(lambda: status_over_http(client).checkpoint.replica.state == "ok", timeout=60)
     listed = manifest(real / "run")
     steps = [c["step"] for c in listed]
     assert steps[:2] == [first.checkpoint.step, second.checkpoint.step]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import time
 import types
 import urllib.error
 from pathlib import Path
@@ -15,20 +14,10 @@ import pytest
 from colabtui_remote import Monitor, monitor, tunnel
 from colabtui_remote.monitor import connect_line
 from colabtui_remote.tunnel import TunnelError, start_quick_tunnel
+from digits_training import wait_for
 
 STANDIN = Path(__file__).with_name("cloudflared_standin.py")
 FORWARDING = re.compile(r"INF standin forwarding 127\.0\.0\.1:(\d+) -> ")
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02):
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def gone(pid: int) -> bool:
