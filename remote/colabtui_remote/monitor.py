@@ -112,6 +112,8 @@ class Monitor:
 
     Raises:
         ValueError: a bad argument (``run`` empty, a ``gdrive://`` URL that is not valid).
+        ImportError: a ``gdrive://`` destination without pydrive2
+            (``pip install 'colabtui-remote[drive]'``).
     """
 
     def __init__(self, run: str, checkpoint_dir: str | os.PathLike | None = None, *,
@@ -216,7 +218,10 @@ class Monitor:
 
         dest = os.fspath(checkpoint_dir)
         if is_gdrive_url(dest):
+            from .drive.client import require_pydrive2
+
             parse_gdrive_url(dest)  # a bad URL fails here, not on the replica's thread
+            require_pydrive2()  # and a missing extra too
             from .replica import Replicator
             from .replica_drive import DriveReplica
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,12 @@ def test_resume_skips_a_checkpoint_whose_download_fails_its_md5(drive, tmp_path)
     assert entry.step == 10 and md5(path) == md5(infos[0].path)
     assert sorted(os.listdir(to)) == ["ckpt-000000010.pt"]  # no temp files left
     assert [e.step for e in list_verified(open_destination(url))] == [10, 20]  # nothing changed
+
+
+def test_a_drive_destination_without_the_drive_extra_fails_at_once(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pydrive2", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"pip install 'colabtui-remote\[drive\]'"):
+        Monitor(run="digits", checkpoint_dir="gdrive://1AbCdEfGhIjKlMn/run",
+                local_dir=tmp_path / "local", handle_sigterm=False)
+    with pytest.raises(ValueError, match="not a Drive folder id"):
+        Monitor(run="digits", checkpoint_dir="gdrive://nope", handle_sigterm=False)

@@ -119,13 +119,22 @@ class ChecksumMismatch(DriveError):
         self.actual = actual
 
 
-def _require_pydrive2() -> None:
+def require_pydrive2() -> None:
+    """Check that the ``drive`` extra is installed.
+
+    Raises:
+        ImportError: pydrive2 or google-api-python-client is missing; the message says
+            ``pip install 'colabtui-remote[drive]'``.
+    """
     try:
         import googleapiclient  # noqa: F401
         import pydrive2  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"Google Drive support needs pydrive2: {_INSTALL_HINT} "
                           f"({exc})") from exc
+
+
+_require_pydrive2 = require_pydrive2
 
 
 def _error_details(content: Any) -> tuple[str, str]:
