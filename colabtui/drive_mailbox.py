@@ -12,6 +12,7 @@ most every :data:`MIN_POLL_INTERVAL_S` seconds, and a 403/429 rate-limit answer 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from colabtui.mailbox_client import MailboxClient
@@ -38,6 +39,8 @@ class LazyDriveMailbox:
         self._connect = connect
         self._storage: Any = None
         self._lock = threading.Lock()
+        self.rate_limited_until = 0.0
+        """``time.monotonic()`` until which Drive asked us not to call again (Retry-After)."""
 
     def __repr__(self) -> str:
         return f"LazyDriveMailbox({self.url!r})"
@@ -54,11 +57,15 @@ class LazyDriveMailbox:
             return self._storage
 
     def _call(self, method: str, *args: Any) -> Any:
-        from colabtui_remote.drive.client import DriveAuthError, DriveNotFound
+        from colabtui_remote.drive.client import DriveAuthError, DriveNotFound, DriveRateLimited
 
         storage = self._open()
         try:
             return getattr(storage, method)(*args)
+        except DriveRateLimited as exc:  # wait as long as Drive asks (polls double anyway)
+            if exc.retry_after:
+                self.rate_limited_until = time.monotonic() + exc.retry_after
+            raise
         except (DriveAuthError, DriveNotFound) as exc:
             if not isinstance(exc, FileNotFoundError) or method == "check":
                 with self._lock:  # credentials or folder changed: connect afresh next time
@@ -81,11 +88,20 @@ class LazyDriveMailbox:
         self._call("remove", name)
 
 
-def drive_mailbox_client(url: str, connect: Any = None) -> MailboxClient:
-    """A :class:`MailboxClient` for the mailbox at ``url`` (``gdrive://…``), transport ``drive``.
+class DriveMailboxClient(MailboxClient):
+    """A :class:`MailboxClient` over :class:`LazyDriveMailbox`: transport ``drive``, polled at
+    most every :data:`MIN_POLL_INTERVAL_S` seconds, or less often while Drive's last rate-limit
+    answer asked to wait longer (its ``Retry-After``)."""
 
-    Nothing is contacted until the first request.
-    """
-    client = MailboxClient(url, storage=LazyDriveMailbox(url, connect), transport="drive")
-    client.min_poll_interval_s = MIN_POLL_INTERVAL_S
-    return client
+    transport = "drive"
+
+    @property
+    def min_poll_interval_s(self) -> float:  # read by the panel before each poll
+        wait = self.storage.rate_limited_until - time.monotonic()
+        return max(MIN_POLL_INTERVAL_S, wait)
+
+
+def drive_mailbox_client(url: str, connect: Any = None) -> DriveMailboxClient:
+    """A client for the mailbox at ``url`` (``gdrive://…``). Nothing is contacted until the
+    first request."""
+    return DriveMailboxClient(url, storage=LazyDriveMailbox(url, connect))

@@ -193,3 +193,20 @@ def test_checkpoints_of_a_drive_folder_that_does_not_exist(env, capsys):
     assert "not a Drive folder id" in capsys.readouterr().err
     assert main(["checkpoints", "/no/such/run/folder"]) == 2
     assert "/no/such/run/folder: no such folder here" in capsys.readouterr().err
+
+
+async def test_the_laptop_waits_as_long_as_drive_asks_after_a_rate_limit(env, standin):
+    from colabtui.client import SessionError
+    from colabtui.drive_mailbox import MIN_POLL_INTERVAL_S, drive_mailbox_client
+
+    top = standin.create_folder("colabtui")
+    client = drive_mailbox_client(f"gdrive://{top}")
+    assert client.transport == "drive" and client.min_poll_interval_s == MIN_POLL_INTERVAL_S
+    with pytest.raises(SessionError, match="no status.json yet"):
+        await client.status()  # reachable, nothing written yet
+    standin.rate_limit(1, status=429, retry_after=40)
+    with pytest.raises(SessionError) as info:
+        await client.status()
+    assert info.value.kind == "unreachable" and "429" in info.value.message
+    assert 35 < client.min_poll_interval_s <= 40  # the panel's next poll waits that long
+    await client.aclose()
