@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui connect http://127.0.0.1:8765 --token TOKEN --label 'resnet lr=3e-4'\n"
                "  colabtui status --json                     one poll of every session, as JSON\n"
                "  colabtui demo --sessions 2                 two local training runs, live\n"
-               "  colabtui connect gdrive://FOLDER_ID/run    a run's mailbox on Drive (API)\n"
+               "  colabtui connect gdrive://FOLDER_ID/run/mailbox   a run's mailbox on Drive\n"
                "  colabtui checkpoints gdrive://FOLDER_ID/run  its checkpoints, verified or not\n"
                "\nexit codes: 0 ok, 1 a session did not answer usably, 2 bad input or config, "
                "130 interrupted",
@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                "                                          needs `colabtui drive login` once)\n"
                "The exact line to paste is printed by the notebook when it calls mon.serve();\n"
                "a folder is the run's mailbox (mon.serve_mailbox()) as synced to this machine.")
-    p.add_argument("url", help="the session's URL, http:// or https://, or a mailbox folder")
+    p.add_argument("url", help="the session's URL (http:// or https://), a mailbox folder synced "
+                               "here, or a mailbox on Drive (gdrive://FOLDER_ID/path)")
     p.add_argument("--token", default=None,
                    help="bearer token the session printed (an http(s) URL needs one)")
     p.add_argument("--label", default="", help="name shown in the app (default: the session's)")
@@ -246,6 +247,13 @@ async def _connect_drive(config_path: Path, args: argparse.Namespace) -> int:
     client = drive_mailbox_client(url)
     try:  # credentials and the folder itself must be there; a status may come later
         await asyncio.to_thread(client.storage.check)
+        try:
+            await asyncio.to_thread(client.storage.read, "status.json")
+        except FileNotFoundError:
+            inner = await asyncio.to_thread(client.storage.list, "mailbox")
+            if "status.json" in inner:  # the run folder was given, not its mailbox
+                _err(f"{url} is a run folder; its mailbox is {url}/mailbox")
+                return EXIT_USAGE
     except (OSError, ImportError) as exc:
         _err(f"{url}: {plain(exc)}")
         return EXIT_SESSION

@@ -71,6 +71,9 @@ def _drive(args: argparse.Namespace) -> int:
 
     path = credentials_path_in_use()
     if args.action == "logout":
+        if args.client_secrets is not None:
+            _err("logout takes no --client-secrets (it only deletes the saved login)")
+            return EXIT_USAGE
         try:
             os.remove(path)
         except FileNotFoundError:
@@ -87,15 +90,16 @@ def _drive(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     secrets = args.client_secrets.expanduser()
     if not secrets.is_file():
-        _err(f"{secrets}: no such file (download it from the Google Cloud console, "
+        what = "is a folder, not the client file" if secrets.is_dir() else "no such file"
+        _err(f"{secrets}: {what} (download the client file from the Google Cloud console, "
              "APIs & Services > Credentials)")
         return EXIT_USAGE
     try:
         saved = login(secrets, path)
-    except ImportError as exc:
+    except ValueError as exc:  # not an OAuth client file: says what is wrong with it
         _err(str(exc))
-        return EXIT_FAILED
-    except OSError as exc:
+        return EXIT_USAGE
+    except (ImportError, OSError) as exc:  # DriveAuthError: refused, or the exchange failed
         _err(str(exc))
         return EXIT_FAILED
     print(f"logged in; credentials saved to {saved} (mode 600)")
@@ -116,6 +120,7 @@ def _checkpoints(args: argparse.Namespace) -> int:
         entries = dest.read_manifest() or []
         unlisted = sorted(n for n in dest.names() - {e.file for e in entries}
                           if _CKPT_NAME.match(n))
+        on_drive = _drive_md5s(dest)
     except ValueError as exc:  # a gdrive:// URL that is not one
         _err(str(exc))
         return EXIT_USAGE
@@ -132,8 +137,15 @@ def _checkpoints(args: argparse.Namespace) -> int:
     print(f"{'step':>10}  {'size':>9}  {'saved':>12}  verified")
     for e in entries:  # a manifest lists a checkpoint only once it was verified
         how = f"md5, {fmt_age(e.verified_at, now)}" if e.verified_at else "sha256"
+        verdict = f"yes ({how})"
+        if on_drive is not None and e.md5:  # Drive says what the file holds now
+            now_md5 = on_drive.get(e.file)
+            if now_md5 is None:
+                verdict = "NO (the file is gone from Drive)"
+            elif now_md5 != e.md5:
+                verdict = f"NO (Drive's md5 {now_md5[:8]}… is not the manifest's {e.md5[:8]}…)"
         print(f"{e.step:>10,}  {fmt_bytes(e.bytes):>9}  {fmt_age(e.saved_at, now):>12}  "
-              f"yes ({how})  {e.file}")
+              f"{verdict}  {e.file}")
     for name in unlisted:  # a save that died half-way, or a copy not verified yet
         step = int(_CKPT_NAME.match(name).group(1))
         print(f"{step:>10,}  {'?':>9}  {'?':>12}  no (not in the manifest; never loaded)  {name}")
@@ -155,6 +167,15 @@ def _checkpoints(args: argparse.Namespace) -> int:
     print(f"downloaded step {entry.step:,} to {path} ({fmt_bytes(entry.bytes)}; md5 and sha256 "
           "match the manifest)")
     return EXIT_OK
+
+
+def _drive_md5s(dest: Any) -> dict[str, str] | None:
+    """Title → md5 Drive reports now, for a Drive destination (``None`` for a folder: its files
+    are not read again here)."""
+    folder = getattr(dest, "folder", None)
+    if folder is None:
+        return None
+    return {f.title: f.md5 for f in folder().list() if f.md5 is not None}
 
 
 _CKPT_NAME = re.compile(r"^ckpt-(\d{9,})(?:-\d+)?\.pt$")

@@ -35,17 +35,17 @@ def transport_of(client: object) -> str:
     return getattr(client, "transport", "http")
 
 
-def transport_text(client: object) -> Text | None:
+def transport_text(client: object, *, ended: bool = False) -> Text | None:
     """What the panel's connection line adds for a transport other than HTTP:
-    ``" · mailbox · 4 s"`` (the age of the last status read), in yellow when stale;
-    ``None`` for HTTP (nothing to add)."""
+    ``" · mailbox · 4 s"`` (the age of the last status read), in yellow when stale (not once
+    the run has ended: its last status is final, not late); ``None`` for HTTP."""
     if transport_of(client) == "http":
         return None
     text = Text(no_wrap=True)
     text.append(f" · {transport_of(client)}", style="dim")
     age = getattr(client, "status_age_s", None)
     if age is not None:
-        stale = bool(getattr(client, "stale", False))
+        stale = bool(getattr(client, "stale", False)) and not ended
         text.append(f" · {fmt_duration(age)}" + (" old, stale" if stale else ""),
                     style="bold yellow" if stale else "dim")
     return text

@@ -130,7 +130,9 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         done = fmt_bytes(p.bytes_written)
         text.append(f" {done}" + (f"/{fmt_bytes(p.bytes_total)}" if p.bytes_total else ""))
     text.append_text(replica_lines(status, now, offset, compact=compact))
-    if ck.last_error:
+    failed_since_last = ck.last_error is not None and (
+        ck.last is None or ck.last_error_at is None or ck.last_error_at > ck.last.saved_at)
+    if failed_since_last:  # a later good save makes an old failure history, not news
         text.append("\n")
         text.append("save failed", style="bold red")
         if ck.last_error_at is not None:

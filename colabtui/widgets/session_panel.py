@@ -322,7 +322,8 @@ class SessionPanel(Vertical, can_focus=True):
         text.append("\n")
         text.append_text(connection_text(self.conn_kind, self.conn_message,
                                          self.unreachable_since, self._clock(), self.ended))
-        if self.conn_kind == "connected" and (extra := transport_text(self._client)) is not None:
+        if self.conn_kind == "connected" and (extra := transport_text(
+                self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)
         return text
 

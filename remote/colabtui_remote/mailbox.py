@@ -234,13 +234,13 @@ class MailboxServer:
         try:
             obj = schema.loads(data)
             if not isinstance(obj, dict):
-                raise schema.SchemaError('expected an object {"id": "<uuid>", "action": "save"}')
+                raise schema.SchemaError(f"JSON {type(obj).__name__}, not an object")
         except schema.SchemaError as exc:
             previous = self._bad.get(name)
             rounds = previous[1] + 1 if previous is not None and previous[0] == data else 1
             self._bad[name] = (data, rounds)
             if rounds >= GARBAGE_AFTER:  # the same bytes several rounds running: not a sync lag
-                self._reject(file_id, None, f"command file {where} is {exc}; "
+                self._reject(file_id, None, f"command file {where} does not parse ({exc}); "
                              'expected {"id": "<uuid>", "action": "save" or "stop"}')
             return
         self._bad.pop(name, None)

@@ -46,9 +46,13 @@ def test_connect_a_drive_mailbox_the_runtime_serves(env, standin, capsys):
             mon.at_step_boundary(step + 1)
         _wait_for("the first status on Drive", lambda: standin.ids_titled("status.json"))
         assert main(["connect", url]) == 0
+        out_connect = capsys.readouterr().out
+        run_folder = url.rsplit("/", 1)[0]  # a slip: the run folder, not its mailbox
+        assert main(["connect", run_folder]) == 2
+        assert f"its mailbox is {url}" in capsys.readouterr().err
     finally:
         mon.close()
-    out = capsys.readouterr().out
+    out = out_connect
     assert f"saved digits · T4 (Drive mailbox {url}): run digits" in out
     (session,) = load_config(env).sessions
     assert (session.url, session.token, session.label) == (url, "", "digits · T4")
@@ -86,6 +90,18 @@ def test_drive_login_needs_a_client_file_and_logout_forgets(env, tmp_path, capsy
     assert "--client-secrets" in capsys.readouterr().err
     assert main(["drive", "login", "--client-secrets", str(tmp_path / "missing.json")]) == 2
     assert "no such file" in capsys.readouterr().err
+    assert main(["drive", "login", "--client-secrets", str(tmp_path)]) == 2
+    assert "is a folder, not the client file" in capsys.readouterr().err
+    bad = tmp_path / "client_secret.json"
+    for body, says in [("not json{{", "it is not JSON"),
+                       ('{"web_app": {}}', 'no "installed" client in it'),
+                       ('{"installed": {"client_id": "x"}}',
+                        "the client has no client_secret, auth_uri, token_uri")]:
+        bad.write_text(body)
+        assert main(["drive", "login", "--client-secrets", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert f"{bad}: not an OAuth client file" in err and says in err, err
+    assert main(["drive", "logout", "--client-secrets", str(bad)]) == 2
     creds = Path(load_creds_path())
     assert creds.exists()
     assert main(["drive", "logout"]) == 0
@@ -165,6 +181,9 @@ def test_checkpoints_on_drive_are_listed_verified_and_downloaded_md5_checked(env
     other = tmp_path / "other.pt"
     other.write_bytes(b"not the checkpoint" * 1000)
     DriveFolder.open(url).upload(other, "ckpt-000000200.pt", file_id=newest)
+    assert main(["checkpoints", url]) == 0
+    row = [line for line in capsys.readouterr().out.splitlines() if "00200" in line][0]
+    assert "NO (Drive's md5" in row and "is not the manifest's" in row
     to = tmp_path / "laptop"
     with pytest.warns(UserWarning, match="ckpt-000000200.pt"):
         assert main(["checkpoints", url, "--download", "--to", str(to)]) == 0

@@ -227,3 +227,13 @@ async def test_the_add_form_takes_a_mailbox_folder_without_a_token(tmp_path):
         await pilot.pause()
     saved = load_config(config).sessions
     assert [(s.url, s.token) for s in saved] == [(f"mailbox:{mailbox}", "")]
+
+
+def test_a_failed_save_is_news_only_until_a_later_save_succeeds():
+    kaggle = three_sessions()[2].status  # its last save failed 60 s ago, after step 2000's
+    assert "save failed" in checkpoint_lines(kaggle, NOW, 0.0, 30.0).plain
+    later = dataclasses.replace(kaggle.checkpoint.last, step=2200, saved_at=NOW - 10)
+    fixed = dataclasses.replace(kaggle, checkpoint=dataclasses.replace(kaggle.checkpoint,
+                                                                       last=later))
+    text = checkpoint_lines(fixed, NOW, 0.0, 30.0).plain
+    assert "save failed" not in text and "step 2,200" in text

@@ -82,7 +82,7 @@ def test_unknown_action_and_a_mismatched_id_are_answered_as_failed(box):
         server.tick()
     assert "unknown action 'explode'" in _record(folder, "u-1").error
     assert "holds id 'other'" in _record(folder, "u-2").error
-    assert "expected an object" in _record(folder, "u-3").error
+    assert "(JSON list, not an object)" in _record(folder, "u-3").error
     assert not mon.commands.has_pending()
 
 

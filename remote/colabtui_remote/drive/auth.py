@@ -208,6 +208,26 @@ def _private_file(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+def _check_client_secrets(path: Path) -> None:
+    """Raise ``ValueError`` (saying what is wrong, and where) unless ``path`` holds an OAuth
+    client as the Google Cloud console downloads it: ``{"installed": {"client_id", ...}}``."""
+    where = f"{path}: not an OAuth client file (download one from the Google Cloud console, " \
+            "APIs & Services > Credentials > OAuth client ID > Desktop app)"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{where}: it is not JSON ({exc})") from None
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    client = doc.get("installed") or doc.get("web") if isinstance(doc, dict) else None
+    if not isinstance(client, dict):
+        raise ValueError(f"{where}: no \"installed\" client in it")
+    missing = [k for k in ("client_id", "client_secret", "auth_uri", "token_uri")
+               if not isinstance(client.get(k), str) or not client.get(k)]
+    if missing:
+        raise ValueError(f"{where}: the client has no {', '.join(missing)}")
+
+
 def login(client_secrets_path: str | os.PathLike,
           credentials_path: str | os.PathLike | None = None, *,
           launch_browser: bool = True, port_numbers: list[int] | None = None) -> Path:
@@ -235,6 +255,7 @@ def login(client_secrets_path: str | os.PathLike,
         from pydrive2.settings import InvalidConfigError
     except ImportError as exc:
         raise ImportError(f"Google Drive support needs pydrive2: {_INSTALL_HINT}") from exc
+    _check_client_secrets(Path(client_secrets_path))
     path = Path(credentials_path).expanduser() if credentials_path else credentials_path_in_use()
     # A fresh consent every time (an old login in the file, revoked or not, is not reused); the
     # old file is replaced only once the new login is saved.

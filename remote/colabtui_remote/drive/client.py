@@ -811,7 +811,8 @@ class DriveFolder:
             actual = digest.hexdigest()
             if file.md5 is not None and actual != file.md5:
                 raise ChecksumMismatch(f"downloaded {where}: md5 {actual} of the bytes received "
-                                       f"differs from Drive's {file.md5}; {dest} left as it was",
+                                       f"differs from the expected {file.md5}; the download is "
+                                       f"discarded and {dest} left as it was",
                                        expected=file.md5, actual=actual)
             if file.size is not None and received != file.size:
                 raise DriveBadResponse(f"downloaded {where}: {received} bytes received, Drive "

@@ -14,6 +14,7 @@ import sys
 import time
 
 from colabtui_remote import Monitor
+from colabtui_remote.checkpoint_state import CheckpointError
 
 BATCH_SIZE = 64
 EVAL_EVERY = 100
@@ -59,11 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765,
                    help="TCP port; 0 picks a free one, -1 serves no HTTP (default 8765)")
     p.add_argument("--mailbox", default=None, metavar="DIR",
-                   help="also serve through this mailbox folder (e.g. on a mounted Drive)")
+                   help="also serve through this mailbox: a folder (e.g. on a mounted Drive) or "
+                        "gdrive://FOLDER_ID/path through the Drive API")
     p.add_argument("--mailbox-interval", type=float, default=5.0, metavar="S",
                    help="seconds between mailbox rounds (default 5)")
     p.add_argument("--token", default=None, help="bearer token (default: a random one, printed)")
-    p.add_argument("--checkpoint-dir", required=True, help="folder for checkpoints; resumes from it")
+    p.add_argument("--checkpoint-dir", required=True,
+                   help="where checkpoints go, and resume from: a folder, or "
+                        "gdrive://FOLDER_ID/path (written locally, then uploaded and verified)")
+    p.add_argument("--local-dir", default=None, metavar="DIR",
+                   help="the runtime's own disk: where gdrive:// checkpoints are written first, "
+                        "and where saves go while a mounted --checkpoint-dir is unreachable "
+                        "(default: $COLABTUI_LOCAL_CHECKPOINTS/<run>, /content/colabtui-"
+                        "checkpoints/<run> on Colab)")
     p.add_argument("--steps", type=int, default=3000, help="total training steps (default 3000)")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
     p.add_argument("--label", default=None, help="name shown in colabtui (default: the run)")
@@ -110,13 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     loss_fn = torch.nn.CrossEntropyLoss()
 
     run = args.run or f"digits-lr{args.lr:g}"
-    mon = Monitor(run=run, checkpoint_dir=args.checkpoint_dir,
-                  autosave_every=args.autosave_every or None, label=args.label or run)
-    mon.track(model=model, optimizer=optimizer, scheduler=scheduler)
-    if args.port >= 0:
-        mon.serve(host=args.host, port=args.port, token=args.token)
-    if args.mailbox:
-        mon.serve_mailbox(args.mailbox, interval_s=args.mailbox_interval)
+    mon = None
+    try:  # what the user gave can be wrong: say so in one line, not a traceback
+        mon = Monitor(run=run, checkpoint_dir=args.checkpoint_dir, local_dir=args.local_dir,
+                      autosave_every=args.autosave_every or None, label=args.label or run)
+        mon.track(model=model, optimizer=optimizer, scheduler=scheduler)
+        mon.resume()  # before serving: a run that cannot resume is not announced
+        if args.port >= 0:
+            mon.serve(host=args.host, port=args.port, token=args.token)
+        if args.mailbox:
+            mon.serve_mailbox(args.mailbox, interval_s=args.mailbox_interval)
+    except (OSError, CheckpointError, ImportError, ValueError) as exc:
+        if mon is not None:
+            mon.close()
+        print(f"train_digits: {exc}", file=sys.stderr)
+        return 2
     try:
         for step in mon.steps(args.steps):
             idx = torch.randint(0, n_train, (BATCH_SIZE,))  # global RNG: resumes exactly
