@@ -82,6 +82,7 @@ class ColabTuiApp(App):
             self.config_error = exc
             self.config = Config()
         self.ledger_error: str | None = None
+        self._shared_runs_warned: set[str] = set()
         try:
             self.ledger: Ledger | None = Ledger(self.ledger_path)
         except Exception as exc:  # noqa: BLE001 - any failure: run without history, say why
@@ -147,6 +148,24 @@ class ColabTuiApp(App):
         with self.batch_update():
             for panel in self.panels:
                 panel.tick()
+        self._warn_shared_runs()
+
+    def _warn_shared_runs(self) -> None:
+        """Say once per run name when two live sessions report the same run: history is kept
+        per run (so a resumed run continues its curve), and two runs under one name would draw
+        into one chart."""
+        live: dict[str, set[str]] = {}
+        for panel in self.panels:
+            status = panel.status
+            if status is not None and panel.ended is None:
+                live.setdefault(status.run, set()).add(status.session_id)
+        for run, sessions in live.items():
+            if len(sessions) > 1 and run not in self._shared_runs_warned:
+                self._shared_runs_warned.add(run)
+                self.notify(f"{len(sessions)} sessions report the same run {run!r}: their loss "
+                            "curves share one history. Give each run its own name "
+                            "(Monitor(run=...)).", title="one run name, two runs",
+                            severity="warning", timeout=20, markup=False)
 
     def focused_panel(self) -> SessionPanel | None:
         """The panel holding the focus, else the first one, else ``None``."""

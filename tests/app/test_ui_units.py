@@ -237,3 +237,20 @@ def test_a_failed_save_is_news_only_until_a_later_save_succeeds():
                                                                        last=later))
     text = checkpoint_lines(fixed, NOW, 0.0, 30.0).plain
     assert "save failed" not in text and "step 2,200" in text
+
+
+async def test_two_live_sessions_of_one_run_name_are_warned_about_once(tmp_path):
+    sessions = three_sessions()
+    sessions[1].status = dataclasses.replace(sessions[1].status, run=sessions[0].status.run)
+    config = tmp_path / "config.toml"
+    write_config(config, sessions)
+    app = ColabTuiApp(config, tmp_path / "l.db", clock=frozen_clock, poll=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        feed(app, sessions)
+        app._tick()
+        app._tick()
+        await pilot.pause()
+        warned = [n for n in app._notifications if n.title == "one run name, two runs"]
+        assert len(warned) == 1
+        assert repr(sessions[0].status.run) in warned[0].message
