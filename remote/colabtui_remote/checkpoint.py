@@ -20,6 +20,7 @@ torch is imported only when a checkpoint is captured, written or loaded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import json
@@ -44,7 +45,7 @@ from .checkpoint_state import (
     saved_values,
     state_nbytes,
 )
-from .schema import CheckpointInfo, SaveProgress
+from .schema import CheckpointInfo, ReplicaCopy, ReplicaStatus, SaveProgress
 
 __all__ = ["MANIFEST", "MOUNT_GONE_ERRNOS", "CheckpointError", "CheckpointWarning", "Checkpointer",
            "FolderIO", "load_resumable", "load_verified", "read_manifest", "restore",
@@ -467,6 +468,7 @@ class Checkpointer:
         self._thread: threading.Thread | None = None
         self._last_error: str | None = None
         self._last_error_at: float | None = None
+        self._resume_point: tuple[int, float] | None = None  # see resumed_from
         self._primary = self._open_folder(self.directory, self._io, create=True)
         self._fallback = (self._open_folder(self.fallback_dir, _OS_IO, create=True)
                           if self.fallback_dir else None)
@@ -617,11 +619,38 @@ class Checkpointer:
                 entries.sort(key=lambda e: e.saved_at)
             return entries
 
-    def replica_status(self) -> Any:
+    def replica_status(self) -> ReplicaStatus | None:
         """The :class:`~colabtui_remote.schema.ReplicaStatus` of :attr:`replica`, else of
-        :attr:`mount_replica` once the folder was found unreachable, else None."""
-        replica = self.replica or self.mount_replica
-        return replica.status() if replica is not None else None
+        :attr:`mount_replica` once the folder was found unreachable, else None.
+
+        For the mount, ``verified`` is the newest checkpoint durable in the folder whichever
+        way it got there: written straight into it (verified by its sha256 read-back; ``md5``
+        None unless a copy of it was md5-checked there) or copied back from the fallback
+        (md5-checked), with its ``saved_at``.
+        """
+        if self.replica is not None:
+            return self.replica.status()
+        if self.mount_replica is None:
+            return None
+        status = self.mount_replica.status()
+        return dataclasses.replace(status, verified=self._verified_in_folder())
+
+    def _verified_in_folder(self) -> ReplicaCopy | None:
+        copied = self.mount_replica.verified()  # what it last read or wrote there
+        with self._cond:
+            written = [e for e in self._primary.entries if not self._abandoned(e)]
+        newest_copy = max(copied, key=lambda e: (e.saved_at, e.step), default=None)
+        newest_written = max(written, key=lambda e: (e.saved_at, e.step), default=None)
+        if newest_written is None or (newest_copy is not None and (
+                newest_copy.saved_at, newest_copy.step) >= (newest_written.saved_at,
+                                                             newest_written.step)):
+            return None if newest_copy is None else newest_copy.as_copy()
+        same = next((e for e in copied if e.sha256 == newest_written.sha256), None)
+        if same is not None:
+            return same.as_copy()
+        return ReplicaCopy(step=newest_written.step, name=os.path.basename(newest_written.path),
+                           bytes=newest_written.bytes, md5=None,
+                           verified_at=newest_written.saved_at, saved_at=newest_written.saved_at)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no save is in flight (its ``on_done`` has run). False on timeout."""
@@ -697,13 +726,16 @@ class Checkpointer:
         if self.mount_replica is not None and not self.mount_replica.settled():
             return self._fallback
         try:  # everything is copied (or there was nothing to copy): try the folder again
+            # A folder that is not there (a mount point left empty, a link pointing away) is
+            # unreachable, not a folder without a manifest.
+            self._io.listdir(self.directory)
             entries = self._load_entries(self._primary)  # the replica rewrote its manifest
         except OSError as exc:
             if self._mount_gone(exc):
                 return self._fallback
             raise
         with self._cond:
-            self._primary.entries = entries
+            self._primary.entries = [e for e in entries if not self._abandoned(e)]
         logger.info("checkpoint folder %s is reachable again", self.directory)
         self._offline = None
         return self._primary
@@ -720,9 +752,12 @@ class Checkpointer:
             from .replica_mount import MountedFolder
 
             first, longest = self._mount_retry_s
-            self.mount_replica = Replicator(MountedFolder(self.directory, io=self._io),
-                                            keep=self.keep, retry_min_s=first,
-                                            retry_max_s=longest)
+            replica = Replicator(MountedFolder(self.directory, io=self._io), keep=self.keep,
+                                 retry_min_s=first, retry_max_s=longest, start=False)
+            if self._resume_point is not None:
+                replica.resumed_from(*self._resume_point)
+            replica.start()
+            self.mount_replica = replica
         return self.mount_replica
 
     def _free_name(self, step: int, folder: _Folder | None = None) -> str:
@@ -855,38 +890,77 @@ class Checkpointer:
         self._prune(dropped)
         return info
 
-    def resumed_from(self, info: CheckpointInfo) -> list[CheckpointInfo]:
-        """Record that resume took ``info``: listed checkpoints after it failed verification, so
-        they are taken off the manifest (their files stay on disk, never loaded) and are no
-        longer reported as the last durable checkpoint.
+    def resumed_from(self, info: CheckpointInfo, at: float | None = None) -> list[CheckpointInfo]:
+        """Record that resume took ``info`` (from this folder, the fallback, or adopted from
+        the replica).
+
+        Listed checkpoints after ``info`` in its folder failed verification, and listed
+        checkpoints of a greater step in either folder are an abandoned future (the run goes
+        on from ``info.step``): both are taken off the manifests (their files stay on disk,
+        never loaded) and are no longer reported as the last durable checkpoint. A folder
+        that is unreachable now (a dropped mount) is left as it is; its next manifest, written
+        by a save or by :attr:`mount_replica`, leaves them off. :attr:`replica` and
+        :attr:`mount_replica` are told too (see
+        :meth:`~colabtui_remote.replica.Replicator.resumed_from`).
+
+        Args:
+            info: the checkpoint resume took.
+            at: when the run resumed, Unix seconds; default now.
 
         Returns:
-            The entries taken off (empty when ``info`` is the newest or not listed).
+            The local entries taken off (empty when none is newer than ``info``).
 
         Raises:
-            OSError: the manifest could not be rewritten (the old one stays as it was).
+            RuntimeError: a save is in flight.
+            OSError: a reachable folder's manifest could not be rewritten (the old one stays as
+                it was); the replicas are told all the same.
         """
+        at = time.time() if at is None else float(at)
         bad: list[CheckpointInfo] = []
+        failure: OSError | None = None
         with self._cond:
             if self._job is not None:
                 raise RuntimeError("resumed_from() while a save is in flight")
+            self._resume_point = (info.step, at)
             for folder in (self._primary, self._fallback):
                 if folder is None:
                     continue
                 paths = [e.path for e in folder.entries]
-                if info.path not in paths:
+                cut = paths.index(info.path) + 1 if info.path in paths else len(paths)
+                kept = [e for i, e in enumerate(folder.entries)
+                        if i < cut and not self._abandoned(e)]
+                gone = [e for e in folder.entries if e not in kept]
+                if not gone:
                     continue
-                cut = paths.index(info.path) + 1
-                kept, gone = folder.entries[:cut], folder.entries[cut:]
-                if gone:
+                if folder is self._primary and self._offline is not None:
+                    folder.entries = kept  # unreachable: its next manifest leaves them off
+                    bad += gone
+                    continue
+                try:
                     self._write_manifest(kept, folder)
                     folder.entries = kept
                     folder.io.fsync_dir(folder.directory)
-                    bad += gone
+                except OSError as exc:
+                    failure = failure or exc
+                    continue
+                bad += gone
+        for replica in (self.replica, self.mount_replica):
+            if replica is not None:
+                replica.resumed_from(info.step, at)
         for entry in bad:
-            logger.info("unlisted %s (step %d): it failed verification on resume; the file is "
-                        "kept but never loaded", entry.path, entry.step)
+            why = (f"saved before the resume at the earlier step {info.step}"
+                   if entry.step > info.step else "it failed verification on resume")
+            logger.info("unlisted %s (step %d): %s; the file is kept but never loaded",
+                        entry.path, entry.step, why)
+        if failure is not None:
+            raise failure
         return bad
+
+    def _abandoned(self, entry: CheckpointInfo) -> bool:
+        """Whether ``entry`` is of the future this run abandoned when it resumed: a greater
+        step than the resume's, saved before it."""
+        point = self._resume_point
+        return point is not None and entry.step > point[0] and entry.saved_at <= point[1]
 
     def _prune(self, dropped: list[CheckpointInfo]) -> None:
         """Delete checkpoints the manifest no longer lists (it was already rewritten)."""
@@ -905,12 +979,13 @@ def _describe(exc: OSError) -> str:
 # --------------------------------------------------------------------------- resume
 
 
-def _warn(message: str) -> None:
-    # Once, not twice: with no logging configured (a notebook, a script) the warning alone
-    # shows; where logging is set up, it goes there too.
-    if logger.hasHandlers():
-        logger.warning("%s", message)
-    warnings.warn(message, CheckpointWarning, stacklevel=3)
+def _warn(message: str, *, log: logging.Logger = logger, stacklevel: int = 3) -> None:
+    """Warn about a skipped checkpoint once: a :class:`CheckpointWarning`, and the same line
+    on ``log`` only where logging is set up (with no logging configured, a notebook or a
+    script, Python would print a logged warning too, and the user would read it twice)."""
+    if log.hasHandlers():
+        log.warning("%s", message)
+    warnings.warn(message, CheckpointWarning, stacklevel=stacklevel)
 
 
 def _load_verified(torch: Any, path: str, step: int | None) -> dict:

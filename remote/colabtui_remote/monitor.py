@@ -104,8 +104,11 @@ class Monitor:
         label: what the laptop shows for this session; defaults to ``run``.
         handle_sigterm: on SIGTERM, save and stop at the next step boundary (main thread only).
         local_dir: local folder for a ``gdrive://`` destination's checkpoints, and the fallback
-            for a folder on a mount; default :func:`default_local_dir`. Given for a plain folder,
-            it turns the mount fallback on whatever the filesystem.
+            for a folder on a mount; default :func:`default_local_dir`. The mount fallback is
+            on for a folder on a FUSE or network filesystem or under ``/content/drive``, and,
+            whatever the filesystem, when ``local_dir`` is given or the environment variable
+            ``COLABTUI_LOCAL_CHECKPOINTS`` names a runtime disk (then the fallback is
+            :func:`default_local_dir`).
         drive_credentials: credentials file for a ``gdrive://`` destination (default: as
             :func:`colabtui_remote.drive.auth.connect` finds them; env
             ``COLABTUI_DRIVE_CREDENTIALS``).
@@ -185,6 +188,12 @@ class Monitor:
         is tried when one fails) and listed locally. With a mount fallback, the newer of the
         folder and the fallback is taken.
 
+        Checkpoints listed with a greater step than the one taken and saved before now are an
+        abandoned future, and listed ones that failed verification are unusable: they are
+        taken off the manifests (locally now; on Drive or the mount at the next manifest
+        written there), never counted toward ``keep``, never reported as verified, and their
+        files are never deleted.
+
         Raises:
             CheckpointError: a checkpoint verified but does not fit the tracked objects; or the
                 Drive destination cannot be read (not found or not shared, credentials refused,
@@ -233,8 +242,11 @@ class Monitor:
             replica.start()  # reads the manifest there: the status shows what is verified
             return ckpt
         fallback = local_dir
-        if fallback is None and on_mounted_filesystem(dest):
-            fallback = default_local_dir(self.run)
+        if fallback is None and (on_mounted_filesystem(dest)
+                                 or os.environ.get(LOCAL_CHECKPOINTS_ENV)):
+            fallback = default_local_dir(self.run)  # the user named a runtime disk
+            if os.path.abspath(fallback) == os.path.abspath(dest):
+                fallback = None  # checkpoints are on that disk already
         return Checkpointer(dest, keep=keep, fallback_dir=fallback)
 
     def _find_resumable(self) -> tuple[dict, schema.CheckpointInfo] | None:
@@ -271,15 +283,20 @@ class Monitor:
         url = self._drive_url
         assert ckpt is not None and url is not None
         dest = open_destination(url, credentials_path=self._drive_credentials)
+        unusable: list = []
         try:
-            got = fetch_newest(dest, ckpt.directory,
+            got = fetch_newest(dest, ckpt.directory, unusable=unusable,
                                check=lambda path, entry: load_verified(path, entry.step))
         except ManifestUnreadable as exc:
             raise CheckpointError(
-                f"cannot resume from Drive: {exc}. Nothing on Drive was changed; fix or move "
-                "that file, or give another checkpoint_dir") from None
+                f"cannot resume from Drive: {exc}. Nothing on Drive was changed. Fix or move "
+                f"that manifest.json in {url} (the checkpoints it lists stay where they are), "
+                "or give another checkpoint_dir") from None
         except OSError as exc:  # DriveError: not found or not shared, credentials, network
             raise CheckpointError(f"cannot resume from {url}: {exc}") from exc
+        finally:
+            if unusable and ckpt.replica is not None:
+                ckpt.replica.unlist(unusable)  # failed md5/sha256: off the next manifest
         if got is None:
             return None
         entry, tmp, state = got
@@ -391,7 +408,9 @@ class Monitor:
             from .drive.auth import connect
             from .drive.client import DriveFolder
             from .drive.mailbox_storage import DriveMailbox
+            from .drive.url import parse_gdrive_url
 
+            parse_gdrive_url(folder)  # a bad URL is said before any login is looked for
             storage: Any = DriveMailbox(DriveFolder.open(folder, connect(), create=True))
             where = folder
         else:

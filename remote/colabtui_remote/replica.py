@@ -20,6 +20,12 @@ A manifest there that does not parse is never overwritten: it is kept under anot
 (``manifest.unreadable-<UTC time>.json``) before a new one is written, and the files it might
 list are never pruned (pruning only touches entries of the new manifest).
 
+After a resume (:meth:`Replicator.resumed_from`) the entries listed there with a greater step
+that were saved before the resume are an abandoned future, and entries whose download failed
+their md5 or sha256 are unusable (:meth:`Replicator.unlist`): both are left off the next
+manifest written there (their files stay, unlisted; they are never deleted by us), never count
+toward ``keep`` and are never reported as verified.
+
 :func:`open_destination`, :func:`list_verified`, :func:`fetch_newest` and
 :func:`download_newest` serve resume and the laptop's ``colabtui checkpoints`` command.
 """
@@ -35,12 +41,13 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .checkpoint import (
     CheckpointError,
+    _warn,
     checkpoint_name,
     is_checkpoint_name,
     parse_manifest_doc,
@@ -92,6 +99,13 @@ class ReplicaEntry:
     file_id: str | None = None
     epoch: int | None = None
     seconds: float | None = None
+
+    def as_copy(self) -> ReplicaCopy:
+        """This entry as the status reports it (``verified_at`` is ``saved_at`` for an entry
+        written there directly, whose sha256 read-back verified it when it was saved)."""
+        return ReplicaCopy(step=self.step, name=self.file, bytes=self.bytes, md5=self.md5,
+                           verified_at=self.verified_at or self.saved_at, file_id=self.file_id,
+                           saved_at=self.saved_at)
 
     def to_json(self) -> dict:
         doc = {"file": self.file, "step": self.step, "epoch": self.epoch, "bytes": self.bytes,
@@ -283,6 +297,8 @@ class Replicator:
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._unreadable: str | None = None  # why the manifest there does not parse
+        self._resume: tuple[int, float] | None = None  # (step, Unix time) of this run's resume
+        self._unusable: set[tuple[str, str]] = set()  # (file, sha256) that failed a download
         self._aside: str | None = None  # where it was kept, until a new one is written
         self._closing = False
         self._deadline = float("inf")
@@ -331,9 +347,68 @@ class Replicator:
 
     def verified(self) -> list[ReplicaEntry]:
         """The destination's manifest as last read or written, oldest first (empty before the
-        first read)."""
+        first read), less the entries :meth:`resumed_from` takes off."""
         with self._cond:
             return list(self._entries or [])
+
+    def resumed_from(self, step: int, at: float | None = None) -> list[ReplicaEntry]:
+        """Record that this run resumed at ``step``.
+
+        Entries listed there with a step greater than ``step`` and saved before ``at`` are an
+        abandoned future (the run goes on from ``step``): they are left off the next manifest
+        written there. Their files stay there (unlisted, never deleted by this Replicator; a
+        new checkpoint never takes their names); they never count toward ``keep`` and
+        :meth:`status` never reports them as verified. Queued local checkpoints of that
+        future are not copied.
+
+        Args:
+            step: the step the run resumed at (the checkpoint's step).
+            at: when, Unix seconds; default now. Checkpoints saved after it are this run's.
+
+        Returns:
+            The entries known to be listed there now that the next manifest leaves off (more
+            may turn up when the manifest is next read).
+        """
+        at = time.time() if at is None else float(at)
+        with self._cond:
+            self._resume = (int(step), at)
+            for path, info in list(self._queue.items()):
+                if info.step > step and info.saved_at <= at:
+                    del self._queue[path]
+                    logger.info("replica %s: not copying %s (step %d): saved before the resume "
+                                "at step %d", self.dest.dest, path, info.step, step)
+        return self._refilter(f"saved before the resume at the earlier step {step}")
+
+    def unlist(self, entries: Iterable[ReplicaEntry]) -> list[ReplicaEntry]:
+        """Leave ``entries`` (listed there; their download failed its md5 or sha256) off the
+        next manifest written there, as :meth:`resumed_from` does with an abandoned future:
+        their files stay, never deleted by this Replicator; they never count toward ``keep``
+        and are never reported as verified.
+
+        Returns:
+            Those of ``entries`` known to be listed there now.
+        """
+        with self._cond:
+            self._unusable.update((e.file, e.sha256) for e in entries)
+        return self._refilter("its download failed its checksum")
+
+    def _refilter(self, why: str) -> list[ReplicaEntry]:
+        with self._cond:
+            before = list(self._entries or [])
+            if self._entries is not None:
+                self._entries = self._listed(self._entries)
+            gone = [e for e in before if e not in (self._entries or [])]
+            self._cond.notify_all()
+        for e in gone:
+            logger.info("replica %s: %s (step %d) is unlisted at the next manifest written there "
+                        "(%s); the file is kept", self.dest.dest, e.file, e.step, why)
+        return gone
+
+    def _listed(self, entries: list[ReplicaEntry]) -> list[ReplicaEntry]:
+        """``entries`` less the abandoned future and the unusable ones (call with the lock)."""
+        cut = self._resume
+        return [e for e in entries if (e.file, e.sha256) not in self._unusable
+                and not (cut is not None and e.step > cut[0] and e.saved_at <= cut[1])]
 
     def status(self) -> ReplicaStatus:
         """The ``checkpoint.replica`` block of the status."""
@@ -348,9 +423,7 @@ class Replicator:
             else:
                 state = "ok"
             newest = self._entries[-1] if self._entries else None
-            verified = None if newest is None else ReplicaCopy(
-                step=newest.step, name=newest.file, bytes=newest.bytes, md5=newest.md5,
-                verified_at=newest.verified_at or newest.saved_at, file_id=newest.file_id)
+            verified = None if newest is None else newest.as_copy()
             return ReplicaStatus(
                 dest=self.dest.dest, kind=self.dest.kind, state=state, verified=verified,
                 uploading=self._uploading, pending=pending, last_error=self._last_error,
@@ -440,6 +513,13 @@ class Replicator:
         logger.info("replica %s: not copying %s: %s", self.dest.dest, info.path, why)
 
     def _read_entries(self) -> list[ReplicaEntry]:
+        """The manifest there as the next one is to list it (less what :meth:`resumed_from`
+        takes off); see :meth:`_read_listed`."""
+        entries = self._read_listed()
+        with self._cond:
+            return self._listed(entries)
+
+    def _read_listed(self) -> list[ReplicaEntry]:
         """The manifest there; [] when there is none or it does not parse (then it is kept
         aside just before the next manifest is written, never before)."""
         if self._aside is not None:
@@ -449,9 +529,12 @@ class Replicator:
         except ManifestUnreadable as exc:
             if self._unreadable != str(exc):
                 self._unreadable = str(exc)
-                note = (f"{exc}; it is kept under another name when the next checkpoint is "
-                        "listed there (no file it may list is deleted or overwritten)")
-                logger.warning("%s", note)
+                # Nothing is done yet, and a resume may stop the run before anything is: the
+                # warning comes when the manifest is actually kept aside.
+                note = (f"{exc}. Nothing there was changed; before this run lists a checkpoint "
+                        "there, that manifest is kept under another name (no file it may list "
+                        "is deleted or overwritten)")
+                logger.info("%s", note)
                 with self._cond:
                     self._last_error, self._last_error_at = note, time.time()
             return []
@@ -528,11 +611,18 @@ class Replicator:
         entry = ReplicaEntry(file=name, step=info.step, bytes=info.bytes, sha256=info.sha256,
                              saved_at=info.saved_at, md5=md5, verified_at=time.time(),
                              file_id=copy.file_id, epoch=info.epoch, seconds=info.seconds)
-        current = self._read_entries()  # again: merge with what is there now
+        listed = self._read_listed()  # again: merge with what is there now
+        with self._cond:
+            current = self._listed(listed)
         merged = sorted([e for e in current if e.file != name] + [entry],
                         key=lambda e: (e.saved_at, e.step))
         kept, dropped = merged[-self.keep:], merged[:-self.keep]
         self._write_manifest(kept)
+        for e in listed:
+            if e not in current:
+                logger.info("replica %s: unlisted %s (step %d): saved before this run resumed "
+                            "at an earlier step, or it failed its checksum when downloaded; the "
+                            "file is kept there", self.dest.dest, e.file, e.step)
         with self._cond:
             self._entries = kept
             self._queue.pop(path, None)
@@ -564,7 +654,9 @@ class Replicator:
             elif state == "error":
                 delay = self.retry_max_s
             else:
-                base = min(self.retry_max_s, self.retry_min_s * 2 ** (self._failures - 1))
+                # The exponent is capped: a float overflow here would end the thread.
+                base = min(self.retry_max_s,
+                           self.retry_min_s * 2.0 ** min(self._failures - 1, 60))
                 delay = min(self.retry_max_s, base * random.uniform(0.75, 1.25))
             message = (str(exc) if isinstance(exc, OSError) and str(exc)
                        else f"{type(exc).__name__}: {exc}")
@@ -620,12 +712,26 @@ def list_verified(dest: str | os.PathLike | ReplicaDestination) -> list[ReplicaE
 
 def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.PathLike, *,
                  check: Callable[[str, ReplicaEntry], Any] | None = None,
-                 progress: Progress | None = None) -> tuple[ReplicaEntry, str, Any] | None:
+                 progress: Progress | None = None,
+                 unusable: list[ReplicaEntry] | None = None
+                 ) -> tuple[ReplicaEntry, str, Any] | None:
     """Download the newest listed checkpoint that verifies into a temporary file in ``to_dir``.
 
     Each candidate, newest first, is fetched (md5 checked against the manifest), its size and
     sha256 compared with the manifest, then ``check(path, entry)`` runs (e.g. a
-    ``torch.load``); one that fails is removed, warned about, and the previous one is tried.
+    ``torch.load``); one that fails is removed, warned about once (a
+    :class:`~colabtui_remote.checkpoint.CheckpointWarning`, also logged where logging is set
+    up), and the previous one is tried.
+
+    Args:
+        dest: the destination, or where it is (see :func:`open_destination`).
+        to_dir: local folder for the download (created if missing).
+        check: ``check(path, entry)``, raising
+            :class:`~colabtui_remote.checkpoint.CheckpointError` for a file that cannot be used.
+        progress: ``progress(bytes_done, bytes_total)`` during each download.
+        unusable: a list the candidates whose bytes are not the manifest's (missing there,
+            md5, size or sha256 differ) are appended to, for :meth:`Replicator.unlist`;
+            candidates that only fail ``check`` are not.
 
     Returns:
         ``(entry, temp_path, check's result)``, the file named ``.ckpt-….tmp-…`` (never loaded
@@ -642,23 +748,21 @@ def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.
     entries = d.read_manifest() or []
     for entry in reversed(entries):
         tmp = os.path.join(to_dir, f".{entry.file}.tmp-{secrets.token_hex(4)}")
+        intact = False
         try:
             d.fetch(entry, tmp, progress=progress)
             size, sha = sha256_file(tmp)
             if size != entry.bytes or sha != entry.sha256:
                 raise CheckpointError(f"{size} bytes with sha256 {sha}, the manifest says "
                                       f"{entry.bytes} bytes with sha256 {entry.sha256}")
+            intact = True
             result = check(tmp, entry) if check is not None else None
         except CheckpointError as exc:
             _remove(tmp)
-            message = (f"checkpoint {d.dest}/{entry.file} (step {entry.step}) is unusable: "
-                       f"{exc}; trying the previous one")
-            logger.warning("%s", message)
-            import warnings
-
-            from .checkpoint import CheckpointWarning
-
-            warnings.warn(message, CheckpointWarning, stacklevel=2)
+            if not intact and unusable is not None:
+                unusable.append(entry)
+            _warn(f"checkpoint {d.dest}/{entry.file} (step {entry.step}) is unusable: {exc}; "
+                  "trying the previous one", log=logger)
             continue
         except BaseException:
             _remove(tmp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -337,6 +338,115 @@ def test_resume_skips_a_checkpoint_whose_download_fails_its_md5(drive, tmp_path)
     assert entry.step == 10 and md5(path) == md5(infos[0].path)
     assert sorted(os.listdir(to)) == ["ckpt-000000010.pt"]  # no temp files left
     assert [e.step for e in list_verified(open_destination(url))] == [10, 20]  # nothing changed
+
+
+def saved_on_drive(tmp_path, url, steps, keep=3):
+    """Checkpoints of the digits model (model, optimizer, scheduler: a Monitor resumes them)
+    at ``steps``, written by a Checkpointer in ``tmp_path/runtime-1`` and verified on Drive."""
+    training = make_training()
+    tracked = {"model": training.model, "optimizer": training.optimizer,
+               "scheduler": training.scheduler}
+    ck = Checkpointer(tmp_path / "runtime-1", keep=keep)
+    rep = Replicator(DriveReplica(url), keep=keep, **FAST)
+    infos = []
+    for step in steps:
+        training.step()
+        assert ck.submit(ck.capture(tracked, step, None), step, None)
+        assert ck.wait(30)
+        infos.append(ck.last)
+        rep.submit(ck.last)
+        assert rep.wait_idle(60)
+    rep.close(10)
+    ck.close()
+    return infos
+
+
+def test_after_a_resume_from_drive_its_abandoned_future_is_unlisted_and_never_counts_toward_keep(
+        drive, served, tmp_path):
+    url = f"gdrive://{drive.folder_id}/runs/digits"
+    infos = saved_on_drive(tmp_path, url, [6334, 8467, 8977])
+    run_folder = subfolder_id(drive, "runs", "digits")
+    listed = drive_manifest(drive, run_folder)
+    assert [c["step"] for c in listed] == [6334, 8467, 8977]
+    bad = listed[-1]  # someone else's client replaces its bytes: its md5 is not the manifest's
+    garbage = tmp_path / "garbage"
+    garbage.write_bytes(b"not the checkpoint" * 100)
+    DriveFolder(run_folder, connect()).upload(garbage, bad["file"], file_id=bad["file_id"])
+
+    mon, client, thread = served(checkpoint_dir=url, keep=3, local_dir=tmp_path / "runtime-2")
+    wait_for(lambda: mon.step > 8467, timeout=60)  # resumed at 8467: 8977 failed its md5
+    assert thread.error is None
+    replica = mon.checkpointer.replica
+    assert replica.wait_idle(60)
+    v = status_over_http(client).checkpoint.replica.verified
+    assert (v.step, v.saved_at, v.md5) == (8467, infos[1].saved_at, listed[1]["md5"])
+
+    record = save_over_http(client)
+    assert record.state == "done", record.error
+    assert replica.wait_idle(60)
+    now = drive_manifest(drive, run_folder)
+    assert [c["step"] for c in now] == [6334, 8467, record.checkpoint.step]  # 6334 kept
+    assert drive.content(now[0]["file_id"]) == Path(infos[0].path).read_bytes()
+    assert drive.content(bad["file_id"]) == garbage.read_bytes()  # unlisted, never deleted
+    v = status_over_http(client).checkpoint.replica.verified
+    assert (v.step, v.saved_at) == (record.checkpoint.step, record.checkpoint.saved_at)
+
+    for _ in range(2):  # later saves count toward keep=3 with the good ones only
+        step = mon.step
+        wait_for(lambda step=step: mon.step > step + 5)
+        assert save_over_http(client).state == "done"
+        assert replica.wait_idle(60)
+    assert [c["step"] for c in drive_manifest(drive, run_folder)][0] == record.checkpoint.step
+    assert drive.content(bad["file_id"]) == garbage.read_bytes()
+    assert bad["file"] in drive.children(run_folder)
+
+
+def test_a_resume_from_local_disk_unlists_the_abandoned_future_on_drive(drive, served, tmp_path):
+    url = f"gdrive://{drive.folder_id}"
+    infos = saved_on_drive(tmp_path, url, [10, 20, 30])
+    with open(infos[-1].path, "r+b") as f:  # the newest local copy is damaged
+        f.truncate(infos[-1].bytes // 2)
+    on_drive = drive_manifest(drive, drive.folder_id)
+
+    mon, client, thread = served(checkpoint_dir=url, keep=3, local_dir=tmp_path / "runtime-1")
+    wait_for(lambda: mon.step > 20, timeout=60)  # the local 20: step 30 on Drive is not taken
+    assert mon.checkpointer.last.step == 20
+    replica = mon.checkpointer.replica
+    assert replica.wait_idle(60)
+    assert status_over_http(client).checkpoint.replica.verified.step == 20
+    record = save_over_http(client)
+    assert record.state == "done", record.error
+    assert replica.wait_idle(60)
+    assert [c["step"] for c in drive_manifest(drive, drive.folder_id)] == [
+        10, 20, record.checkpoint.step]
+    for entry in on_drive:  # nothing deleted there, step 30 included
+        assert drive.item_md5(entry["file_id"]) == entry["md5"]
+    assert status_over_http(client).checkpoint.replica.verified.step == record.checkpoint.step
+
+
+def test_resume_against_an_unparseable_manifest_on_drive_says_one_consistent_thing(
+        drive, tmp_path, caplog):
+    url = f"gdrive://{drive.folder_id}"
+    drive.put_file(MANIFEST, b'{"format": "colabtui-checkpoints", oops', drive.folder_id)
+    before = drive.children(drive.folder_id)
+    caplog.set_level(logging.WARNING)
+    mon = Monitor(run="digits", checkpoint_dir=url, autosave_every=None, handle_sigterm=False,
+                  local_dir=tmp_path / "empty")
+    try:
+        note = wait_for(lambda: mon.status().checkpoint.replica.last_error)  # it was read
+        with pytest.raises(CheckpointError) as raised:
+            mon.resume()
+        message = str(raised.value)
+        assert f"{url}/manifest.json (file id " in message and "not valid JSON" in message
+        assert "Nothing on Drive was changed" in message
+        assert f"Fix or move that manifest.json in {url}" in message
+        assert "or give another checkpoint_dir" in message
+        said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert not [m for m in said if "another name" in m], said  # nothing promised aloud
+        assert "not valid JSON" in note and "Nothing there was changed" in note
+        assert drive.children(drive.folder_id) == before
+    finally:
+        mon.close()
 
 
 def test_a_drive_destination_without_the_drive_extra_fails_at_once(tmp_path, monkeypatch):

@@ -13,8 +13,11 @@ import errno
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 
+import pytest
 import torch
 from colabtui_remote import Monitor
 from colabtui_remote.checkpoint import MANIFEST, Checkpointer, FolderIO, load_resumable
@@ -323,3 +326,198 @@ def test_a_copy_left_behind_by_a_session_that_died_is_resumed_from_and_copied(tm
         assert md5(real / "run" / "ckpt-000000020.pt") == md5(left_behind.path)
     finally:
         mon.close()
+
+
+def test_the_mount_replica_reports_the_newest_checkpoint_durable_in_the_folder(tmp_path, served):
+    mount = tmp_path / "drive" / "run"
+    io = DroppingMount(str(tmp_path / "drive"), fail_on=3)
+    ck = Checkpointer(mount, keep=3, fallback_dir=tmp_path / "local", io=io,
+                      mount_retry_s=(0.05, 0.2))
+    mon, client, thread = served(checkpointer=ck)
+    saved = []
+    for _ in range(3):
+        wait_for(lambda n=len(saved): mon.step > 10 * (n + 1))
+        record = save_over_http(client)
+        assert record.state == "done", record.error
+        saved.append(record.checkpoint)
+    assert io.down
+
+    # The mount dropped under the third save: the second, written straight into the folder
+    # (verified by its sha256 read-back), is what is durable there.
+    rs = wait_for(lambda: (r := status_over_http(client).checkpoint.replica) and r.last_error and r)
+    assert rs.state == "offline" and rs.pending == 1
+    v = rs.verified
+    assert (v.step, v.name, v.bytes) == (saved[1].step, os.path.basename(saved[1].path),
+                                         saved[1].bytes)
+    assert v.md5 is None and v.saved_at == saved[1].saved_at and v.file_id is None
+
+    io.down = False  # back: the third is copied there and md5-checked
+    assert ck.mount_replica.wait_idle(60)
+    v = status_over_http(client).checkpoint.replica.verified
+    assert (v.step, v.md5, v.saved_at) == (saved[2].step, md5(saved[2].path), saved[2].saved_at)
+    assert v.verified_at >= saved[2].saved_at
+
+    # Later checkpoints go straight onto the mount again: the status follows them.
+    for _ in range(2):
+        step = mon.step
+        wait_for(lambda step=step: mon.step > step + 5)
+        record = save_over_http(client)
+        assert record.state == "done" and os.path.dirname(record.checkpoint.path) == str(mount)
+        rs = status_over_http(client).checkpoint.replica
+        assert (rs.state, rs.pending) == ("ok", 0)
+        v = rs.verified
+        assert (v.step, v.md5, v.saved_at) == (record.checkpoint.step, None,
+                                               record.checkpoint.saved_at)
+
+
+@pytest.mark.parametrize("away", ["missing", "a-file"])
+def test_colabtui_local_checkpoints_turns_the_mount_fallback_on_and_a_vanished_folder_is_a_drop(
+        tmp_path, served, monkeypatch, away):
+    """Not FUSE, no ``local_dir``: the env variable naming a runtime disk is enough. The mount
+    goes away as a link pointing at nothing (FileNotFoundError on the write) or at a file
+    (NotADirectoryError)."""
+    monkeypatch.setenv("COLABTUI_LOCAL_CHECKPOINTS", str(tmp_path / "runtime-disk"))
+    real = tmp_path / "drive-data"
+    (real / "run").mkdir(parents=True)
+    mnt = tmp_path / "mnt"
+    mnt.symlink_to(real)
+    mon, client, thread = served(checkpoint_dir=mnt / "run")
+    local = tmp_path / "runtime-disk" / "digits"
+    assert mon.checkpointer.fallback_dir == str(local)
+
+    wait_for(lambda: mon.step > 10)
+    first = save_over_http(client)
+    assert first.state == "done" and os.path.dirname(first.checkpoint.path) == str(mnt / "run")
+    elsewhere = tmp_path / "elsewhere"
+    if away == "a-file":
+        elsewhere.write_text("not a folder")
+    mnt.unlink()
+    mnt.symlink_to(elsewhere)
+    wait_for(lambda: mon.step > first.checkpoint.step + 5)
+    second = save_over_http(client)
+    assert second.state == "done", second.error
+    assert os.path.dirname(second.checkpoint.path) == str(local)
+    rs = wait_for(lambda: (r := status_over_http(client).checkpoint.replica).state == "offline"
+                  and r)
+    assert rs.pending == 1 and rs.verified.step == first.checkpoint.step
+    assert status_over_http(client).checkpoint.last_error is None
+    assert away == "a-file" or not elsewhere.exists()  # nothing created where the link points
+
+    mnt.unlink()
+    mnt.symlink_to(real)
+    assert mon.checkpointer.mount_replica.wait_idle(60)
+    assert [c["step"] for c in manifest(real / "run")] == [first.checkpoint.step,
+                                                           second.checkpoint.step]
+    assert status_over_http(client).checkpoint.replica.verified.step == second.checkpoint.step
+    assert thread.is_alive() and thread.error is None
+
+
+_DOWNLOAD = """
+import sys
+from colabtui_remote.replica import download_newest
+entry, path = download_newest(sys.argv[1], sys.argv[2])
+print("took step", entry.step)
+"""
+
+
+def test_a_checkpoint_that_fails_on_download_is_warned_about_once(tmp_path):
+    folder = tmp_path / "ckpts"
+    ck = Checkpointer(folder, keep=3)
+    training = make_training()
+    for step in (10, 20):
+        training.step()
+        assert ck.submit(ck.capture({"model": training.model}, step, None), step, None)
+        assert ck.wait(30)
+    ck.close()
+    with open(folder / "ckpt-000000020.pt", "r+b") as f:  # same size, other bytes
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    # A script with no logging set up, as in a notebook: the user reads the warning once.
+    proc = subprocess.run([sys.executable, "-c", _DOWNLOAD, str(folder), str(tmp_path / "down")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "took step 10" in proc.stdout
+    assert proc.stderr.count("ckpt-000000020.pt (step 20) is unusable") == 1, proc.stderr
+    assert "CheckpointWarning" in proc.stderr and "sha256" in proc.stderr
+
+
+def test_a_long_outage_does_not_end_the_replica_thread(tmp_path):
+    """Over a thousand failed attempts in a row (hours of a dropped mount retried at every
+    save) and the copy still lands once the folder is back."""
+
+    class Counting(FolderIO):
+        listed = 0
+
+        def listdir(self, path):
+            Counting.listed += 1
+            return super().listdir(path)
+
+    source = tmp_path / "local"
+    ck = Checkpointer(source)
+    assert ck.submit(ck.capture({"w": torch.zeros(10)}, 1, None), 1, None)
+    assert ck.wait(30)
+    mount = tmp_path / "mount"
+    rep = Replicator(MountedFolder(mount, io=Counting()), keep=2, retry_min_s=1e-5,
+                     retry_max_s=1e-4)
+    rep.submit(ck.last)
+    wait_for(lambda: Counting.listed > 1200, timeout=120)
+    assert rep.status().state == "offline"
+    mount.mkdir()
+    assert rep.wait_idle(60)
+    assert [c["step"] for c in manifest(mount)] == [1]
+    rep.close(10)
+    ck.close()
+
+
+def test_a_resume_from_the_fallback_unlists_the_abandoned_future_on_the_mount(tmp_path, served):
+    real = tmp_path / "drive-data"
+    (real / "run").mkdir(parents=True)
+    mnt = tmp_path / "mnt"
+    mnt.symlink_to(real)
+    local = tmp_path / "local"
+    training = make_training()
+    tracked = {"model": training.model, "optimizer": training.optimizer,
+               "scheduler": training.scheduler}
+
+    def point(target):
+        mnt.unlink()
+        mnt.symlink_to(target)
+
+    def save_with(ck, step):
+        training.step()
+        assert ck.submit(ck.capture(tracked, step, None), step, None)
+        assert ck.wait(30)
+        return ck.last
+
+    first = Checkpointer(mnt / "run", fallback_dir=local, mount_retry_s=(0.05, 0.2))
+    save_with(first, 10)
+    point(tmp_path / "nowhere")
+    assert os.path.dirname(save_with(first, 20).path) == str(local)
+    point(real)
+    assert first.mount_replica.wait_idle(60)
+    thirty = save_with(first, 30)
+    assert os.path.dirname(thirty.path) == str(mnt / "run")
+    first.close()
+    assert [c["step"] for c in manifest(real / "run")] == [10, 20, 30]
+
+    # The next session starts while the mount is gone: it resumes from the fallback's 20, so
+    # the 30 on the mount is a future this run abandoned.
+    point(tmp_path / "nowhere")
+    mon, client, thread = served(checkpoint_dir=mnt / "run", local_dir=local, keep=4)
+    wait_for(lambda: mon.step > 20, timeout=60)
+    assert mon.checkpointer.last.step == 20
+    wait_for(lambda: mon.step > 25)
+    one = save_over_http(client)
+    assert one.state == "done" and os.path.dirname(one.checkpoint.path) == str(local)
+    point(real)
+    wait_for(lambda: mon.step > one.checkpoint.step)
+    two = save_over_http(client)  # still local (copies pending); wakes the replica
+    assert two.state == "done"
+    assert mon.checkpointer.mount_replica.wait_idle(60)
+    assert [c["step"] for c in manifest(real / "run")] == [10, 20, one.checkpoint.step,
+                                                          two.checkpoint.step]
+    assert sha256(real / "run" / os.path.basename(thirty.path)) == thirty.sha256  # kept
+    rs = status_over_http(client).checkpoint.replica
+    assert (rs.state, rs.verified.step) == ("ok", two.checkpoint.step)
