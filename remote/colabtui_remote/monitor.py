@@ -425,7 +425,7 @@ class Monitor:
             self._gpu_started = True
         self._install_sigterm()
         if not quiet:
-            there = where if on_drive else "<this folder as synced there>"
+            there = where if on_drive else _synced_hint(where)
             print(f"colabtui: mailbox {where} (every {interval_s:g} s); on the laptop: "
                   f"colabtui connect {there}", flush=True)
         return where
@@ -751,6 +751,15 @@ def default_local_dir(run: str) -> str:
 
 
 _PLATFORM: tuple[str, str, str] | None = None
+
+
+def _synced_hint(folder: str) -> str:
+    """What to type on the laptop for a mailbox folder: on a mounted Drive, the same path in
+    the user's synced Drive (``<your Drive folder>/MyDrive/colabtui/run``), else the folder."""
+    marker = "/MyDrive/"
+    if marker in folder:
+        return "<your synced Google Drive folder>/MyDrive/" + folder.split(marker, 1)[1]
+    return f"{folder} (as synced to the laptop)"
 
 
 def _host_info() -> schema.HostInfo:
