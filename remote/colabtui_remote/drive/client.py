@@ -777,7 +777,8 @@ class DriveFolder:
             The md5 hex digest of the bytes written.
 
         Raises:
-            ChecksumMismatch: the bytes' md5 is not ``file.md5`` (``expected`` is Drive's).
+            ChecksumMismatch: the bytes' md5 is not ``file.md5`` (``expected``: Drive's, or
+                the one the caller put in ``file``, e.g. from a manifest).
             DriveNotFound: the file is no longer on Drive.
             DriveError: any other Drive failure.
             OSError: the destination cannot be written.
@@ -785,6 +786,8 @@ class DriveFolder:
         _require_pydrive2()
         dest = Path(dest_path)
         where = f"{file.title!r} (file id {file.id}) from Drive folder {self.url}"
+        kept = (f"{dest} left as it was" if os.path.lexists(dest)
+                else f"nothing written to {dest}")
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
         try:
             digest = hashlib.md5()
@@ -812,11 +815,11 @@ class DriveFolder:
             if file.md5 is not None and actual != file.md5:
                 raise ChecksumMismatch(f"downloaded {where}: md5 {actual} of the bytes received "
                                        f"differs from the expected {file.md5}; the download is "
-                                       f"discarded and {dest} left as it was",
+                                       f"discarded, {kept}",
                                        expected=file.md5, actual=actual)
             if file.size is not None and received != file.size:
                 raise DriveBadResponse(f"downloaded {where}: {received} bytes received, Drive "
-                                       f"says {file.size}; {dest} left as it was")
+                                       f"says {file.size}; {kept}")
             os.replace(tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
