@@ -301,7 +301,7 @@ async def poll_all(config: Config, timeout_s: float) -> list[dict[str, Any]]:
 
 async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
     from colabtui.client import SessionError
-    from colabtui.transport import make_client
+    from colabtui.transport import make_client, transport_of
 
     entry: dict[str, Any] = {"label": plain(session.display_label), "url": session.url,
                              "key": session.key, "token": mask_token(session.token)}
@@ -311,10 +311,15 @@ async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
         except SessionError as exc:
             entry.update(ok=False, error={"kind": exc.kind, "message": plain(exc.message)})
             return entry
+        over_http = transport_of(client) == "http"
     loss = st.metrics.get("loss")
     gpu = st.gpus[0] if st.gpus else None
     last = st.checkpoint.last
     now = time.time()
+    # ages on the session's clock over HTTP (its answer is fresh); a mailbox's status may be
+    # old (a stopped run's last file), so there our own clock is the reference
+    ref = st.server_time if over_http and st.server_time is not None else now
+    rep = st.checkpoint.replica
     entry.update(
         ok=True, run=plain(st.run), session_id=plain(st.session_id), state=st.state,
         step=st.step, total_steps=st.total_steps, epoch=st.epoch, steps_per_s=st.steps_per_s,
@@ -328,8 +333,19 @@ async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
         },
         checkpoint=None if last is None else {
             "step": last.step, "bytes": last.bytes, "saved_at": last.saved_at,
-            "age_s": round(max(0.0, (st.server_time or now) - last.saved_at), 1),
+            "age_s": round(max(0.0, ref - last.saved_at), 1),
             "path": plain(last.path),
+        },
+        replica=None if rep is None else {
+            "dest": plain(rep.dest), "kind": rep.kind, "state": rep.state,
+            "verified_step": rep.verified.step if rep.verified else None,
+            "verified_age_s": round(max(0.0, ref - rep.verified.verified_at), 1)
+            if rep.verified else None,
+            "pending": rep.pending,
+            "uploading": None if rep.uploading is None else {
+                "step": rep.uploading.step, "bytes_sent": rep.uploading.bytes_sent,
+                "bytes_total": rep.uploading.bytes_total},
+            "last_error": plain(rep.last_error) if rep.last_error else None,
         },
         error=None if st.error is None else {"kind": "run_failed", "message": plain(st.error)},
     )
@@ -370,6 +386,17 @@ def _row(e: dict[str, Any]) -> list[str]:
     ck = e["checkpoint"]
     ckpt = "none yet" if ck is None else \
         f"step {ck['step']}, {_fmt_bytes(ck['bytes'])}, {_fmt_age(ck['age_s'])}"
+    rep = e.get("replica")
+    if rep is not None:  # what survives the runtime: verified on Drive
+        where = "Drive" if rep["kind"] == "drive" else "Drive mount"
+        if rep["state"] in ("offline", "error"):
+            ckpt += f"; {where} {rep['state']}"
+        elif rep["verified_step"] is not None:
+            ckpt += f"; on {where} step {rep['verified_step']}"
+        else:
+            ckpt += f"; nothing on {where} yet"
+        if rep["pending"]:
+            ckpt += f" ({rep['pending']} local only)"
     return [e["label"], e["state"], step, loss, gpu, ckpt]
 
 

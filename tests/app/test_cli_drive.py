@@ -229,3 +229,39 @@ async def test_the_laptop_waits_as_long_as_drive_asks_after_a_rate_limit(env, st
     assert info.value.kind == "unreachable" and "429" in info.value.message
     assert 35 < client.min_poll_interval_s <= 40  # the panel's next poll waits that long
     await client.aclose()
+
+
+def test_status_shows_what_is_verified_on_drive_with_ages_on_the_laptop_clock(
+        env, standin, tmp_path, monkeypatch, capsys):
+    import json
+
+    import torch
+
+    monkeypatch.setenv("COLABTUI_LOCAL_CHECKPOINTS", str(tmp_path / "runtime-disk"))
+    top = standin.create_folder("colabtui")
+    run_url = f"gdrive://{top}/digits"
+    mon = Monitor(run="digits", checkpoint_dir=run_url, autosave_every=None,
+                  handle_sigterm=False)
+    try:
+        mon.track(w=torch.arange(1000, dtype=torch.float32))
+        mon.serve_mailbox(run_url + "/mailbox", interval_s=0.2)
+        mon.commands.submit("save-1", "save")
+        mon.at_step_boundary(1)  # the save happens at the step boundary, on this thread
+        _wait_for("the save", lambda: mon.checkpointer.last is not None)
+        _wait_for("the copy verified on Drive",
+                  lambda: (r := mon.status().checkpoint.replica) is not None and r.verified)
+        mon.at_step_boundary(2)
+        mon._mailbox.tick()  # the status with the verified copy goes out now
+        assert main(["connect", run_url + "/mailbox"]) == 0
+        capsys.readouterr()
+        assert main(["status", "--json"]) == 0
+    finally:
+        mon.close()
+    (entry,) = json.loads(capsys.readouterr().out)["sessions"]
+    assert entry["checkpoint"]["step"] == 1
+    replica = entry["replica"]
+    assert (replica["kind"], replica["state"], replica["verified_step"]) == ("drive", "ok", 1)
+    assert replica["dest"] == run_url and replica["pending"] == 0
+    assert 0 <= entry["checkpoint"]["age_s"] < 600
+    assert main(["status"]) == 0
+    assert "; on Drive step 1" in capsys.readouterr().out
