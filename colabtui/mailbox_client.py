@@ -74,8 +74,7 @@ class MailboxClient:
             self.transport = transport
         self._clock = clock
         self.interval_s = DEFAULT_INTERVAL_S
-        self.status_age_s: float | None = None
-        """Age of the last status read, seconds (runtime's clock against ours)."""
+        self._status_server_time: float | None = None
 
     def __repr__(self) -> str:
         return f"MailboxClient({str(self.folder)!r})"
@@ -85,6 +84,14 @@ class MailboxClient:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    @property
+    def status_age_s(self) -> float | None:
+        """Age of the last status read, seconds, now (runtime's clock against ours): it keeps
+        growing between polls, so a runtime that stopped writing shows as such."""
+        if self._status_server_time is None:
+            return None
+        return max(0.0, self._clock() - self._status_server_time)
 
     @property
     def stale(self) -> bool:
@@ -106,7 +113,7 @@ class MailboxClient:
                                          "mon.serve_mailbox(), and has the folder synced?")
         await asyncio.to_thread(self._read_interval)
         if status.server_time is not None:
-            self.status_age_s = max(0.0, self._clock() - status.server_time)
+            self._status_server_time = status.server_time
         return status
 
     async def metrics(self, after: int) -> schema.MetricsPage:

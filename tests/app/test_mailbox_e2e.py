@@ -199,12 +199,15 @@ async def test_a_stale_status_is_still_returned_and_the_header_says_so(tmp_path)
     mon = Monitor(run="old", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
     mon.serve_mailbox(tmp_path / "RUN", interval_s=5, quiet=True)
     mon.close()  # a last round, then the runtime writes no more
-    later = time.time() + 60  # the laptop reads it a minute after the runtime last wrote
-    client = MailboxClient(tmp_path / "RUN", clock=lambda: later)
+    now = [time.time() + 60]  # the laptop reads it a minute after the runtime last wrote
+    client = MailboxClient(tmp_path / "RUN", clock=lambda: now[0])
     status = await client.status()
     assert status.run == "old" and client.interval_s == 5
     assert client.stale and client.status_age_s >= 59
     assert "mailbox · 1m old, stale" in transport_text(client).plain
+    now[0] += 120  # no poll since: the age keeps growing on the laptop's clock
+    assert client.status_age_s >= 179 and "mailbox · 3m old, stale" in \
+        transport_text(client).plain
 
 
 def test_bad_mailbox_input_gets_a_clear_error(tmp_path):
