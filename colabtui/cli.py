@@ -186,11 +186,11 @@ async def _connect(config_path: Path, args: argparse.Namespace) -> int:
         return await _connect_mailbox(config_path, args)
     if is_gdrive_url(args.url.strip()):
         return await _connect_drive(config_path, args)
-    if args.token is None:
-        _err("--token is required for an http(s) URL (the notebook printed it)")
-        return EXIT_USAGE
     try:
         url = validate_url(args.url)
+        if args.token is None:
+            _err("--token is required for an http(s) URL (the notebook printed it)")
+            return EXIT_USAGE
         validate_token(args.token)
     except ConfigError as exc:
         _err(exc.reason)
@@ -247,13 +247,6 @@ async def _connect_drive(config_path: Path, args: argparse.Namespace) -> int:
     client = drive_mailbox_client(url)
     try:  # credentials and the folder itself must be there; a status may come later
         await asyncio.to_thread(client.storage.check)
-        try:
-            await asyncio.to_thread(client.storage.read, "status.json")
-        except FileNotFoundError:
-            inner = await asyncio.to_thread(client.storage.list, "mailbox")
-            if "status.json" in inner:  # the run folder was given, not its mailbox
-                _err(f"{url} is a run folder; its mailbox is {url}/mailbox")
-                return EXIT_USAGE
     except (OSError, ImportError) as exc:
         _err(f"{url}: {plain(exc)}")
         return EXIT_SESSION
@@ -262,9 +255,14 @@ async def _connect_drive(config_path: Path, args: argparse.Namespace) -> int:
 
 async def _save_mailbox(config_path: Path, args: argparse.Namespace, url: str, client: Any,
                         where: str) -> int:
-    """Read the mailbox's status once, then save the session (no status yet is fine)."""
+    """Read the mailbox's status once, then save the session (no status yet is fine, a run
+    folder given for its mailbox is not)."""
     from colabtui.client import SessionError
 
+    inner = await asyncio.to_thread(client.run_folder_mailbox)
+    if inner is not None:
+        _err(f"{where.split(' ', 2)[-1]} is a run folder; its mailbox is {inner}")
+        return EXIT_USAGE
     config = load_config(config_path)
     status = None
     async with client:
@@ -312,6 +310,9 @@ async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
             entry.update(ok=False, error={"kind": exc.kind, "message": plain(exc.message)})
             return entry
         over_http = transport_of(client) == "http"
+        status_age = None if over_http else getattr(client, "status_age_s", None)
+        stale = bool(getattr(client, "stale", False)) and st.state not in ("stopped",
+                                                                             "finished", "failed")
     loss = st.metrics.get("loss")
     gpu = st.gpus[0] if st.gpus else None
     last = st.checkpoint.last
@@ -348,6 +349,8 @@ async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
             "last_error": plain(rep.last_error) if rep.last_error else None,
         },
         error=None if st.error is None else {"kind": "run_failed", "message": plain(st.error)},
+        status_age_s=None if status_age is None else round(status_age, 1),
+        stale=stale,
     )
     return entry
 
@@ -397,7 +400,10 @@ def _row(e: dict[str, Any]) -> list[str]:
             ckpt += f"; nothing on {where} yet"
         if rep["pending"]:
             ckpt += f" ({rep['pending']} local only)"
-    return [e["label"], e["state"], step, loss, gpu, ckpt]
+    state = e["state"]
+    if e.get("stale"):  # a mailbox the runtime stopped writing to: it may be dead
+        state += f"? (status {e['status_age_s']:.0f} s old)"
+    return [e["label"], state, step, loss, gpu, ckpt]
 
 
 async def _status(config_path: Path, args: argparse.Namespace) -> int:

@@ -113,7 +113,8 @@ def _checkpoints(args: argparse.Namespace) -> int:
     from colabtui.formatting import fmt_age, fmt_bytes
 
     if not is_gdrive_url(args.dest) and not os.path.isdir(args.dest):
-        _err(f"{args.dest}: no such folder here (a run's checkpoint folder, or gdrive://ID/...)")
+        what = "a file, not a folder" if os.path.exists(args.dest) else "no such folder here"
+        _err(f"{args.dest}: {what} (a run's checkpoint folder, or gdrive://ID/...)")
         return EXIT_USAGE
     try:
         dest = open_destination(args.dest)
@@ -144,6 +145,14 @@ def _checkpoints(args: argparse.Namespace) -> int:
                 verdict = "NO (the file is gone from Drive)"
             elif now_md5 != e.md5:
                 verdict = f"NO (Drive's md5 {now_md5[:8]}… is not the manifest's {e.md5[:8]}…)"
+        elif on_drive is None:  # a folder: its size at least (hashing GBs here would be slow)
+            try:
+                size = os.path.getsize(os.path.join(args.dest, e.file))
+            except OSError:
+                verdict = "NO (the file is missing)"
+            else:
+                if size != e.bytes:
+                    verdict = f"NO ({size:,} bytes, the manifest says {e.bytes:,})"
         print(f"{e.step:>10,}  {fmt_bytes(e.bytes):>9}  {fmt_age(e.saved_at, now):>12}  "
               f"{verdict}  {e.file}")
     for name in unlisted:  # a save that died half-way, or a copy not verified yet

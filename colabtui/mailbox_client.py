@@ -108,9 +108,10 @@ class MailboxClient:
             SessionError: ``unreachable`` (no folder, no status yet, unreadable),
                 ``bad_response`` (garbage), ``protocol`` (another protocol version).
         """
+        synced = "" if self.transport == "drive" else ", and has the folder synced"
         status = await asyncio.to_thread(self._read_parsed, STATUS, schema.parse_status,
                                          "no status.json yet: has the runtime called "
-                                         "mon.serve_mailbox(), and has the folder synced?")
+                                         f"mon.serve_mailbox(){synced}?")
         await asyncio.to_thread(self._read_interval)
         if status.server_time is not None:
             self._status_server_time = status.server_time
@@ -158,6 +159,25 @@ class MailboxClient:
 
     async def aclose(self) -> None:
         """Nothing to release (no connection); here for the same interface."""
+
+    def run_folder_mailbox(self) -> str | None:
+        """When this folder has no ``status.json`` but its ``mailbox`` subfolder has one (the
+        run's folder was given, not its mailbox): the mailbox's path or URL; else ``None``.
+        Blocking (call it on a thread); storage errors count as "no"."""
+        try:
+            self.storage.read(STATUS)
+            return None
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError):
+            return None
+        try:
+            inner = self.storage.list("mailbox")
+        except (OSError, ValueError):
+            return None
+        if STATUS not in inner:
+            return None
+        return f"{str(self.folder).rstrip('/')}/mailbox"
 
     # ----------------------------------------------------------------- plumbing (threads)
 

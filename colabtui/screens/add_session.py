@@ -121,8 +121,12 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
             if exc.kind == "unreachable" and not needs_token(session.url):
                 try:  # the mailbox is there, the runtime has not written yet: add it
                     await asyncio.to_thread(client.storage.check)
-                    self.dismiss(session)
-                    return
+                    inner = await asyncio.to_thread(client.run_folder_mailbox)
+                    if inner is None:
+                        self.dismiss(session)
+                        return
+                    exc = SessionError("bad_response",
+                                       f"this is a run folder; its mailbox is {inner}")
                 except (OSError, ImportError) as why:
                     exc = SessionError("unreachable", str(why))
             self.query_one("#add", Button).disabled = False

@@ -183,7 +183,16 @@ class MailboxServer:
             self.rounds += 1
 
     def _round(self, commands: bool) -> None:
-        self.storage.check()
+        try:
+            self.storage.check()
+        except FileNotFoundError:
+            # A mailbox on Drive deleted under us is made again (the runtime owns it); a local
+            # folder is not: on a dropped mount that would write to the disk under it.
+            if not getattr(self.storage, "recreate_when_gone", False):
+                raise
+            self.storage.create()
+            self._log_once(f"mailbox {self.storage!r} was gone; made it again")
+            self._forget_written()
         if commands:
             self._read_commands()
         # Records read, then the listing written, then the records: a laptop that reads "done"
@@ -197,6 +206,16 @@ class MailboxServer:
         status = self.source.status()  # before the chunks, so they hold every point it counts
         self._write_metrics()
         self.storage.write(STATUS, schema.dumps(schema.status_to_wire(status)))
+
+    def _forget_written(self) -> None:
+        """After the mailbox was made again: what this server wrote there is gone. The
+        description and the listing are written again; metric chunks go on from the newest
+        point already written (the laptop keeps the earlier ones in its history)."""
+        self._checkpoints_written = None
+        self._chunks = []
+        self.storage.write(INFO, schema.dumps({
+            "protocol": schema.PROTOCOL_VERSION, "session_id": self._session,
+            "interval_s": self.interval_s, "written_at": self._clock()}))
 
     def _log_once(self, message: str) -> None:
         if message not in self._logged:

@@ -163,6 +163,13 @@ def test_checkpoints_of_a_local_folder_and_download_the_newest(env, tmp_path, ca
     to = tmp_path / "here"
     assert main(["checkpoints", str(run), "--download", "--to", str(to)]) == 0
     assert "downloaded step 200 to" in capsys.readouterr().out
+    (run / "ckpt-000000100.pt").unlink()  # lost, or cut short: listed, but not there as listed
+    with open(run / "ckpt-000000200.pt", "r+b") as f:
+        f.truncate(1000)
+    assert main(["checkpoints", str(run)]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert "NO (the file is missing)" in rows[1]
+    assert "NO (1,000 bytes, the manifest says" in rows[2]
     got = to / "ckpt-000000200.pt"
     assert hashlib.sha256(got.read_bytes()).hexdigest() == infos[-1].sha256
 
@@ -265,3 +272,26 @@ def test_status_shows_what_is_verified_on_drive_with_ages_on_the_laptop_clock(
     assert 0 <= entry["checkpoint"]["age_s"] < 600
     assert main(["status"]) == 0
     assert "; on Drive step 1" in capsys.readouterr().out
+
+
+def test_status_marks_a_mailbox_run_that_stopped_writing(env, tmp_path, capsys):
+    import json
+
+    folder = tmp_path / "GoogleDrive" / "run" / "mailbox"
+    mon = Monitor(run="digits", handle_sigterm=False)
+    mon.serve_mailbox(folder, interval_s=5, quiet=True)
+    mon._mailbox.tick()
+    assert main(["connect", str(folder)]) == 0
+    # the runtime died 10 minutes ago: its last status says running, and nothing came since
+    status = json.loads((folder / "status.json").read_text())
+    status["server_time"] -= 600
+    (folder / "status.json").write_text(json.dumps(status))
+    capsys.readouterr()
+    assert main(["status", "--json"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["sessions"]
+    assert entry["state"] == "running" and entry["stale"] is True
+    assert entry["status_age_s"] >= 599
+    assert main(["status"]) == 0
+    assert "running? (status 60" in capsys.readouterr().out
+    mon._mailbox._exit.set()  # the "dead" runtime writes no last round
+    mon.close()

@@ -254,3 +254,23 @@ async def test_two_live_sessions_of_one_run_name_are_warned_about_once(tmp_path)
         warned = [n for n in app._notifications if n.title == "one run name, two runs"]
         assert len(warned) == 1
         assert repr(sessions[0].status.run) in warned[0].message
+
+
+async def test_the_add_form_points_from_a_run_folder_to_its_mailbox(tmp_path):
+    run = tmp_path / "GoogleDrive" / "run"
+    (run / "mailbox").mkdir(parents=True)
+    (run / "mailbox" / "status.json").write_text("{}")  # the runtime writes there
+    app = ColabTuiApp(tmp_path / "config.toml", tmp_path / "l.db", poll=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("a")
+        form = app.screen
+        form.query_one("#url").value = str(run)
+        form.query_one("#label").focus()
+        await pilot.press("enter")
+        for _ in range(200):
+            shown = str(form.query_one("#form-error").render())
+            if shown and "asking" not in shown:
+                break
+            await pilot.pause(0.02)
+        assert f"this is a run folder; its mailbox is {run}/mailbox" in shown
+        assert app.screen is form

@@ -285,3 +285,41 @@ def test_the_runtime_backs_off_when_drive_rate_limits(standin, creds, top, statu
     assert server.backoff_s == 0.0  # a round that went through: back to the interval
     server.close()
     mon.close()
+
+
+def test_a_mailbox_deleted_on_drive_while_served_is_made_again(standin, creds, top):
+    mon = Monitor(run="digits", handle_sigterm=False)
+    runtime = DriveMailbox(f"gdrive://{top}/RUN/mailbox")
+    runtime.create()
+    server = MailboxServer(mon, runtime, interval_s=0.2)
+    server.tick()
+    (old,) = standin.ids_titled("mailbox")
+    DriveFolder.open(f"gdrive://{top}/RUN").delete(old)  # the user deletes it in Drive's web UI
+    mon.log(1, loss=0.5)
+    server.tick()  # finds it gone, makes it again and writes everything there
+    (new,) = standin.ids_titled("mailbox")
+    assert new != old
+    laptop = DriveMailbox(f"gdrive://{top}/RUN/mailbox")
+    status = schema.parse_status(schema.loads(laptop.read("status.json")))
+    assert status.session_id == mon.session_id and status.metrics == {"loss": 0.5}
+    assert schema.loads(laptop.read("mailbox.json"))["session_id"] == mon.session_id
+    server.close()
+    mon.close()
+
+
+def test_a_local_mailbox_folder_that_vanished_is_not_made_again(tmp_path):
+    from colabtui_remote.mailbox_store import LocalFolder
+
+    mon = Monitor(run="digits", handle_sigterm=False)
+    folder = tmp_path / "drive" / "RUN"
+    storage = LocalFolder(folder)
+    storage.create()
+    server = MailboxServer(mon, storage, interval_s=0.2)
+    server.tick()
+    for f in sorted(folder.rglob("*"), reverse=True):
+        f.rmdir() if f.is_dir() else f.unlink()
+    folder.rmdir()  # a mount that dropped: writing under it would fill the local disk
+    server.tick()
+    assert not folder.exists()
+    server.close()
+    mon.close()

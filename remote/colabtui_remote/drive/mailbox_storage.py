@@ -49,6 +49,10 @@ class DriveMailbox:
         ValueError: a malformed URL or id.
     """
 
+    recreate_when_gone = True
+    """A mailbox on Drive deleted while the runtime serves it is made again by the runtime
+    (see :class:`~colabtui_remote.mailbox.MailboxServer`)."""
+
     def __init__(self, folder: str | DriveFolder, drive: GoogleDrive | None = None) -> None:
         self._lock = threading.Lock()
         self._subfolders: dict[str, DriveFolder] = {}
