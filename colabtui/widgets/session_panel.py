@@ -336,8 +336,10 @@ class SessionPanel(Vertical, can_focus=True):
 
     @property
     def live(self) -> bool:
-        """Whether what the panel shows comes from the latest poll."""
-        return self.conn_kind == "connected"
+        """Whether what the panel shows is current: from the latest poll, and (over a
+        mailbox) not a status the runtime stopped refreshing."""
+        return self.conn_kind == "connected" and not (
+            self.ended is None and bool(getattr(self._client, "stale", False)))
 
     def set_index(self, index: int) -> None:
         """Renumber the panel (after another one was removed)."""

@@ -219,3 +219,33 @@ def test_bad_mailbox_input_gets_a_clear_error(tmp_path):
                            "--checkpoint-dir", str(tmp_path / "c")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "--port -1 (no HTTP) needs --mailbox DIR" in done.stderr
+
+
+async def test_a_mailbox_status_the_runtime_stopped_refreshing_is_not_shown_as_live(tmp_path):
+    from colabtui_remote import Monitor
+
+    from colabtui.config import SessionConfig
+
+    folder = tmp_path / "RUN"
+    mon = Monitor(run="old", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
+    mon.serve_mailbox(folder, interval_s=1, quiet=True)
+    mon._mailbox.tick()
+    mon._mailbox._exit.set()  # the runtime dies: no last round, nothing written any more
+    status = json.loads((folder / "status.json").read_text())
+    status["server_time"] -= 600  # written ten minutes ago, still saying "running"
+    (folder / "status.json").write_text(json.dumps(status))
+    config = tmp_path / "config.toml"
+    save_config(Config([SessionConfig(mailbox_url(folder), "", "old")]), config)
+    app = ColabTuiApp(config, tmp_path / "ledger.sqlite3")
+    async with app.run_test(size=(120, 36)) as pilot:
+        panel = app.panels[0]
+        for _ in range(300):
+            if panel.status is not None:
+                break
+            await pilot.pause(0.05)
+        assert panel.status.state == "running" and panel.conn_kind == "connected"
+        assert not panel.live and panel.has_class("-stale")
+        await pilot.pause(1.2)
+        shown = app.panels[0].query_one("#header").render()
+        assert "stale" in str(shown)
+    mon.close()
