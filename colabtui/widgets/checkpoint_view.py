@@ -128,7 +128,9 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         text.append(f"saving {step}: ", style="bold yellow")
         text.append(p.phase)  # from the session: plain text
         done = fmt_bytes(p.bytes_written)
-        text.append(f" {done}" + (f"/{fmt_bytes(p.bytes_total)}" if p.bytes_total else ""))
+        # bytes_total is the tensor data's size while writing: the file's framing can pass it
+        known = p.bytes_total and p.bytes_written <= p.bytes_total
+        text.append(f" {done}" + (f"/{fmt_bytes(p.bytes_total)}" if known else ""))
     text.append_text(replica_lines(status, now, offset, compact=compact))
     failed_since_last = ck.last_error is not None and (
         ck.last is None or ck.last_error_at is None or ck.last_error_at > ck.last.saved_at)

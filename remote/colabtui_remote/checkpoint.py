@@ -469,11 +469,17 @@ class Checkpointer:
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._resume_point: tuple[int, float] | None = None  # see resumed_from
+        self._abandoned_keys: set[tuple[str, str]] = set()  # the folder's: see _abandoned
         self._primary = self._open_folder(self.directory, self._io, create=True)
         self._fallback = (self._open_folder(self.fallback_dir, _OS_IO, create=True)
                           if self.fallback_dir else None)
         if self._fallback is not None:
             self._copy_left_behind()
+        if replica is not None:
+            # A session that died mid-upload left its newest local checkpoints uncopied: they
+            # are copied now unless the destination lists them or something newer.
+            for info in self.list():
+                replica.submit(info, only_if_newer=True)
 
     def _copy_left_behind(self) -> None:
         """Fallback checkpoints newer than the folder's newest and not in it (an earlier session
@@ -755,7 +761,7 @@ class Checkpointer:
             replica = Replicator(MountedFolder(self.directory, io=self._io), keep=self.keep,
                                  retry_min_s=first, retry_max_s=longest, start=False)
             if self._resume_point is not None:
-                replica.resumed_from(*self._resume_point)
+                replica.resumed_from(*self._resume_point, abandoned=self._folder_abandoned())
             replica.start()
             self.mount_replica = replica
         return self.mount_replica
@@ -895,13 +901,17 @@ class Checkpointer:
         the replica).
 
         Listed checkpoints after ``info`` in its folder failed verification, and listed
-        checkpoints of a greater step in either folder are an abandoned future (the run goes
-        on from ``info.step``): both are taken off the manifests (their files stay on disk,
-        never loaded) and are no longer reported as the last durable checkpoint. A folder
-        that is unreachable now (a dropped mount) is left as it is; its next manifest, written
-        by a save or by :attr:`mount_replica`, leaves them off. :attr:`replica` and
+        checkpoints of a greater step saved before ``at`` in either folder are an abandoned
+        future (the run goes on from ``info.step``): both are taken off the manifests (their
+        files stay on disk, never loaded) and are no longer reported as the last durable
+        checkpoint. Only entries read by now count: a folder that was unreachable when this
+        Checkpointer read it (a dropped mount) may hold newer checkpoints nobody looked at, and
+        those are never unlisted because of this resume. A folder whose manifest was read but
+        that is unreachable now is left as it is; its next manifest, written by a save or by
+        :attr:`mount_replica`, leaves the abandoned ones off. :attr:`replica` and
         :attr:`mount_replica` are told too (see
-        :meth:`~colabtui_remote.replica.Replicator.resumed_from`).
+        :meth:`~colabtui_remote.replica.Replicator.resumed_from`; the mount replica gets the
+        folder's abandoned entries, read here).
 
         Args:
             info: the checkpoint resume took.
@@ -925,10 +935,12 @@ class Checkpointer:
             for folder in (self._primary, self._fallback):
                 if folder is None:
                     continue
+                future = [e for e in folder.entries if e.step > info.step and e.saved_at <= at]
+                if folder is self._primary:
+                    self._abandoned_keys.update(_key(e) for e in future)
                 paths = [e.path for e in folder.entries]
                 cut = paths.index(info.path) + 1 if info.path in paths else len(paths)
-                kept = [e for i, e in enumerate(folder.entries)
-                        if i < cut and not self._abandoned(e)]
+                kept = [e for i, e in enumerate(folder.entries) if i < cut and e not in future]
                 gone = [e for e in folder.entries if e not in kept]
                 if not gone:
                     continue
@@ -944,9 +956,10 @@ class Checkpointer:
                     failure = failure or exc
                     continue
                 bad += gone
-        for replica in (self.replica, self.mount_replica):
-            if replica is not None:
-                replica.resumed_from(info.step, at)
+        if self.replica is not None:
+            self.replica.resumed_from(info.step, at)
+        if self.mount_replica is not None:
+            self.mount_replica.resumed_from(info.step, at, abandoned=self._folder_abandoned())
         for entry in bad:
             why = (f"saved before the resume at the earlier step {info.step}"
                    if entry.step > info.step else "it failed verification on resume")
@@ -957,16 +970,25 @@ class Checkpointer:
         return bad
 
     def _abandoned(self, entry: CheckpointInfo) -> bool:
-        """Whether ``entry`` is of the future this run abandoned when it resumed: a greater
-        step than the resume's, saved before it."""
-        point = self._resume_point
-        return point is not None and entry.step > point[0] and entry.saved_at <= point[1]
+        """Whether ``entry`` (of the checkpoint folder) is of the future this run abandoned when
+        it resumed: listed in the folder's manifest as read by then, with a greater step than
+        the resume's, saved before it."""
+        return _key(entry) in self._abandoned_keys
+
+    def _folder_abandoned(self) -> set[tuple[str, str]]:
+        """(file name, sha256) of the checkpoint folder's entries abandoned at the resume."""
+        return set(self._abandoned_keys)
 
     def _prune(self, dropped: list[CheckpointInfo]) -> None:
         """Delete checkpoints the manifest no longer lists (it was already rewritten)."""
         for entry in dropped:
             inside = os.path.dirname(entry.path) == self.directory
             _remove_quietly(entry.path, self._io if inside else _OS_IO)
+
+
+def _key(entry: CheckpointInfo) -> tuple[str, str]:
+    """(file name, sha256): how an entry is known in any copy of a folder's manifest."""
+    return os.path.basename(entry.path), entry.sha256
 
 
 def _describe(exc: OSError) -> str:

@@ -251,9 +251,47 @@ class Monitor:
 
     def _find_resumable(self) -> tuple[dict, schema.CheckpointInfo] | None:
         """The newest local checkpoint that verifies (the folder's or the fallback's, newer
-        first), else with a ``gdrive://`` destination the newest on Drive."""
+        first), else with a ``gdrive://`` destination the newest on Drive. A checkpoint folder
+        that cannot be read (a mount that is gone) is warned about loudly: it may hold newer
+        checkpoints than the one taken."""
         ckpt = self.checkpointer
         assert ckpt is not None
+        found = self._find_local(ckpt)
+        if found is None and self._drive_url:
+            found = self._resume_from_drive()
+        return found
+
+    def _find_local(self, ckpt: Checkpointer) -> tuple[dict, schema.CheckpointInfo] | None:
+        unreadable = None
+        if ckpt.fallback_dir:
+            try:  # the Checkpointer created it: missing now means the mount is gone
+                os.listdir(ckpt.directory)
+                read_manifest(ckpt.directory)
+            except (OSError, CheckpointError) as exc:
+                if not isinstance(exc, CheckpointError) or isinstance(exc.__cause__, OSError):
+                    unreadable = str(exc.__cause__ or exc)
+        found = self._newest_local(ckpt)
+        if unreadable is not None:
+            self._warn_unread_folder(ckpt, unreadable, found)
+        return found
+
+    @staticmethod
+    def _warn_unread_folder(ckpt: Checkpointer, why: str,
+                            found: tuple[dict, schema.CheckpointInfo] | None) -> None:
+        took = (f"resuming from step {found[1].step} in {ckpt.fallback_dir}" if found
+                else "no checkpoint in the local fallback either: starting at step 0")
+        message = (
+            f"colabtui: WARNING: the checkpoint folder {ckpt.directory} could not be read "
+            f"({why}); it may hold newer checkpoints than this run sees; {took}. To resume "
+            "from there, stop now, wait until the mount is back (on Colab: "
+            "drive.mount('/content/drive')) and run this again; to go on from here, do "
+            "nothing: checkpoints there are not unlisted or deleted because of this resume, and "
+            "this run's checkpoints are copied there once it is back.")
+        if log.hasHandlers():
+            log.warning("%s", message)
+        print(message, flush=True)
+
+    def _newest_local(self, ckpt: Checkpointer) -> tuple[dict, schema.CheckpointInfo] | None:
         folders = [ckpt.directory] + ([ckpt.fallback_dir] if ckpt.fallback_dir else [])
 
         def newest(folder: str) -> float:
@@ -274,7 +312,7 @@ class Monitor:
                 continue
             if found is not None:
                 return found
-        return self._resume_from_drive() if self._drive_url else None
+        return None
 
     def _resume_from_drive(self) -> tuple[dict, schema.CheckpointInfo] | None:
         from .replica import ManifestUnreadable, fetch_newest, open_destination

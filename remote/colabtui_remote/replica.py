@@ -20,11 +20,13 @@ A manifest there that does not parse is never overwritten: it is kept under anot
 (``manifest.unreadable-<UTC time>.json``) before a new one is written, and the files it might
 list are never pruned (pruning only touches entries of the new manifest).
 
-After a resume (:meth:`Replicator.resumed_from`) the entries listed there with a greater step
-that were saved before the resume are an abandoned future, and entries whose download failed
-their md5 or sha256 are unusable (:meth:`Replicator.unlist`): both are left off the next
-manifest written there (their files stay, unlisted; they are never deleted by us), never count
-toward ``keep`` and are never reported as verified.
+After a resume (:meth:`Replicator.resumed_from`) the entries that were read listed there by
+then, with a greater step and saved before the resume, are an abandoned future, and entries
+whose download failed their md5 or sha256 are unusable (:meth:`Replicator.unlist`): both are
+left off the next manifest written there (their files stay, unlisted; they are never deleted by
+us), never count toward ``keep`` and are never reported as verified. Entries never read before
+the resume (the destination was unreachable then) are never unlisted because of it: a newer
+checkpoint there stays listed, and ``keep`` applies there by ``saved_at`` as usual.
 
 :func:`open_destination`, :func:`list_verified`, :func:`fetch_newest` and
 :func:`download_newest` serve resume and the laptop's ``colabtui checkpoints`` command.
@@ -297,8 +299,10 @@ class Replicator:
         self._last_error: str | None = None
         self._last_error_at: float | None = None
         self._unreadable: str | None = None  # why the manifest there does not parse
-        self._resume: tuple[int, float] | None = None  # (step, Unix time) of this run's resume
+        self._abandoned: set[tuple[str, str]] = set()  # (file, sha256): see resumed_from
         self._unusable: set[tuple[str, str]] = set()  # (file, sha256) that failed a download
+        self._if_newer: set[str] = set()  # local paths queued by submit(only_if_newer=True)
+        self._read_tried = False  # a read of the manifest there has finished (or failed)
         self._aside: str | None = None  # where it was kept, until a new one is written
         self._closing = False
         self._deadline = float("inf")
@@ -316,12 +320,24 @@ class Replicator:
 
     # ---- any thread
 
-    def submit(self, info: CheckpointInfo) -> None:
-        """Queue a durable local checkpoint for copying. Returns at once."""
+    def submit(self, info: CheckpointInfo, *, only_if_newer: bool = False) -> None:
+        """Queue a durable local checkpoint for copying. Returns at once.
+
+        Args:
+            info: the checkpoint.
+            only_if_newer: copy it only when it is newer (``saved_at``) than every checkpoint
+                listed there and not listed there itself (a local checkpoint found at start
+                whose upload an earlier session did not finish); otherwise it is dropped from
+                the queue once the manifest there is read.
+        """
         with self._cond:
             if self._closing:
                 logger.warning("replica %s closed: %s is not copied", self.dest.dest, info.path)
                 return
+            if info.path not in self._queue and only_if_newer:
+                self._if_newer.add(info.path)
+            elif not only_if_newer:
+                self._if_newer.discard(info.path)
             self._queue[info.path] = info
             self._cond.notify_all()
 
@@ -351,30 +367,46 @@ class Replicator:
         with self._cond:
             return list(self._entries or [])
 
-    def resumed_from(self, step: int, at: float | None = None) -> list[ReplicaEntry]:
+    def resumed_from(self, step: int, at: float | None = None, *,
+                     abandoned: Iterable[tuple[str, str]] = (),
+                     wait_s: float = 20.0) -> list[ReplicaEntry]:
         """Record that this run resumed at ``step``.
 
-        Entries listed there with a step greater than ``step`` and saved before ``at`` are an
-        abandoned future (the run goes on from ``step``): they are left off the next manifest
-        written there. Their files stay there (unlisted, never deleted by this Replicator; a
-        new checkpoint never takes their names); they never count toward ``keep`` and
-        :meth:`status` never reports them as verified. Queued local checkpoints of that
-        future are not copied.
+        Entries read listed there by now (by this Replicator, or by the caller: ``abandoned``)
+        with a step greater than ``step`` and saved before ``at`` are an abandoned future (the
+        run goes on from ``step``): they are left off the next manifest written there. Their
+        files stay there (unlisted, never deleted by this Replicator; a new checkpoint never
+        takes their names); they never count toward ``keep`` and :meth:`status` never reports
+        them as verified. Entries that were never read before this call (the destination was
+        unreachable) are never unlisted because of it. Queued local checkpoints of that future
+        are not copied.
+
+        When the thread is running and has not finished reading the manifest there yet, this
+        waits up to ``wait_s`` seconds for that read (so what is there at the resume is known).
 
         Args:
             step: the step the run resumed at (the checkpoint's step).
             at: when, Unix seconds; default now. Checkpoints saved after it are this run's.
+            abandoned: ``(file name, sha256)`` of entries the caller read listed there at the
+                resume that belong to that future (a :class:`Checkpointer` reading the mounted
+                folder it writes to).
+            wait_s: the longest wait for the first read there, seconds.
 
         Returns:
-            The entries known to be listed there now that the next manifest leaves off (more
-            may turn up when the manifest is next read).
+            The entries known to be listed there now that the next manifest leaves off.
         """
         at = time.time() if at is None else float(at)
         with self._cond:
-            self._resume = (int(step), at)
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                self._cond.wait_for(lambda: self._read_tried, wait_s)
+            self._abandoned.update(abandoned)
+            self._abandoned.update((e.file, e.sha256) for e in self._entries or []
+                                   if e.step > step and e.saved_at <= at)
             for path, info in list(self._queue.items()):
                 if info.step > step and info.saved_at <= at:
                     del self._queue[path]
+                    self._if_newer.discard(path)
                     logger.info("replica %s: not copying %s (step %d): saved before the resume "
                                 "at step %d", self.dest.dest, path, info.step, step)
         return self._refilter(f"saved before the resume at the earlier step {step}")
@@ -406,9 +438,8 @@ class Replicator:
 
     def _listed(self, entries: list[ReplicaEntry]) -> list[ReplicaEntry]:
         """``entries`` less the abandoned future and the unusable ones (call with the lock)."""
-        cut = self._resume
         return [e for e in entries if (e.file, e.sha256) not in self._unusable
-                and not (cut is not None and e.step > cut[0] and e.saved_at <= cut[1])]
+                and (e.file, e.sha256) not in self._abandoned]
 
     def status(self) -> ReplicaStatus:
         """The ``checkpoint.replica`` block of the status."""
@@ -510,6 +541,7 @@ class Replicator:
     def _drop(self, info: CheckpointInfo, why: str) -> None:
         with self._cond:
             self._queue.pop(info.path, None)
+            self._if_newer.discard(info.path)
         logger.info("replica %s: not copying %s: %s", self.dest.dest, info.path, why)
 
     def _read_entries(self) -> list[ReplicaEntry]:
@@ -525,7 +557,7 @@ class Replicator:
         if self._aside is not None:
             return []  # kept aside already; the next write replaces it
         try:
-            entries = self.dest.read_manifest() or []
+            entries = self._read_manifest()
         except ManifestUnreadable as exc:
             if self._unreadable != str(exc):
                 self._unreadable = str(exc)
@@ -540,6 +572,15 @@ class Replicator:
             return []
         self._unreadable = None
         return entries
+
+    def _read_manifest(self) -> list[ReplicaEntry]:
+        """``dest.read_manifest()``; marks that a read was tried (see :meth:`resumed_from`)."""
+        try:
+            return self.dest.read_manifest() or []
+        finally:
+            with self._cond:
+                self._read_tried = True
+                self._cond.notify_all()
 
     def _write_manifest(self, entries: list[ReplicaEntry]) -> None:
         if self._unreadable is not None and self._aside is None:
@@ -562,6 +603,11 @@ class Replicator:
             self._entries = entries
         if any(e.sha256 == info.sha256 for e in entries):
             self._drop(info, "already there")
+            return
+        with self._cond:
+            if_newer = path in self._if_newer
+        if if_newer and any(e.saved_at >= info.saved_at for e in entries):
+            self._drop(info, "a newer checkpoint is already there")
             return
         if sum(1 for e in entries if e.saved_at > info.saved_at) >= self.keep:
             self._drop(info, f"{self.keep} newer checkpoints are already there")
@@ -626,6 +672,7 @@ class Replicator:
         with self._cond:
             self._entries = kept
             self._queue.pop(path, None)
+            self._if_newer.discard(path)
             self._names.pop(path, None)
             self._md5.pop(path, None)
         logger.info("replica %s: step %d verified (md5 %s)", where, info.step, md5)

@@ -471,12 +471,17 @@ def test_a_long_outage_does_not_end_the_replica_thread(tmp_path):
     ck.close()
 
 
-def test_a_resume_from_the_fallback_unlists_the_abandoned_future_on_the_mount(tmp_path, served):
+def test_a_resume_while_the_mount_is_gone_warns_and_never_unlists_what_is_there(tmp_path,
+                                                                                capsys):
+    """The mount (a link) drops: 20 and 30 go to the runtime disk and are copied back; 40 and
+    50 are then written straight onto it. The runtime restarts while the mount is gone: it can
+    only resume from the disk's 30, says loudly that the mount could not be read, and when the
+    mount is back its 40 and 50, never looked at, stay listed (keep by saved_at as usual)."""
     real = tmp_path / "drive-data"
     (real / "run").mkdir(parents=True)
     mnt = tmp_path / "mnt"
     mnt.symlink_to(real)
-    local = tmp_path / "local"
+    local = tmp_path / "rtdisk"
     training = make_training()
     tracked = {"model": training.model, "optimizer": training.optimizer,
                "scheduler": training.scheduler}
@@ -491,33 +496,45 @@ def test_a_resume_from_the_fallback_unlists_the_abandoned_future_on_the_mount(tm
         assert ck.wait(30)
         return ck.last
 
-    first = Checkpointer(mnt / "run", fallback_dir=local, mount_retry_s=(0.05, 0.2))
+    first = Checkpointer(mnt / "run", keep=3, fallback_dir=local, mount_retry_s=(0.05, 0.2))
     save_with(first, 10)
     point(tmp_path / "nowhere")
     assert os.path.dirname(save_with(first, 20).path) == str(local)
+    thirty = save_with(first, 30)
+    assert os.path.dirname(thirty.path) == str(local)
     point(real)
     assert first.mount_replica.wait_idle(60)
-    thirty = save_with(first, 30)
-    assert os.path.dirname(thirty.path) == str(mnt / "run")
+    newer = [save_with(first, step) for step in (40, 50)]
+    assert all(os.path.dirname(c.path) == str(mnt / "run") for c in newer)
     first.close()
-    assert [c["step"] for c in manifest(real / "run")] == [10, 20, 30]
+    assert [c["step"] for c in manifest(real / "run")] == [30, 40, 50]
 
-    # The next session starts while the mount is gone: it resumes from the fallback's 20, so
-    # the 30 on the mount is a future this run abandoned.
-    point(tmp_path / "nowhere")
-    mon, client, thread = served(checkpoint_dir=mnt / "run", local_dir=local, keep=4)
-    wait_for(lambda: mon.step > 20, timeout=60)
-    assert mon.checkpointer.last.step == 20
-    wait_for(lambda: mon.step > 25)
-    one = save_over_http(client)
-    assert one.state == "done" and os.path.dirname(one.checkpoint.path) == str(local)
-    point(real)
-    wait_for(lambda: mon.step > one.checkpoint.step)
-    two = save_over_http(client)  # still local (copies pending); wakes the replica
-    assert two.state == "done"
-    assert mon.checkpointer.mount_replica.wait_idle(60)
-    assert [c["step"] for c in manifest(real / "run")] == [10, 20, one.checkpoint.step,
-                                                          two.checkpoint.step]
-    assert sha256(real / "run" / os.path.basename(thirty.path)) == thirty.sha256  # kept
-    rs = status_over_http(client).checkpoint.replica
-    assert (rs.state, rs.verified.step) == ("ok", two.checkpoint.step)
+    point(tmp_path / "nowhere")  # the mount is gone when the runtime restarts
+    mon = Monitor(run="digits", checkpoint_dir=mnt / "run", local_dir=local, keep=3,
+                  autosave_every=None, handle_sigterm=False)
+    fresh = make_training(seed=5)
+    mon.track(model=fresh.model, optimizer=fresh.optimizer, scheduler=fresh.scheduler)
+    try:
+        assert mon.resume() == 30
+        out = capsys.readouterr().out
+        assert f"the checkpoint folder {mnt / 'run'} could not be read" in out
+        assert "may hold newer checkpoints" in out and "re-run" in out
+        assert f"resumed digits at step 30 from {thirty.path}" in out
+        ck = mon.checkpointer
+        assert ck.submit(ck.capture(mon._tracked, 31, None), 31, None) and ck.wait(30)
+        one = ck.last
+        assert (one.step, os.path.dirname(one.path)) == (31, str(local))
+
+        point(real)
+        ck.mount_replica.retry_now()
+        assert ck.mount_replica.wait_idle(60)
+        listed = manifest(real / "run")
+        assert [c["step"] for c in listed] == [40, 50, 31]  # 30 pruned there: keep=3
+        for entry, info in zip(listed, [*newer, one], strict=True):
+            assert entry["sha256"] == info.sha256 == sha256(real / "run" / entry["file"])
+        rs = mon.status().checkpoint.replica
+        assert (rs.state, rs.pending, rs.verified.step) == ("ok", 0, 31)
+        state, info = load_resumable(mnt / "run")
+        assert info.step == 31
+    finally:
+        mon.close()
