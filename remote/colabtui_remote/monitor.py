@@ -192,7 +192,10 @@ class Monitor:
         abandoned future, and listed ones that failed verification are unusable: they are
         taken off the manifests (locally now; on Drive or the mount at the next manifest
         written there), never counted toward ``keep``, never reported as verified, and their
-        files are never deleted.
+        files are never deleted. Only manifests read by then count: when the mount (or Drive)
+        cannot be read at resume, what it lists is never unlisted because of this resume, and
+        a mount that cannot be read is warned about loudly (printed): it may hold newer
+        checkpoints than the one taken.
 
         Raises:
             CheckpointError: a checkpoint verified but does not fit the tracked objects; or the
@@ -268,8 +271,10 @@ class Monitor:
                 os.listdir(ckpt.directory)
                 read_manifest(ckpt.directory)
             except (OSError, CheckpointError) as exc:
-                if not isinstance(exc, CheckpointError) or isinstance(exc.__cause__, OSError):
-                    unreadable = str(exc.__cause__ or exc)
+                cause = exc if isinstance(exc, OSError) else exc.__cause__
+                if isinstance(cause, OSError):  # else: read, but its manifest does not parse
+                    unreadable = (f"[Errno {cause.errno}] {cause.strerror}"
+                                  if cause.errno is not None and cause.strerror else str(cause))
         found = self._newest_local(ckpt)
         if unreadable is not None:
             self._warn_unread_folder(ckpt, unreadable, found)
@@ -284,8 +289,8 @@ class Monitor:
             f"colabtui: WARNING: the checkpoint folder {ckpt.directory} could not be read "
             f"({why}); it may hold newer checkpoints than this run sees; {took}. To resume "
             "from there, stop now, wait until the mount is back (on Colab: "
-            "drive.mount('/content/drive')) and run this again; to go on from here, do "
-            "nothing: checkpoints there are not unlisted or deleted because of this resume, and "
+            "drive.mount('/content/drive')) and re-run; to go on from here, do nothing: "
+            "checkpoints there are not unlisted or deleted because of this resume, and "
             "this run's checkpoints are copied there once it is back.")
         if log.hasHandlers():
             log.warning("%s", message)

@@ -456,3 +456,65 @@ def test_a_drive_destination_without_the_drive_extra_fails_at_once(tmp_path, mon
                 local_dir=tmp_path / "local", handle_sigterm=False)
     with pytest.raises(ValueError, match="not a Drive folder id"):
         Monitor(run="digits", checkpoint_dir="gdrive://nope", handle_sigterm=False)
+
+
+def test_a_resume_while_drive_cannot_be_read_never_unlists_what_is_there(drive, served, tmp_path):
+    """Drive answers 503 when the runtime restarts: the local 20 is taken (the local 30 is
+    damaged), and the 30 listed on Drive, never looked at, stays listed once Drive answers."""
+    url = f"gdrive://{drive.folder_id}"
+    infos = saved_on_drive(tmp_path, url, [10, 20, 30])
+    with open(infos[-1].path, "r+b") as f:
+        f.truncate(infos[-1].bytes // 2)
+    drive.fail_next(2, 503)
+    mon, client, thread = served(checkpoint_dir=url, keep=3, local_dir=tmp_path / "runtime-1")
+    wait_for(lambda: mon.step > 20, timeout=60)
+    assert mon.checkpointer.last.step == 20
+    record = save_over_http(client)
+    assert record.state == "done", record.error
+    replica = mon.checkpointer.replica
+
+    def settled():
+        replica.retry_now()
+        return replica.settled()
+
+    wait_for(settled, timeout=60)
+    listed = drive_manifest(drive, drive.folder_id)
+    assert [c["step"] for c in listed] == [20, 30, record.checkpoint.step]  # keep=3, by saved_at
+    assert listed[1]["md5"] == drive.item_md5(listed[1]["file_id"])
+    assert drive.content(listed[1]["file_id"]) != b""
+    assert status_over_http(client).checkpoint.replica.verified.step == record.checkpoint.step
+
+
+def test_a_checkpoint_whose_upload_was_killed_is_uploaded_by_the_next_session(drive, tmp_path):
+    """The runtime was SIGKILLed while uploading step 30: durable locally, not on Drive. The
+    next session, on the same local disk, resumes from it and uploads it."""
+    url = f"gdrive://{drive.folder_id}"
+    saved_on_drive(tmp_path, url, [10, 20])
+    training = make_training(seed=3)
+    tracked = {"model": training.model, "optimizer": training.optimizer,
+               "scheduler": training.scheduler}
+    ck = Checkpointer(tmp_path / "runtime-1", keep=3)  # the upload never finished
+    training.step()
+    assert ck.submit(ck.capture(tracked, 30, None), 30, None) and ck.wait(30)
+    thirty = ck.last
+    ck.close()
+    assert [c["step"] for c in drive_manifest(drive, drive.folder_id)] == [10, 20]
+
+    mon = Monitor(run="digits", checkpoint_dir=url, keep=3, autosave_every=None,
+                  handle_sigterm=False, local_dir=tmp_path / "runtime-1")
+    fresh = make_training(seed=5)
+    mon.track(model=fresh.model, optimizer=fresh.optimizer, scheduler=fresh.scheduler)
+    try:
+        assert mon.resume() == 30
+        rs = mon.status().checkpoint.replica
+        assert rs.pending >= 1 or (rs.uploading and rs.uploading.step == 30) \
+            or (rs.verified and rs.verified.step == 30)
+        assert mon.checkpointer.replica.wait_idle(60)
+        rs = mon.status().checkpoint.replica
+        assert (rs.state, rs.pending, rs.verified.step) == ("ok", 0, 30)
+        assert rs.verified.md5 == md5(thirty.path)
+        listed = drive_manifest(drive, drive.folder_id)
+        assert [c["step"] for c in listed] == [10, 20, 30]
+        assert drive.content(listed[-1]["file_id"]) == Path(thirty.path).read_bytes()
+    finally:
+        mon.close()
