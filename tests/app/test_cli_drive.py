@@ -96,7 +96,10 @@ def test_drive_login_needs_a_client_file_and_logout_forgets(env, tmp_path, capsy
     for body, says in [("not json{{", "it is not JSON"),
                        ('{"web_app": {}}', 'no "installed" client in it'),
                        ('{"installed": {"client_id": "x"}}',
-                        "the client has no client_secret, auth_uri, token_uri")]:
+                        "the client has no client_secret, auth_uri, token_uri"),
+                       ('{"installed": {"client_id": "x", "client_secret": "s", "auth_uri": '
+                        '"http://a", "token_uri": "http://t", "redirect_uris": []}}',
+                        "redirect_uris must be a non-empty list")]:
         bad.write_text(body)
         assert main(["drive", "login", "--client-secrets", str(bad)]) == 2
         err = capsys.readouterr().err

@@ -226,6 +226,9 @@ def _check_client_secrets(path: Path) -> None:
                if not isinstance(client.get(k), str) or not client.get(k)]
     if missing:
         raise ValueError(f"{where}: the client has no {', '.join(missing)}")
+    uris = client.get("redirect_uris", ["http://localhost"])
+    if not isinstance(uris, list) or not uris or not all(isinstance(u, str) for u in uris):
+        raise ValueError(f"{where}: redirect_uris must be a non-empty list of URLs")
 
 
 def login(client_secrets_path: str | os.PathLike,
