@@ -185,7 +185,7 @@ class CheckpointView(TextBlock):
 
     def __init__(self, clock: Callable[[], float], risk_warning_min: float, *,
                  id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(self.build, id=id)
         self._clock = clock
         self.risk_warning_min = risk_warning_min
         self.status: Status | None = None

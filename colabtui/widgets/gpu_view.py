@@ -70,7 +70,7 @@ class GpuView(TextBlock):
     DEFAULT_CSS = "GpuView { height: auto; }"
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(self.build, id=id)
         self.gpus: list[GpuStats] | None = None
         self.gpu_error: str | None = None
 

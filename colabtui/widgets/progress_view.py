@@ -105,7 +105,7 @@ class ProgressView(TextBlock):
     DEFAULT_CSS = "ProgressView { height: auto; }"
 
     def __init__(self, clock: Callable[[], float] = time.time, *, id: str | None = None) -> None:
-        super().__init__(id=id)
+        super().__init__(self.build, id=id)
         self._clock = clock
         self.status: Status | None = None
         self.live = True

@@ -9,6 +9,8 @@ when the number of lines changed (the blocks are ``height: auto``, one row per l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.widget import Widget
 
@@ -22,19 +24,22 @@ def text_key(text: Text) -> tuple[object, ...]:
 
 
 class TextBlock(Widget):
-    """Base of the panel's text blocks: subclasses implement :meth:`build`."""
+    """Base of the panel's text blocks.
 
-    def __init__(self, *, id: str | None = None) -> None:
+    Args:
+        build: returns the text to show now, for the current width (``self.size.width``,
+            in cells); called on every :meth:`sync` and render.
+        id: the widget id.
+    """
+
+    def __init__(self, build: Callable[[], Text], *, id: str | None = None) -> None:
         super().__init__(id=id)
+        self._build = build
         self._shown: tuple[object, ...] | None = None
         self._lines: int | None = None
 
-    def build(self) -> Text:
-        """The text to show now, for the current width (``self.size.width``, in cells)."""
-        raise NotImplementedError
-
     def render(self) -> Text:
-        text = self.build()
+        text = self._build()
         self._shown, self._lines = text_key(text), text.plain.count("\n") + 1
         return text
 
@@ -43,7 +48,7 @@ class TextBlock(Widget):
 
         A layout pass is asked for only when the number of lines changed.
         """
-        text = self.build()
+        text = self._build()
         key = text_key(text)
         if key == self._shown:
             return False
