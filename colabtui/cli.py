@@ -261,7 +261,7 @@ async def _save_mailbox(config_path: Path, args: argparse.Namespace, url: str, c
 
     inner = await asyncio.to_thread(client.run_folder_mailbox)
     if inner is not None:
-        _err(f"{where.split(' ', 2)[-1]} is a run folder; its mailbox is {inner}")
+        _err(f"{client.folder} is a run folder; its mailbox is {inner}")
         return EXIT_USAGE
     config = load_config(config_path)
     status = None

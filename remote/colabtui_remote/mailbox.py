@@ -132,9 +132,7 @@ class MailboxServer:
             OSError: the folder cannot be written at all (the message names it).
         """
         self.storage.check()
-        self.storage.write(INFO, schema.dumps({
-            "protocol": schema.PROTOCOL_VERSION, "session_id": self._session,
-            "interval_s": self.interval_s, "written_at": self._clock()}))
+        self._write_info()
         self._forget_other_sessions()
         self._thread = threading.Thread(target=self._loop, name="colabtui-remote-mailbox",
                                         daemon=True)
@@ -207,15 +205,19 @@ class MailboxServer:
         self._write_metrics()
         self.storage.write(STATUS, schema.dumps(schema.status_to_wire(status)))
 
+    def _write_info(self) -> None:
+        """Write ``mailbox.json``: protocol, session id, interval."""
+        self.storage.write(INFO, schema.dumps({
+            "protocol": schema.PROTOCOL_VERSION, "session_id": self._session,
+            "interval_s": self.interval_s, "written_at": self._clock()}))
+
     def _forget_written(self) -> None:
         """After the mailbox was made again: what this server wrote there is gone. The
         description and the listing are written again; metric chunks go on from the newest
         point already written (the laptop keeps the earlier ones in its history)."""
         self._checkpoints_written = None
         self._chunks = []
-        self.storage.write(INFO, schema.dumps({
-            "protocol": schema.PROTOCOL_VERSION, "session_id": self._session,
-            "interval_s": self.interval_s, "written_at": self._clock()}))
+        self._write_info()
 
     def _log_once(self, message: str) -> None:
         if message not in self._logged:
