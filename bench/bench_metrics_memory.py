@@ -5,7 +5,7 @@ Logs 10 million points across 3 series (loss, acc, lr) into a default MetricsSto
 * what the store holds (memory_bytes(), and the process's RSS growth) beside the reference, a
   plain list with one (seq, step, time, value) tuple per point, measured with tracemalloc on 1 %
   of the points in the same run and scaled up; target ≤ 100 MB;
-* the largest /v1/metrics body (schema.dumps(page.to_wire())) over 120 pages fetched as a client
+* the largest /v1/metrics body (wire.dumps(page.to_wire())) over 120 pages fetched as a client
   does, from 40 starting seqs spread over the whole range; target ≤ 256 KB. Values are chosen for long JSON: 17 significant
   digits, exponents up to ±300, and some NaN/±inf.
 
@@ -22,7 +22,7 @@ import sys
 import time
 import tracemalloc
 
-from colabtui_remote import schema
+from colabtui_remote import wire
 from colabtui_remote.metrics import MetricsStore
 
 MEMORY_TARGET = 100 * 1000 * 1000
@@ -107,7 +107,7 @@ def main() -> int:
         after = last * k // 40
         for _ in range(3):
             page = store.page(after)
-            body = schema.dumps(page.to_wire())
+            body = wire.dumps(page.to_wire())
             largest = max(largest, len(body))
             total_points += sum(len(p) for p in page.series.values())
             thinned |= page.thinned

@@ -107,8 +107,10 @@ def _drive(args: argparse.Namespace) -> int:
 
 
 def _checkpoints(args: argparse.Namespace) -> int:
+    from colabtui_remote.checkpoint.destinations import open_destination
+    from colabtui_remote.checkpoint.errors import ManifestUnreadable
+    from colabtui_remote.checkpoint.resume import download_newest
     from colabtui_remote.drive.url import is_gdrive_url
-    from colabtui_remote.replica import ManifestUnreadable, download_newest, open_destination
 
     from colabtui.formatting import fmt_age, fmt_bytes
 

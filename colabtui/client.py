@@ -16,7 +16,7 @@ from http import HTTPStatus
 from typing import Any
 
 import httpx
-from colabtui_remote import schema
+from colabtui_remote import schema, wire
 
 from colabtui.config import mask_token
 
@@ -241,7 +241,7 @@ class RemoteClient:
         if not body.strip():
             raise SessionError("bad_response", "answered with an empty body, not JSON", 200)
         try:
-            return schema.loads(body)
+            return wire.loads(body)
         except schema.SchemaError as exc:
             raise SessionError("bad_response", f"malformed JSON: {str(exc)[:200]}", 200) from None
 
@@ -250,7 +250,7 @@ class RemoteClient:
         server_msg = None
         if not self._looks_html(content_type, body):
             try:
-                server_msg = schema.parse_error(schema.loads(body))
+                server_msg = schema.parse_error(wire.loads(body))
             except schema.SchemaError:
                 server_msg = None
         if code in (401, 403):

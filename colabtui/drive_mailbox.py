@@ -1,7 +1,7 @@
 """A session's mailbox on Google Drive, read and written through the Drive API (``gdrive://ID``).
 
 The same layout and the same :class:`~colabtui.mailbox_client.MailboxClient` as a synced folder;
-only the storage differs (:class:`colabtui_remote.drive.mailbox_storage.DriveMailbox`, pydrive2).
+only the storage differs (:class:`colabtui_remote.transport.mailbox.drive_storage.DriveMailbox`, pydrive2).
 Credentials come from ``colabtui drive login`` (see :mod:`colabtui_remote.drive.auth`).
 
 Every Drive request counts against the account's API quota, so a Drive mailbox is polled at
@@ -24,7 +24,7 @@ Drive's per-user quota (12,000 queries a minute by default)."""
 
 
 class LazyDriveMailbox:
-    """:class:`~colabtui_remote.mailbox_store.MailboxStorage` over Drive that connects on first
+    """:class:`~colabtui_remote.transport.mailbox.layout.MailboxStorage` over Drive that connects on first
     use, on the client's worker thread (never on the event loop), and again after a failure.
 
     Args:
@@ -50,14 +50,14 @@ class LazyDriveMailbox:
             if self._storage is None:
                 from colabtui_remote.drive.auth import connect
                 from colabtui_remote.drive.client import DriveFolder
-                from colabtui_remote.drive.mailbox_storage import DriveMailbox
+                from colabtui_remote.transport.mailbox.drive_storage import DriveMailbox
 
                 drive = (self._connect or connect)()
                 self._storage = DriveMailbox(DriveFolder.open(self.url, drive))
             return self._storage
 
     def _call(self, method: str, *args: Any) -> Any:
-        from colabtui_remote.drive.client import DriveAuthError, DriveNotFound, DriveRateLimited
+        from colabtui_remote.drive.errors import DriveAuthError, DriveNotFound, DriveRateLimited
 
         storage = self._open()
         try:

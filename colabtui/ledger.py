@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from colabtui_remote import schema
+from colabtui_remote import schema, wire
 
 ROLLUP_WIDTHS = (32, 1024, 32768)
 """Bucket widths of the roll-ups, in steps. A ratio of 32 between levels bounds what one
@@ -301,7 +301,7 @@ class Ledger:
         width0 = ROLLUP_WIDTHS[0]
         for p in pts:
             v = p.value
-            marker = None if math.isfinite(v) else schema.nonfinite_marker(v)
+            marker = None if math.isfinite(v) else wire.nonfinite_marker(v)
             stored = None if marker else v
             rows.append((sid, sess, p.step, p.seq, p.time, stored, marker))
             b = finest.get(p.step // width0)
@@ -452,14 +452,14 @@ class Ledger:
                     ORDER BY step {order}, seq {order} LIMIT 1""", (sid, sess, hi)).fetchone()
             if row is not None:
                 seq, step, t, v, m = row
-                reducer.keep.add((step, seq, t, schema.marker_value(m, v)))
+                reducer.keep.add((step, seq, t, wire.marker_value(m, v)))
 
     def _raw(self, sid: int, sess: int, cut: float) -> list[schema.MetricPoint]:
         rows = self._db.execute(
             """SELECT seq, step, time, value, marker FROM points
                WHERE series_id = ? AND session = ? AND step < ?""",
             (sid, sess, cut if cut != math.inf else 2**62))
-        return [schema.MetricPoint(seq, step, t, schema.marker_value(m, v))
+        return [schema.MetricPoint(seq, step, t, wire.marker_value(m, v))
                 for seq, step, t, v, m in rows]
 
     def _reduce_raw(self, reducer: _Reducer, sid: int, sess: int, lo: float, cut: float) -> None:
@@ -510,7 +510,7 @@ class _Reducer:
             key = (b, marker)
             cur = self._nf.get(key)
             if cur is None or (step, seq) < (cur[0], cur[1]):
-                self._nf[key] = (step, seq, t, schema.marker_value(marker, None))
+                self._nf[key] = (step, seq, t, wire.marker_value(marker, None))
             return
         cur = self._lo.get(b)
         if cur is None or v < cur[3]:

@@ -2,7 +2,7 @@
 machine), with the same interface as :class:`colabtui.client.RemoteClient`.
 
 The runtime writes ``status.json``, metric chunks and command records into the folder; this
-client reads them and drops command files there (layout: :mod:`colabtui_remote.mailbox_store`).
+client reads them and drops command files there (layout: :mod:`colabtui_remote.transport.mailbox.layout`).
 Every file is parsed with :mod:`colabtui_remote.schema`; every failure is a
 :class:`~colabtui.client.SessionError` of the same kinds as over HTTP. File I/O runs on a
 thread (``asyncio.to_thread``), never on the event loop.
@@ -22,8 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from colabtui_remote import schema
-from colabtui_remote.mailbox_store import (
+from colabtui_remote import schema, wire
+from colabtui_remote.transport.mailbox.layout import (
     CHECKPOINTS,
     COMMANDS,
     INFO,
@@ -182,7 +182,7 @@ class MailboxClient:
     # ----------------------------------------------------------------- plumbing (threads)
 
     def _unreachable(self, exc: OSError) -> SessionError:
-        from colabtui_remote.drive.client import DriveAuthError, DriveError
+        from colabtui_remote.drive.errors import DriveAuthError, DriveError
 
         if isinstance(exc, DriveAuthError):  # credentials missing, expired or revoked
             return SessionError("token_refused", str(exc))
@@ -216,7 +216,7 @@ class MailboxClient:
         if data is None:
             return None
         try:
-            return parse(schema.loads(data))
+            return parse(wire.loads(data))
         except schema.ProtocolMismatch as exc:
             raise SessionError("protocol", str(exc)) from None
         except schema.SchemaError as exc:
@@ -227,7 +227,7 @@ class MailboxClient:
 
     def _read_interval(self) -> None:
         try:
-            info = schema.loads(self.storage.read(INFO))
+            info = wire.loads(self.storage.read(INFO))
             interval = info.get("interval_s") if isinstance(info, dict) else None
         except (OSError, schema.SchemaError):
             return
@@ -265,7 +265,7 @@ class MailboxClient:
     def _session_of_status(self) -> str | None:
         data = self._read(STATUS, "no status.json yet in the mailbox")
         try:
-            obj = schema.loads(data)
+            obj = wire.loads(data)
         except schema.SchemaError:
             return None
         sid = obj.get("session_id") if isinstance(obj, dict) else None
@@ -278,7 +278,7 @@ class MailboxClient:
         body = {"id": command_id, "action": action, "sent_at": self._clock()}
         try:
             self.storage.check()
-            self.storage.write(f"{COMMANDS}/{command_id}.json", schema.dumps(body))
+            self.storage.write(f"{COMMANDS}/{command_id}.json", wire.dumps(body))
         except ValueError as exc:  # a name the storage refuses
             raise SessionError("bad_response", f"cannot send command id {command_id!r}: {exc}") \
                 from None
@@ -305,7 +305,7 @@ class MailboxClient:
             raise SessionError("bad_response", f"no command with id {command_id[:128]!r} in the "
                                "mailbox")
         try:
-            obj = schema.loads(data)
+            obj = wire.loads(data)
             action = obj["action"] if isinstance(obj, dict) else "?"
             sent_at = obj.get("sent_at") if isinstance(obj, dict) else None
         except (schema.SchemaError, KeyError):

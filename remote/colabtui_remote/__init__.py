@@ -2,13 +2,27 @@
 
 ``Monitor`` is the one object a training loop talks to; see :mod:`colabtui_remote.monitor`.
 Only the standard library is imported here; torch is imported when a checkpoint is taken,
-``pynvml`` (nvidia-ml-py) when GPU statistics are sampled.
+``pynvml`` (nvidia-ml-py) when GPU statistics are sampled, pydrive2 when Drive is reached.
+
+The wings (each folder's ``__init__`` says more; ARCHITECTURE.md draws them):
+
+- :mod:`.schema` (wire protocol v1) on :mod:`.wire` (JSON on the wire), with :mod:`.commands`,
+  :mod:`.metrics`, :mod:`.gpu` beside it;
+- :mod:`.checkpoint`: durable checkpoints, replicas beyond the runtime's disk, resume;
+- :mod:`.drive`: a plain Google Drive v2 library on pydrive2;
+- :mod:`.transport`: how the laptop reaches a run (HTTP, the mailbox folder);
+- :mod:`.monitor` at the top, orchestrating them.
 """
 
+from .checkpoint.errors import CheckpointError, CheckpointWarning, ManifestUnreadable
+from .drive.errors import DriveError
 from .monitor import Monitor
 from .schema import PROTOCOL_VERSION
+from .transport.http.server import PortInUse
+from .wire import SchemaError
 
-__all__ = ["Monitor", "PROTOCOL_VERSION", "__version__"]
+__all__ = ["PROTOCOL_VERSION", "CheckpointError", "CheckpointWarning", "DriveError",
+           "ManifestUnreadable", "Monitor", "PortInUse", "SchemaError", "__version__"]
 
 try:
     from importlib.metadata import PackageNotFoundError, version

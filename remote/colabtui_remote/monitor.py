@@ -21,72 +21,29 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import platform
-import re
-import secrets
-import shlex
-import signal
-import socket
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from . import schema
-from .api import Api
-from .checkpoint import (
-    Checkpointer,
-    CheckpointError,
-    load_resumable,
-    load_verified,
-    on_mounted_filesystem,
-    read_manifest,
-    restore,
-)
-from .checkpoint_state import saved_values
+from .checkpoint.destinations import CheckpointDestination, open_checkpoints
+from .checkpoint.resume import find_resumable
+from .checkpoint.state import restore, saved_values
+from .checkpoint.writer import Checkpointer
 from .commands import INTERNAL_PREFIX, CommandBook
 from .gpu import GpuSampler
+from .host import host_info
 from .metrics import MetricsStore
-from .server import Server
+from .saving import Saver
+from .sigterm import SigtermHandler
+from .throughput import MARKS, steps_per_s
+from .transport.http import serve as http_serve
+from .transport.http.serve import DEFAULT_PORT, HttpService
+from .transport.mailbox import serve as mailbox_serve
+from .wire import split_nonfinite
 
 log = logging.getLogger(__name__)
-
-DEFAULT_PORT = 8765
-"""Port :meth:`Monitor.serve` binds unless told otherwise (fixed, so ``ssh -L`` and tunnels
-can be set up once)."""
-
-TOKEN_BYTES = 24
-"""Random bytes in a generated token: 192 bits (the protocol asks for at least 128)."""
-
-LINGER_S = 5.0
-"""After the run ends, :meth:`Monitor.close` keeps serving up to this long, until a polling
-client has seen the final state and every command's outcome (a stop's "done" included)."""
-
-
-def new_token() -> str:
-    """A random bearer token of :data:`TOKEN_BYTES` bytes, URL-safe base64, never starting with
-    ``-`` (so ``--token TOKEN`` on a command line is not taken for an option)."""
-    while True:
-        token = secrets.token_urlsafe(TOKEN_BYTES)
-        if not token.startswith("-"):
-            return token
-
-
-def connect_line(url: str, token: str, label: str) -> str:
-    """The line to paste on the laptop: ``colabtui connect URL --token TOKEN --label LABEL``,
-    quoted for a POSIX shell (a user's token or label may start with ``-`` or hold spaces)."""
-    token_arg = f"--token={shlex.quote(token)}" if token.startswith("-") else f"--token {shlex.quote(token)}"
-    label_arg = f"--label={shlex.quote(label)}" if label.startswith("-") else f"--label {shlex.quote(label)}"
-    return f"colabtui connect {url} {token_arg} {label_arg}"
-
-
-_LIVE: dict[tuple[str, int], tuple[Server, str]] = {}
-"""Servers this process runs, by address, so that re-running a notebook cell replaces the old
-server instead of failing with "address already in use"."""
-_LIVE_LOCK = threading.Lock()
-
 
 class Monitor:
     """Reports a training run to colabtui and carries out its commands.
@@ -130,10 +87,10 @@ class Monitor:
         self.session_id = uuid.uuid4().hex[:16]
         self.metrics = MetricsStore()
         self.commands = CommandBook()
-        self._drive_url: str | None = None
-        self._drive_credentials = drive_credentials
-        self.checkpointer = (self._make_checkpointer(checkpoint_dir, keep, local_dir)
-                             if checkpoint_dir else None)
+        self._dest: CheckpointDestination | None = None
+        if checkpoint_dir:
+            self._dest = open_checkpoints(checkpoint_dir, run, keep=keep, local_dir=local_dir,
+                                          drive_credentials=drive_credentials)
         self.autosave_every = float(autosave_every) if autosave_every else None
         self.step = 0
         """Steps completed so far (the index of the next step to run)."""
@@ -146,22 +103,32 @@ class Monitor:
         self._tracked: dict[str, Any] = {}
         self._started_at = time.time()
         self._started_mono = time.monotonic()
-        self._next_autosave = (self._started_mono + self.autosave_every
-                               if self.autosave_every else float("inf"))
-        self._boundaries: collections.deque[tuple[float, int]] = collections.deque(maxlen=120)
+        self._saver = Saver(self._dest.checkpointer if self._dest else None, self.commands, self._tracked_for_save,
+                            lambda: self.state, self._set_state, self.autosave_every,
+                            self._started_mono)
+        self._boundaries: collections.deque[tuple[float, int]] = collections.deque(maxlen=MARKS)
         self._stop = False
         self._sigterm = False
         self._resumed = False
         self._gpu = GpuSampler()
         self._gpu_started = False
-        self._server: Server | None = None
+        self._http: HttpService | None = None
         self.token: str | None = None
-        self._handle_sigterm = handle_sigterm
-        self._previous_sigterm: Any = None
+        self._sigterm_handler = SigtermHandler(self._on_sigterm) if handle_sigterm else None
         self._status_served_at: float | None = None
         self._mailbox: Any = None
-        self._tunnel: Any = None
         self._closed = False
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        """The checkpoint writer; None without a ``checkpoint_dir``. May be replaced by one
+        built with other options (a plain folder: no Drive replica)."""
+        return self._dest.checkpointer if self._dest is not None else None
+
+    @checkpointer.setter
+    def checkpointer(self, ckpt: Checkpointer | None) -> None:
+        self._dest = CheckpointDestination(ckpt) if ckpt is not None else None
+        self._saver.checkpointer = ckpt
 
     # ------------------------------------------------------------------ set-up
 
@@ -180,35 +147,26 @@ class Monitor:
     def resume(self) -> int:
         """Load the newest checkpoint that verifies into the tracked objects.
 
+        Which one is :func:`~.checkpoint.resume.find_resumable`'s choice: the newest that
+        verifies locally (the folder or its mount fallback), else for a ``gdrive://``
+        destination the newest verified on Drive (downloaded, md5 and sha256 checked). Newer
+        listed ones that failed verification, or were saved before this resume at a greater
+        step, are unlisted (never deleted; see :meth:`~.checkpoint.writer.Checkpointer.resumed_from`).
+
         Returns:
             The step to start from: steps completed by the checkpoint, or 0 with none.
 
-        With a ``gdrive://`` destination and no checkpoint in the local folder, the newest
-        checkpoint verified on Drive is downloaded (md5 and sha256 checked; the previous one
-        is tried when one fails) and listed locally. With a mount fallback, the newer of the
-        folder and the fallback is taken.
-
-        Checkpoints listed with a greater step than the one taken and saved before now are an
-        abandoned future, and listed ones that failed verification are unusable: they are
-        taken off the manifests (locally now; on Drive or the mount at the next manifest
-        written there), never counted toward ``keep``, never reported as verified, and their
-        files are never deleted. Only manifests read by then count: when the mount (or Drive)
-        cannot be read at resume, what it lists is never unlisted because of this resume, and
-        a mount that cannot be read is warned about loudly (printed): it may hold newer
-        checkpoints than the one taken.
-
         Raises:
             CheckpointError: a checkpoint verified but does not fit the tracked objects; or the
-                Drive destination cannot be read (not found or not shared, credentials refused,
-                unreachable, a manifest that does not parse: nothing there is changed).
+                Drive destination cannot be read (nothing there is changed).
         """
         self._resumed = True
         if self.checkpointer is None:
             return self.step
-        found = self._find_resumable()
+        assert self._dest is not None
+        found = find_resumable(self._dest)
         if found is None:
-            log.info("colabtui_remote: no checkpoint in %s; starting at step 0",
-                     self._drive_url or self.checkpointer.directory)
+            log.info("colabtui_remote: no checkpoint in %s; starting at step 0", self._dest.where)
             return self.step
         state, info = found
         notes = restore(self._tracked, state)
@@ -223,131 +181,6 @@ class Monitor:
         self.epoch = state.get("epoch", info.epoch)
         print(f"colabtui: resumed {self.run} at step {self.step} from {info.path}", flush=True)
         return self.step
-
-    def _make_checkpointer(self, checkpoint_dir: str | os.PathLike, keep: int,
-                           local_dir: str | os.PathLike | None) -> Checkpointer:
-        from .drive.url import is_gdrive_url, parse_gdrive_url
-
-        dest = os.fspath(checkpoint_dir)
-        if is_gdrive_url(dest):
-            from .drive.client import require_pydrive2
-
-            parse_gdrive_url(dest)  # a bad URL fails here, not on the replica's thread
-            require_pydrive2()  # and a missing extra too
-            from .replica import Replicator
-            from .replica_drive import DriveReplica
-
-            self._drive_url = dest
-            replica = Replicator(DriveReplica(dest, credentials_path=self._drive_credentials),
-                                 keep=keep, start=False)
-            ckpt = Checkpointer(local_dir or default_local_dir(self.run), keep=keep,
-                                replica=replica)
-            replica.start()  # reads the manifest there: the status shows what is verified
-            return ckpt
-        fallback = local_dir
-        if fallback is None and (on_mounted_filesystem(dest)
-                                 or os.environ.get(LOCAL_CHECKPOINTS_ENV)):
-            fallback = default_local_dir(self.run)  # the user named a runtime disk
-            if os.path.abspath(fallback) == os.path.abspath(dest):
-                fallback = None  # checkpoints are on that disk already
-        return Checkpointer(dest, keep=keep, fallback_dir=fallback)
-
-    def _find_resumable(self) -> tuple[dict, schema.CheckpointInfo] | None:
-        """The newest local checkpoint that verifies (the folder's or the fallback's, newer
-        first), else with a ``gdrive://`` destination the newest on Drive. A checkpoint folder
-        that cannot be read (a mount that is gone) is warned about loudly: it may hold newer
-        checkpoints than the one taken."""
-        ckpt = self.checkpointer
-        assert ckpt is not None
-        found = self._find_local(ckpt)
-        if found is None and self._drive_url:
-            found = self._resume_from_drive()
-        return found
-
-    def _find_local(self, ckpt: Checkpointer) -> tuple[dict, schema.CheckpointInfo] | None:
-        unreadable = None
-        if ckpt.fallback_dir:
-            try:  # the Checkpointer created it: missing now means the mount is gone
-                os.listdir(ckpt.directory)
-                read_manifest(ckpt.directory)
-            except (OSError, CheckpointError) as exc:
-                cause = exc if isinstance(exc, OSError) else exc.__cause__
-                if isinstance(cause, OSError):  # else: read, but its manifest does not parse
-                    unreadable = (f"[Errno {cause.errno}] {cause.strerror}"
-                                  if cause.errno is not None and cause.strerror else str(cause))
-        found = self._newest_local(ckpt)
-        if unreadable is not None:
-            self._warn_unread_folder(ckpt, unreadable, found)
-        return found
-
-    @staticmethod
-    def _warn_unread_folder(ckpt: Checkpointer, why: str,
-                            found: tuple[dict, schema.CheckpointInfo] | None) -> None:
-        took = (f"resuming from step {found[1].step} in {ckpt.fallback_dir}" if found
-                else "no checkpoint in the local fallback either: starting at step 0")
-        message = (
-            f"colabtui: WARNING: the checkpoint folder {ckpt.directory} could not be read "
-            f"({why}); it may hold newer checkpoints than this run sees; {took}. To resume "
-            "from there, stop now, wait until the mount is back (on Colab: "
-            "drive.mount('/content/drive')) and re-run; to go on from here, do nothing: "
-            "checkpoints there are not unlisted or deleted because of this resume, and "
-            "this run's checkpoints are copied there once it is back.")
-        if log.hasHandlers():
-            log.warning("%s", message)
-        print(message, flush=True)
-
-    def _newest_local(self, ckpt: Checkpointer) -> tuple[dict, schema.CheckpointInfo] | None:
-        folders = [ckpt.directory] + ([ckpt.fallback_dir] if ckpt.fallback_dir else [])
-
-        def newest(folder: str) -> float:
-            try:
-                entries = read_manifest(folder)
-            except (CheckpointError, OSError):
-                return 0.0
-            return entries[-1].saved_at if entries else 0.0
-
-        for folder in sorted(folders, key=newest, reverse=True):
-            try:
-                found = load_resumable(folder)
-            except OSError as exc:
-                if folder != ckpt.directory or not ckpt.fallback_dir:
-                    raise
-                log.warning("colabtui_remote: cannot read %s (%s); resuming from %s", folder,
-                            exc, ckpt.fallback_dir)
-                continue
-            if found is not None:
-                return found
-        return None
-
-    def _resume_from_drive(self) -> tuple[dict, schema.CheckpointInfo] | None:
-        from .replica import ManifestUnreadable, fetch_newest, open_destination
-
-        ckpt = self.checkpointer
-        url = self._drive_url
-        assert ckpt is not None and url is not None
-        dest = open_destination(url, credentials_path=self._drive_credentials)
-        unusable: list = []
-        try:
-            got = fetch_newest(dest, ckpt.directory, unusable=unusable,
-                               check=lambda path, entry: load_verified(path, entry.step))
-        except ManifestUnreadable as exc:
-            raise CheckpointError(
-                f"cannot resume from Drive: {exc}. Nothing on Drive was changed. Fix or move "
-                f"that manifest.json in {url} (the checkpoints it lists stay where they are), "
-                "or give another checkpoint_dir") from None
-        except OSError as exc:  # DriveError: not found or not shared, credentials, network
-            raise CheckpointError(f"cannot resume from {url}: {exc}") from exc
-        finally:
-            if unusable and ckpt.replica is not None:
-                ckpt.replica.unlist(unusable)  # failed md5/sha256: off the next manifest
-        if got is None:
-            return None
-        entry, tmp, state = got
-        info = ckpt.adopt(tmp, step=entry.step, sha256=entry.sha256, saved_at=entry.saved_at,
-                          epoch=entry.epoch)
-        print(f"colabtui: downloaded step {entry.step} from {url}/{entry.file} (md5 and sha256 "
-              f"verified) to {info.path}", flush=True)
-        return state, info
 
     def serve(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
               *, quiet: bool = False, tunnel: str | None = None) -> str:
@@ -374,45 +207,11 @@ class Monitor:
             PortInUse: another program holds the port.
             ValueError: ``tunnel`` is not ``None`` or ``"cloudflared"``.
         """
-        if tunnel is not None and tunnel != "cloudflared":
-            raise ValueError(f"tunnel={tunnel!r} is not supported: use tunnel='cloudflared' "
-                             "or leave it out")
-        if self._server is not None:
-            self._server.close()
-        with _LIVE_LOCK:
-            previous = _LIVE.pop((host, port), None) if port else None
-            if previous is not None:
-                previous[0].close()
-                token = token or previous[1]
-            token = token or new_token()
-            self._server = Server(Api(self, token), host=host, port=port)
-            _LIVE[(host, self._server.port)] = (self._server, token)
-        self.token = token
-        if not self._gpu_started:
-            self._gpu.start()
-            self._gpu_started = True
-        self._install_sigterm()
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        url = f"http://{shown}:{self._server.port}"
-        if self._tunnel is not None:
-            self._tunnel.close()
-            self._tunnel = None
-        if tunnel is not None:
-            from .tunnel import TERMS_WARNING, TunnelError, start_quick_tunnel
-
-            try:
-                self._tunnel = start_quick_tunnel(self._server.port, host=shown)
-            except TunnelError as exc:  # the notebook goes on; the server runs locally
-                print(f"colabtui: the tunnel did not start: {exc}\n"
-                      f"colabtui: the server runs locally at {url}", flush=True)
-            else:
-                if not quiet:
-                    print(connect_line(self._tunnel.url, token, self.label), flush=True)
-                print(TERMS_WARNING, flush=True)
-                return url
-        if not quiet:
-            print(connect_line(url, token, self.label), flush=True)
-        return url
+        self._http = http_serve.start(self, self.label, host, port, token, quiet=quiet,
+                                      tunnel=tunnel, replacing=self._http)
+        self.token = self._http.token
+        self._start_watching()
+        return self._http.url
 
     def serve_mailbox(self, folder: str | os.PathLike, interval_s: float = 5.0, *,
                       quiet: bool = False) -> str:
@@ -440,38 +239,20 @@ class Monitor:
                 folder id that does not exist or is not shared, credentials refused).
             ImportError: a ``gdrive://`` folder without pydrive2 installed.
         """
-        from .mailbox import MailboxServer
-        from .mailbox_store import LocalFolder
-
         if self._mailbox is not None:
             self._mailbox.close()
             self._mailbox = None
-        on_drive = isinstance(folder, str) and folder.startswith("gdrive://")
-        if on_drive:
-            from .drive.auth import connect
-            from .drive.client import DriveFolder
-            from .drive.mailbox_storage import DriveMailbox
-            from .drive.url import parse_gdrive_url
+        self._mailbox, where = mailbox_serve.start(self, folder, interval_s, quiet=quiet)
+        self._start_watching()
+        return where
 
-            parse_gdrive_url(folder)  # a bad URL is said before any login is looked for
-            storage: Any = DriveMailbox(DriveFolder.open(folder, connect(), create=True))
-            where = folder
-        else:
-            storage = LocalFolder(os.path.abspath(folder))
-            where = str(storage.root)
-        storage.create()
-        mailbox = MailboxServer(self, storage, interval_s)
-        mailbox.start()
-        self._mailbox = mailbox
+    def _start_watching(self) -> None:
+        """Once a transport serves: sample the GPUs, and save and stop on SIGTERM."""
         if not self._gpu_started:
             self._gpu.start()
             self._gpu_started = True
-        self._install_sigterm()
-        if not quiet:
-            there = where if on_drive else _synced_hint(where)
-            print(f"colabtui: mailbox {where} (every {interval_s:g} s); on the laptop: "
-                  f"colabtui connect {there}", flush=True)
-        return where
+        if self._sigterm_handler is not None:
+            self._sigterm_handler.install()
 
     @property
     def tunnel_url(self) -> str | None:
@@ -481,10 +262,20 @@ class Monitor:
     @property
     def url(self) -> str | None:
         """The server's URL once :meth:`serve` ran."""
-        if self._server is None:
-            return None
-        host = "127.0.0.1" if self._server.host in ("0.0.0.0", "") else self._server.host
-        return f"http://{host}:{self._server.port}"
+        return self._http.url if self._http is not None else None
+
+    @property
+    def _server(self) -> Any:
+        return self._http.server if self._http is not None else None
+
+    @property
+    def _tunnel(self) -> Any:
+        return self._http.tunnel if self._http is not None else None
+
+    @property
+    def started_at(self) -> float:
+        """When this session started, Unix seconds."""
+        return self._started_at
 
     # ------------------------------------------------------------------ the training thread
 
@@ -517,7 +308,7 @@ class Monitor:
             step += 1
             if self.at_step_boundary(step):
                 return
-        self._finish()
+        self._saver.finish(self.step, self.epoch)
 
     @property
     def stop_requested(self) -> bool:
@@ -541,98 +332,18 @@ class Monitor:
             self.epoch = epoch
         now = time.monotonic()
         self._boundaries.append((now, step))
-        if self.commands.has_pending() or self._sigterm or now >= self._next_autosave:
-            self._act(now)
+        if self.commands.has_pending() or self._sigterm or now >= self._saver.next_autosave:
+            if self._sigterm and not self._stop:
+                self._sigterm = False
+                self.commands.submit(f"{INTERNAL_PREFIX}sigterm-{self.session_id}", "stop")
+            if self._saver.act(now, step, self.epoch):
+                self._stop = True
         return self._stop
-
-    def _act(self, now: float) -> None:
-        ckpt = self.checkpointer
-        if self._sigterm and not self._stop:
-            self._sigterm = False
-            self.commands.submit(f"{INTERNAL_PREFIX}sigterm-{self.session_id}", "stop")
-        busy = ckpt is not None and ckpt.busy
-        if self.commands.has_pending() and not busy:
-            records = self.commands.take_pending()
-            if any(r.action == "stop" for r in records):
-                self._stop_now(records)
-            else:
-                self._save([r.id for r in records])
-            if self.autosave_every:
-                self._next_autosave = now + self.autosave_every
-        elif now >= self._next_autosave and not busy:
-            self._next_autosave = now + self.autosave_every
-            self._save([])
-
-    def _save(self, command_ids: list[str], wait: bool = False
-              ) -> tuple[schema.CheckpointInfo | None, str | None]:
-        """Save at this step for these commands. With ``wait``, block until the write is
-        durable and return (info, error); otherwise return at once and let the writer report."""
-        ckpt = self.checkpointer
-        if ckpt is None:
-            error = "no checkpoint_dir was given to Monitor(); nothing to save to"
-            if not wait:
-                for cid in command_ids:
-                    self.commands.finish(cid, error=error)
-            return None, error
-        last = ckpt.last
-        if last is not None and last.step == self.step:
-            for cid in command_ids:  # this step is already durable: nothing to write twice
-                self.commands.finish(cid, checkpoint=last)
-            return last, None
-        outcome: dict[str, Any] = {}
-
-        def on_done(info: schema.CheckpointInfo | None, error: str | None) -> None:
-            outcome.update(info=info, error=error)
-            if error:
-                log.warning("colabtui_remote: checkpoint at step %d failed: %s", self.step, error)
-            if not wait:
-                for cid in command_ids:
-                    self.commands.finish(cid, checkpoint=info, error=error)
-                if self.state == "saving":
-                    self._set_state("running")
-
-        if not wait:
-            self._set_state("saving")
-        try:
-            state = ckpt.capture(self._tracked_for_save(), self.step, self.epoch)
-        except Exception as exc:  # a save must never end the run
-            log.exception("colabtui_remote: could not capture the training state")
-            on_done(None, f"could not capture the training state: {exc}")
-            return None, outcome["error"]
-        ckpt.submit(state, self.step, self.epoch, on_done)
-        if wait:
-            ckpt.wait()
-        return outcome.get("info"), outcome.get("error")
-
-    def _stop_now(self, records: list[schema.CommandRecord]) -> None:
-        """Save, then end the loop. If the save fails the run goes on: stopping then would lose
-        the work since the last checkpoint."""
-        self._set_state("stopping")
-        info, error = self._save([], wait=True)
-        no_folder = self.checkpointer is None
-        for record in records:
-            if error and not (no_folder and record.action == "stop"):
-                why = error if record.action == "save" else (
-                    f"not stopped: the checkpoint failed ({error})")
-                self.commands.finish(record.id, error=why)
-            else:
-                self.commands.finish(record.id, checkpoint=info)
-        if error and not no_folder:
-            self._set_state("running")
-            return
-        self._stop = True
-        self._set_state("stopped")
 
     def _tracked_for_save(self) -> dict[str, Any]:
         tracked = dict(self._tracked)
         tracked.update(self.extras)
         return tracked
-
-    def _finish(self) -> None:
-        if self.checkpointer is not None:
-            self._set_state("saving")
-            self._save([], wait=True)
-        self._set_state("finished")
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -640,41 +351,20 @@ class Monitor:
     # ------------------------------------------------------------------ read by the HTTP thread
 
     def steps_per_s(self) -> float | None:
-        """Throughput over the last steps (up to 120 boundaries, at most 30 s back), steps/s."""
-        marks = list(self._boundaries)
-        if len(marks) < 2:
-            return None
-        t_last, s_last = marks[-1]
-        horizon = t_last - 30.0
-        first = next((m for m in marks if m[0] >= horizon), marks[0])
-        if first[0] >= t_last:
-            return None
-        return (s_last - first[1]) / (t_last - first[0])
+        """Throughput over the last steps (see :func:`~.throughput.steps_per_s`), steps/s."""
+        return steps_per_s(self._boundaries)
 
     def status(self) -> schema.Status:
         """One snapshot for ``GET /v1/status``."""
         now = time.time()
-        latest = self.metrics.latest()
-        nonfinite = {}
-        metrics = {}
-        for name, value in latest.items():
-            marker = schema.nonfinite_marker(value)
-            if marker:
-                nonfinite[name] = marker
-            metrics[name] = None if marker else value
+        metrics, nonfinite = split_nonfinite(self.metrics.latest())
         gpus, gpu_error = self._gpu.snapshot()
-        ckpt = self.checkpointer
-        if ckpt is not None:
+        checkpoint = schema.CheckpointStatus()
+        if self.checkpointer is not None:
             next_at = None
             if self.autosave_every and self.state in ("running", "saving"):
-                next_at = now + (self._next_autosave - time.monotonic())
-            checkpoint = schema.CheckpointStatus(
-                dir=str(ckpt.directory), last=ckpt.last, in_progress=ckpt.progress(),
-                last_error=ckpt.last_error, last_error_at=ckpt.last_error_at,
-                next_autosave_at=next_at, autosave_every_s=self.autosave_every,
-                count=len(ckpt.list()), replica=ckpt.replica_status())
-        else:
-            checkpoint = schema.CheckpointStatus()
+                next_at = now + (self._saver.next_autosave - time.monotonic())
+            checkpoint = self.checkpointer.status(next_at, self.autosave_every)
         return schema.Status(
             protocol=schema.PROTOCOL_VERSION, run=self.run, session_id=self.session_id,
             label=self.label, state=self.state, step=self.step, total_steps=self.total_steps,
@@ -682,7 +372,7 @@ class Monitor:
             metrics_nonfinite=nonfinite, last_seq=self.metrics.last_seq,
             started_at=self._started_at, uptime_s=time.monotonic() - self._started_mono,
             server_time=now, gpus=gpus, gpu_error=gpu_error, checkpoint=checkpoint,
-            host=_host_info(), error=self.error)
+            host=host_info(), error=self.error)
 
     def checkpoint_list(self) -> schema.CheckpointList:
         """The manifest for ``GET /v1/checkpoints``."""
@@ -693,26 +383,11 @@ class Monitor:
 
     # ------------------------------------------------------------------ shutdown
 
-    def _install_sigterm(self) -> None:
-        if not self._handle_sigterm or threading.current_thread() is not threading.main_thread():
-            return
-        if self._previous_sigterm is not None:
-            return
-        try:
-            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError):  # not allowed here (some embedded interpreters)
-            self._previous_sigterm = None
-
-    def _on_sigterm(self, signum, frame) -> None:
+    def _on_sigterm(self) -> bool:
         if self._sigterm or self._stop or self.state in ("finished", "stopped"):
-            # A second SIGTERM, or nothing left to save: behave as before we were installed.
-            previous = self._previous_sigterm
-            if callable(previous):
-                previous(signum, frame)
-            else:
-                raise SystemExit(128 + signum)
-            return
+            return False  # a second SIGTERM, or nothing left to save
         self._sigterm = True
+        return True
 
     def close(self) -> None:
         """Finish a checkpoint in flight, stop the server, the tunnel, the mailbox and the GPU
@@ -727,39 +402,21 @@ class Monitor:
         self._closed = True
         if self.checkpointer is not None:
             self.checkpointer.close()
-        if self._server is not None:
-            self._linger()
-            with _LIVE_LOCK:
-                key = (self._server.host, self._server.port)
-                if key in _LIVE and _LIVE[key][0] is self._server:
-                    del _LIVE[key]
-            self._server.close()
-        if self._tunnel is not None:
-            self._tunnel.close()
-            self._tunnel = None
+        if self._http is not None:
+            http_serve.stop(self._http, seen=self._watched_to_the_end())
         if self._mailbox is not None:
             self._mailbox.close()  # a last round: the final state and every command's outcome
         self._gpu.close()
-        if self._previous_sigterm is not None:
-            try:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-            except (ValueError, OSError):
-                pass
-            self._previous_sigterm = None
+        if self._sigterm_handler is not None:
+            self._sigterm_handler.restore()
 
-    def _linger(self) -> None:
-        """Keep serving briefly so a polling laptop sees how the run ended: the final status
-        and the outcome of every command it sent. Returns at once when no client is polling."""
+    def _watched_to_the_end(self) -> Any:
+        """For :func:`~.transport.http.serve.linger`: a check that a laptop polling now has
+        seen the final status and every command's outcome; None when nobody polled lately."""
         now = time.monotonic()
         if self._status_served_at is None or now - self._status_served_at > 10.0:
-            return
-        ended_at = now
-        deadline = now + LINGER_S
-        while time.monotonic() < deadline:
-            seen_end = self._status_served_at is not None and self._status_served_at > ended_at
-            if seen_end and not self.commands.undelivered():
-                return
-            time.sleep(0.05)
+            return None
+        return lambda: self._status_served_at > now and not self.commands.undelivered()
 
     def status_served(self) -> None:
         """Called by the API each time a status snapshot goes out (for :meth:`close`)."""
@@ -773,42 +430,3 @@ class Monitor:
             self.state = "failed"
             self.error = f"{exc[0].__name__}: {exc[1]}"[: schema.MAX_TEXT]
         self.close()
-
-
-LOCAL_CHECKPOINTS_ENV = "COLABTUI_LOCAL_CHECKPOINTS"
-"""Environment variable naming the folder under which :func:`default_local_dir` puts a run's
-local checkpoints."""
-
-
-def default_local_dir(run: str) -> str:
-    """The local folder for a run's checkpoints (staging for Drive, fallback for a mount):
-    ``$COLABTUI_LOCAL_CHECKPOINTS/<run>``, else ``/content/colabtui-checkpoints/<run>`` on Colab
-    (``/content`` exists), else ``~/.cache/colabtui/checkpoints/<run>``. ``run`` is made safe as
-    one path part (``/`` and other characters outside ``[A-Za-z0-9._-]`` become ``_``)."""
-    part = re.sub(r"[^A-Za-z0-9._-]", "_", run).lstrip(".") or "run"
-    base = os.environ.get(LOCAL_CHECKPOINTS_ENV)
-    if not base:
-        base = ("/content/colabtui-checkpoints" if os.path.isdir("/content")
-                else os.path.join(os.path.expanduser("~"), ".cache", "colabtui", "checkpoints"))
-    return os.path.join(base, part)
-
-
-_PLATFORM: tuple[str, str, str] | None = None
-
-
-def _synced_hint(folder: str) -> str:
-    """What to type on the laptop for a mailbox folder: on a mounted Drive, the same path in
-    the user's synced Drive (``<your Drive folder>/MyDrive/colabtui/run``), else the folder."""
-    marker = "/MyDrive/"
-    if marker in folder:
-        return "<your synced Google Drive folder>/MyDrive/" + folder.split(marker, 1)[1]
-    return f"{folder} (as synced to the laptop)"
-
-
-def _host_info() -> schema.HostInfo:
-    global _PLATFORM
-    if _PLATFORM is None:  # platform.platform() runs subprocess-like probes: once is enough
-        _PLATFORM = (platform.python_version(), platform.platform(terse=True), socket.gethostname())
-    torch = sys.modules.get("torch")  # reported once the training code imported it; never imported here
-    return schema.HostInfo(python=_PLATFORM[0], torch=getattr(torch, "__version__", None),
-                           platform=_PLATFORM[1], hostname=_PLATFORM[2])

@@ -1,6 +1,6 @@
 """Wire protocol v1: the one definition of what crosses between a runtime and the laptop.
 
-The notebook-side server builds its responses with these types and :func:`dumps`; the laptop
+The notebook-side server builds its responses with these types and :func:`.wire.dumps`; the laptop
 parses every response with the ``parse_*`` functions, which raise :class:`SchemaError` on
 anything malformed, so a bad answer becomes an error on one panel and never a traceback.
 
@@ -8,7 +8,7 @@ Rules kept here (see DESIGN.md, "The wire protocol"):
 
 * JSON, UTF-8. Non-finite floats travel as ``null``; a metric point carries a marker
   (``"nan"``, ``"inf"``, ``"-inf"``) beside the ``null`` so the client can tell NaN from missing.
-  :func:`dumps` never emits ``NaN``/``Infinity`` tokens.
+  :func:`.wire.dumps` never emits ``NaN``/``Infinity`` tokens.
 * Units are in the field names: ``_bytes``, ``_s`` (seconds), ``_c`` (°C), ``_w`` (watts),
   ``_pct`` (percent, 0–100). Times (``_at``) are Unix seconds (float, UTC).
 * A change to the wire format bumps :data:`PROTOCOL_VERSION`.
@@ -16,10 +16,22 @@ Rules kept here (see DESIGN.md, "The wire protocol"):
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
+
+from .wire import (
+    MAX_TEXT,
+    NONFINITE_MARKERS,
+    NUM,
+    OPT_INT,
+    OPT_NUM,
+    OPT_STR,
+    SchemaError,
+    expect_object,
+    get_field,
+    marker_value,
+    nonfinite_marker,
+)
 
 PROTOCOL_VERSION = 1
 """Bumped on every incompatible change to the JSON below."""
@@ -33,8 +45,6 @@ ACTIONS = ("save", "stop")
 COMMAND_STATES = ("pending", "running", "done", "failed")
 """Life of a command: pending → running → done | failed."""
 
-NONFINITE_MARKERS = ("nan", "inf", "-inf")
-
 MAX_REQUEST_BYTES = 64 * 1024
 """Largest request body the server reads; larger gets 413."""
 
@@ -42,89 +52,8 @@ MAX_METRICS_POINTS = 3000
 """Most points in one ``/v1/metrics`` response. A worst-case point is about 75 bytes of JSON,
 so a response stays well under 256 KB (the limit set in the notebook-side issue)."""
 
-MAX_TEXT = 512
-"""Longest free-text field (label, error message) the laptop keeps; longer is cut."""
-
 MAX_METRIC_NAMES = 64
 """Most metric series a status or a metrics response may carry."""
-
-
-class SchemaError(ValueError):
-    """A JSON document does not match protocol v1. The message says which field and why."""
-
-
-# --------------------------------------------------------------------------- encoding
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """Return ``value`` if it is a finite number, else ``None`` (the wire form of NaN/inf)."""
-    if value is None:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def nonfinite_marker(value: float) -> str | None:
-    """``"nan"``, ``"inf"`` or ``"-inf"`` for a non-finite float, ``None`` for a finite one."""
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return None
-
-
-def marker_value(marker: str | None, value: float | None) -> float | None:
-    """Inverse of the wire encoding: rebuild the float a point stood for (NaN, ±inf or value)."""
-    if marker == "nan":
-        return math.nan
-    if marker == "inf":
-        return math.inf
-    if marker == "-inf":
-        return -math.inf
-    return value
-
-
-def _sanitize(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _sanitize(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_sanitize(v) for v in obj]
-    return obj
-
-
-def dumps(obj: Any) -> bytes:
-    """Encode ``obj`` (dataclasses allowed) as compact UTF-8 JSON with non-finite floats as null.
-
-    Raises:
-        TypeError: ``obj`` holds something JSON cannot carry.
-    """
-    if hasattr(obj, "__dataclass_fields__"):
-        obj = asdict(obj)
-    try:  # fast path: the C encoder alone, when nothing non-finite is inside
-        text = json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    except ValueError:
-        text = json.dumps(_sanitize(obj), allow_nan=False, separators=(",", ":"),
-                          ensure_ascii=False)
-    return text.encode("utf-8")
-
-
-def loads(data: bytes | str) -> Any:
-    """Decode JSON, raising :class:`SchemaError` (not ``ValueError``/``UnicodeError``)."""
-    try:
-        if isinstance(data, bytes):
-            data = data.decode("utf-8")
-        return json.loads(data, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SchemaError(f"not valid JSON: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise SchemaError(f"not valid JSON: bare {name} is not allowed")
 
 
 # --------------------------------------------------------------------------- types
@@ -368,68 +297,32 @@ def error_body(code: str, message: str) -> dict:
 
 # --------------------------------------------------------------------------- parsing
 
-_MISSING = object()
-
-
-def _get(obj: dict, key: str, types: tuple, where: str, default: Any = _MISSING) -> Any:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        if default is not _MISSING:
-            return default
-        if value is None and type(None) in types:
-            return None
-        raise SchemaError(f"{where}.{key}: missing")
-    if isinstance(value, bool) and bool not in types:
-        raise SchemaError(f"{where}.{key}: expected {_names(types)}, got a boolean")
-    if not isinstance(value, types):
-        raise SchemaError(f"{where}.{key}: expected {_names(types)}, got {type(value).__name__}")
-    if isinstance(value, str):
-        value = value[:MAX_TEXT]
-    return value
-
-
-def _names(types: tuple) -> str:
-    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
-
-
-_NUM = (int, float)
-_OPT_NUM = (int, float, type(None))
-_OPT_INT = (int, type(None))
-_OPT_STR = (str, type(None))
-
-
-def _obj(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise SchemaError(f"{where}: expected an object, got {type(value).__name__}")
-    return value
-
-
 def parse_checkpoint_info(obj: Any, where: str = "checkpoint") -> CheckpointInfo:
-    o = _obj(obj, where)
+    o = expect_object(obj, where)
     return CheckpointInfo(
-        step=_get(o, "step", (int,), where),
-        path=_get(o, "path", (str,), where),
-        bytes=_get(o, "bytes", (int,), where),
-        sha256=_get(o, "sha256", (str,), where, ""),
-        saved_at=float(_get(o, "saved_at", _NUM, where)),
-        seconds=_get(o, "seconds", _OPT_NUM, where, None),
-        epoch=_get(o, "epoch", _OPT_INT, where, None),
+        step=get_field(o, "step", (int,), where),
+        path=get_field(o, "path", (str,), where),
+        bytes=get_field(o, "bytes", (int,), where),
+        sha256=get_field(o, "sha256", (str,), where, ""),
+        saved_at=float(get_field(o, "saved_at", NUM, where)),
+        seconds=get_field(o, "seconds", OPT_NUM, where, None),
+        epoch=get_field(o, "epoch", OPT_INT, where, None),
     )
 
 
 def _parse_gpu(obj: Any, where: str) -> GpuStats:
-    o = _obj(obj, where)
-    unsupported = _get(o, "unsupported", (dict,), where, {})
+    o = expect_object(obj, where)
+    unsupported = get_field(o, "unsupported", (dict,), where, {})
     return GpuStats(
-        index=_get(o, "index", (int,), where, 0),
-        name=_get(o, "name", _OPT_STR, where, None),
-        uuid=_get(o, "uuid", _OPT_STR, where, None),
-        utilization_pct=_get(o, "utilization_pct", _OPT_NUM, where, None),
-        memory_used_bytes=_get(o, "memory_used_bytes", _OPT_INT, where, None),
-        memory_total_bytes=_get(o, "memory_total_bytes", _OPT_INT, where, None),
-        temperature_c=_get(o, "temperature_c", _OPT_NUM, where, None),
-        power_w=_get(o, "power_w", _OPT_NUM, where, None),
-        power_limit_w=_get(o, "power_limit_w", _OPT_NUM, where, None),
+        index=get_field(o, "index", (int,), where, 0),
+        name=get_field(o, "name", OPT_STR, where, None),
+        uuid=get_field(o, "uuid", OPT_STR, where, None),
+        utilization_pct=get_field(o, "utilization_pct", OPT_NUM, where, None),
+        memory_used_bytes=get_field(o, "memory_used_bytes", OPT_INT, where, None),
+        memory_total_bytes=get_field(o, "memory_total_bytes", OPT_INT, where, None),
+        temperature_c=get_field(o, "temperature_c", OPT_NUM, where, None),
+        power_w=get_field(o, "power_w", OPT_NUM, where, None),
+        power_limit_w=get_field(o, "power_limit_w", OPT_NUM, where, None),
         unsupported={str(k)[:64]: str(v)[:MAX_TEXT] for k, v in list(unsupported.items())[:16]},
     )
 
@@ -437,30 +330,30 @@ def _parse_gpu(obj: Any, where: str) -> GpuStats:
 def _parse_progress(obj: Any, where: str) -> SaveProgress | None:
     if obj is None:
         return None
-    o = _obj(obj, where)
+    o = expect_object(obj, where)
     return SaveProgress(
-        step=_get(o, "step", (int,), where),
-        phase=_get(o, "phase", (str,), where),
-        bytes_written=_get(o, "bytes_written", (int,), where, 0),
-        bytes_total=_get(o, "bytes_total", _OPT_INT, where, None),
-        started_at=_get(o, "started_at", _OPT_NUM, where, None),
+        step=get_field(o, "step", (int,), where),
+        phase=get_field(o, "phase", (str,), where),
+        bytes_written=get_field(o, "bytes_written", (int,), where, 0),
+        bytes_total=get_field(o, "bytes_total", OPT_INT, where, None),
+        started_at=get_field(o, "started_at", OPT_NUM, where, None),
     )
 
 
 def _parse_checkpoint_status(obj: Any, where: str) -> CheckpointStatus:
     if obj is None:
         return CheckpointStatus()
-    o = _obj(obj, where)
+    o = expect_object(obj, where)
     last = o.get("last")
     return CheckpointStatus(
-        dir=_get(o, "dir", _OPT_STR, where, None),
+        dir=get_field(o, "dir", OPT_STR, where, None),
         last=None if last is None else parse_checkpoint_info(last, f"{where}.last"),
         in_progress=_parse_progress(o.get("in_progress"), f"{where}.in_progress"),
-        last_error=_get(o, "last_error", _OPT_STR, where, None),
-        last_error_at=_get(o, "last_error_at", _OPT_NUM, where, None),
-        next_autosave_at=_get(o, "next_autosave_at", _OPT_NUM, where, None),
-        autosave_every_s=_get(o, "autosave_every_s", _OPT_NUM, where, None),
-        count=_get(o, "count", (int,), where, 0),
+        last_error=get_field(o, "last_error", OPT_STR, where, None),
+        last_error_at=get_field(o, "last_error_at", OPT_NUM, where, None),
+        next_autosave_at=get_field(o, "next_autosave_at", OPT_NUM, where, None),
+        autosave_every_s=get_field(o, "autosave_every_s", OPT_NUM, where, None),
+        count=get_field(o, "count", (int,), where, 0),
         replica=_parse_replica(o.get("replica"), f"{where}.replica"),
     )
 
@@ -468,37 +361,37 @@ def _parse_checkpoint_status(obj: Any, where: str) -> CheckpointStatus:
 def _parse_replica(obj: Any, where: str) -> ReplicaStatus | None:
     if obj is None:
         return None
-    o = _obj(obj, where)
-    kind = _get(o, "kind", (str,), where)
-    state = _get(o, "state", (str,), where)
+    o = expect_object(obj, where)
+    kind = get_field(o, "kind", (str,), where)
+    state = get_field(o, "state", (str,), where)
     if kind not in REPLICA_KINDS:
         raise SchemaError(f"{where}.kind: unknown kind {kind[:40]!r}")
     if state not in REPLICA_STATES:
         raise SchemaError(f"{where}.state: unknown state {state[:40]!r}")
     verified = o.get("verified")
     if verified is not None:
-        v, vw = _obj(verified, f"{where}.verified"), f"{where}.verified"
+        v, vw = expect_object(verified, f"{where}.verified"), f"{where}.verified"
         verified = ReplicaCopy(
-            step=_get(v, "step", (int,), vw), name=_get(v, "name", (str,), vw)[:MAX_TEXT],
-            bytes=_get(v, "bytes", (int,), vw),
-            md5=(_get(v, "md5", _OPT_STR, vw, None) or None),
-            verified_at=float(_get(v, "verified_at", _NUM, vw)),
-            file_id=_get(v, "file_id", _OPT_STR, vw, None),
-            saved_at=_get(v, "saved_at", _OPT_NUM, vw, None))
+            step=get_field(v, "step", (int,), vw), name=get_field(v, "name", (str,), vw)[:MAX_TEXT],
+            bytes=get_field(v, "bytes", (int,), vw),
+            md5=(get_field(v, "md5", OPT_STR, vw, None) or None),
+            verified_at=float(get_field(v, "verified_at", NUM, vw)),
+            file_id=get_field(v, "file_id", OPT_STR, vw, None),
+            saved_at=get_field(v, "saved_at", OPT_NUM, vw, None))
     uploading = o.get("uploading")
     if uploading is not None:
-        u, uw = _obj(uploading, f"{where}.uploading"), f"{where}.uploading"
+        u, uw = expect_object(uploading, f"{where}.uploading"), f"{where}.uploading"
         uploading = UploadProgress(
-            step=_get(u, "step", (int,), uw), bytes_sent=_get(u, "bytes_sent", (int,), uw),
-            bytes_total=_get(u, "bytes_total", (int,), uw),
-            started_at=_get(u, "started_at", _OPT_NUM, uw, None))
-    error = _get(o, "last_error", _OPT_STR, where, None)
+            step=get_field(u, "step", (int,), uw), bytes_sent=get_field(u, "bytes_sent", (int,), uw),
+            bytes_total=get_field(u, "bytes_total", (int,), uw),
+            started_at=get_field(u, "started_at", OPT_NUM, uw, None))
+    error = get_field(o, "last_error", OPT_STR, where, None)
     return ReplicaStatus(
-        dest=_get(o, "dest", (str,), where)[:MAX_TEXT], kind=kind, state=state,
-        verified=verified, uploading=uploading, pending=_get(o, "pending", (int,), where, 0),
+        dest=get_field(o, "dest", (str,), where)[:MAX_TEXT], kind=kind, state=state,
+        verified=verified, uploading=uploading, pending=get_field(o, "pending", (int,), where, 0),
         last_error=None if error is None else error[:MAX_TEXT],
-        last_error_at=_get(o, "last_error_at", _OPT_NUM, where, None),
-        next_retry_at=_get(o, "next_retry_at", _OPT_NUM, where, None))
+        last_error_at=get_field(o, "last_error_at", OPT_NUM, where, None),
+        next_retry_at=get_field(o, "next_retry_at", OPT_NUM, where, None))
 
 
 def check_protocol(obj: Any) -> dict:
@@ -508,7 +401,7 @@ def check_protocol(obj: Any) -> dict:
         ProtocolMismatch: the server speaks another version.
         SchemaError: not an object, or no ``protocol`` field.
     """
-    o = _obj(obj, "response")
+    o = expect_object(obj, "response")
     version = o.get("protocol")
     if not isinstance(version, int) or isinstance(version, bool):
         raise SchemaError("response.protocol: missing (is this a colabtui_remote server?)")
@@ -537,46 +430,46 @@ def parse_status(obj: Any) -> Status:
     """
     o = check_protocol(obj)
     w = "status"
-    state = _get(o, "state", (str,), w)
+    state = get_field(o, "state", (str,), w)
     if state not in STATES:
         raise SchemaError(f"status.state: unknown state {state[:40]!r}")
-    metrics_raw = _get(o, "metrics", (dict,), w, {})
+    metrics_raw = get_field(o, "metrics", (dict,), w, {})
     metrics: dict[str, float | None] = {}
     for name, value in list(metrics_raw.items())[:MAX_METRIC_NAMES]:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, _NUM)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, NUM)):
             raise SchemaError(f"status.metrics.{str(name)[:40]}: expected a number or null")
         metrics[str(name)[:MAX_TEXT]] = None if value is None else float(value)
-    nonfinite_raw = _get(o, "metrics_nonfinite", (dict,), w, {})
+    nonfinite_raw = get_field(o, "metrics_nonfinite", (dict,), w, {})
     nonfinite = {str(k)[:MAX_TEXT]: str(v) for k, v in list(nonfinite_raw.items())[:MAX_METRIC_NAMES]
                  if v in NONFINITE_MARKERS}
-    gpus_raw = _get(o, "gpus", (list,), w, [])
-    host = _obj(o.get("host") or {}, "status.host")
+    gpus_raw = get_field(o, "gpus", (list,), w, [])
+    host = expect_object(o.get("host") or {}, "status.host")
     return Status(
         protocol=o["protocol"],
-        run=_get(o, "run", (str,), w),
-        session_id=_get(o, "session_id", (str,), w),
-        label=_get(o, "label", (str,), w, ""),
+        run=get_field(o, "run", (str,), w),
+        session_id=get_field(o, "session_id", (str,), w),
+        label=get_field(o, "label", (str,), w, ""),
         state=state,
-        step=_get(o, "step", _OPT_INT, w, None),
-        total_steps=_get(o, "total_steps", _OPT_INT, w, None),
-        epoch=_get(o, "epoch", _OPT_INT, w, None),
-        steps_per_s=_get(o, "steps_per_s", _OPT_NUM, w, None),
+        step=get_field(o, "step", OPT_INT, w, None),
+        total_steps=get_field(o, "total_steps", OPT_INT, w, None),
+        epoch=get_field(o, "epoch", OPT_INT, w, None),
+        steps_per_s=get_field(o, "steps_per_s", OPT_NUM, w, None),
         metrics=metrics,
         metrics_nonfinite=nonfinite,
-        last_seq=_get(o, "last_seq", (int,), w, 0),
-        started_at=_get(o, "started_at", _OPT_NUM, w, None),
-        uptime_s=_get(o, "uptime_s", _OPT_NUM, w, None),
-        server_time=_get(o, "server_time", _OPT_NUM, w, None),
+        last_seq=get_field(o, "last_seq", (int,), w, 0),
+        started_at=get_field(o, "started_at", OPT_NUM, w, None),
+        uptime_s=get_field(o, "uptime_s", OPT_NUM, w, None),
+        server_time=get_field(o, "server_time", OPT_NUM, w, None),
         gpus=[_parse_gpu(g, f"status.gpus[{i}]") for i, g in enumerate(gpus_raw[:16])],
-        gpu_error=_get(o, "gpu_error", _OPT_STR, w, None),
+        gpu_error=get_field(o, "gpu_error", OPT_STR, w, None),
         checkpoint=_parse_checkpoint_status(o.get("checkpoint"), "status.checkpoint"),
         host=HostInfo(
-            python=_get(host, "python", _OPT_STR, "status.host", None),
-            torch=_get(host, "torch", _OPT_STR, "status.host", None),
-            platform=_get(host, "platform", _OPT_STR, "status.host", None),
-            hostname=_get(host, "hostname", _OPT_STR, "status.host", None),
+            python=get_field(host, "python", OPT_STR, "status.host", None),
+            torch=get_field(host, "torch", OPT_STR, "status.host", None),
+            platform=get_field(host, "platform", OPT_STR, "status.host", None),
+            hostname=get_field(host, "hostname", OPT_STR, "status.host", None),
         ),
-        error=_get(o, "error", _OPT_STR, w, None),
+        error=get_field(o, "error", OPT_STR, w, None),
     )
 
 
@@ -593,7 +486,7 @@ def parse_metrics(obj: Any) -> MetricsPage:
     """
     o = check_protocol(obj)
     w = "metrics"
-    series_raw = _get(o, "series", (dict,), w, {})
+    series_raw = get_field(o, "series", (dict,), w, {})
     if len(series_raw) > MAX_METRIC_NAMES:
         raise SchemaError(f"metrics.series: {len(series_raw)} series, at most {MAX_METRIC_NAMES}")
     series: dict[str, list[MetricPoint]] = {}
@@ -611,19 +504,19 @@ def parse_metrics(obj: Any) -> MetricsPage:
                                   "[seq, step, time, value, marker]")
             seq, step, t, value, marker = p
             if (not isinstance(seq, int) or not isinstance(step, int)
-                    or isinstance(t, bool) or not isinstance(t, _NUM)
-                    or (value is not None and (isinstance(value, bool) or not isinstance(value, _NUM)))
+                    or isinstance(t, bool) or not isinstance(t, NUM)
+                    or (value is not None and (isinstance(value, bool) or not isinstance(value, NUM)))
                     or (marker is not None and marker not in NONFINITE_MARKERS)
                     or (value is None and marker is None)):
                 raise SchemaError(f"metrics.series.{str(name)[:40]}[{i}]: bad point")
             parsed.append(MetricPoint(seq, step, float(t), marker_value(marker, None if value is None else float(value))))
         series[str(name)[:MAX_TEXT]] = parsed
     return MetricsPage(
-        after=_get(o, "after", (int,), w, 0),
-        next_after=_get(o, "next_after", (int,), w),
-        last_seq=_get(o, "last_seq", (int,), w),
-        more=bool(_get(o, "more", (bool,), w, False)),
-        thinned=bool(_get(o, "thinned", (bool,), w, False)),
+        after=get_field(o, "after", (int,), w, 0),
+        next_after=get_field(o, "next_after", (int,), w),
+        last_seq=get_field(o, "last_seq", (int,), w),
+        more=bool(get_field(o, "more", (bool,), w, False)),
+        thinned=bool(get_field(o, "thinned", (bool,), w, False)),
         series=series,
     )
 
@@ -636,19 +529,19 @@ def parse_command(obj: Any) -> CommandRecord:
     """
     o = check_protocol(obj)
     w = "command"
-    state = _get(o, "state", (str,), w)
+    state = get_field(o, "state", (str,), w)
     if state not in COMMAND_STATES:
         raise SchemaError(f"command.state: unknown state {state[:40]!r}")
     ckpt = o.get("checkpoint")
     return CommandRecord(
-        id=_get(o, "id", (str,), w),
-        action=_get(o, "action", (str,), w),
+        id=get_field(o, "id", (str,), w),
+        action=get_field(o, "action", (str,), w),
         state=state,
-        created_at=float(_get(o, "created_at", _NUM, w)),
-        started_at=_get(o, "started_at", _OPT_NUM, w, None),
-        finished_at=_get(o, "finished_at", _OPT_NUM, w, None),
+        created_at=float(get_field(o, "created_at", NUM, w)),
+        started_at=get_field(o, "started_at", OPT_NUM, w, None),
+        finished_at=get_field(o, "finished_at", OPT_NUM, w, None),
         checkpoint=None if ckpt is None else parse_checkpoint_info(ckpt, "command.checkpoint"),
-        error=_get(o, "error", _OPT_STR, w, None),
+        error=get_field(o, "error", OPT_STR, w, None),
     )
 
 
@@ -663,9 +556,9 @@ def parse_checkpoint_list(obj: Any) -> CheckpointList:
         ProtocolMismatch, SchemaError: as :func:`parse_status`.
     """
     o = check_protocol(obj)
-    items = _get(o, "checkpoints", (list,), "checkpoints", [])
+    items = get_field(o, "checkpoints", (list,), "checkpoints", [])
     return CheckpointList(
-        dir=_get(o, "dir", _OPT_STR, "checkpoints", None),
+        dir=get_field(o, "dir", OPT_STR, "checkpoints", None),
         checkpoints=[parse_checkpoint_info(c, f"checkpoints[{i}]") for i, c in enumerate(items)],
     )
 

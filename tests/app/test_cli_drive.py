@@ -138,8 +138,8 @@ def _checkpoints(folder: Path, steps: list[int]):
 
 def _on_drive(standin, tmp_path: Path, steps: list[int]) -> str:
     """The checkpoints uploaded and verified on Drive by the runtime's Replicator; the URL."""
-    from colabtui_remote.replica import Replicator
-    from colabtui_remote.replica_drive import DriveReplica
+    from colabtui_remote.checkpoint.drive import DriveReplica
+    from colabtui_remote.checkpoint.replica import Replicator
 
     url = f"gdrive://{standin.create_folder('colabtui')}/digits"
     rep = Replicator(DriveReplica(url), keep=len(steps), start=False)

@@ -29,7 +29,7 @@ from colabtui_remote.checkpoint import (
     restore,
     saved_values,
 )
-from colabtui_remote.checkpoint_state import capture_state
+from colabtui_remote.checkpoint.state import capture_state
 from digits_training import digits_data as digits
 
 

@@ -38,7 +38,7 @@ from colabtui_remote.drive import (
     md5_file,
     parse_gdrive_url,
 )
-from colabtui_remote.mailbox_store import FileTooLarge
+from colabtui_remote.drive.errors import FileTooLarge
 from drive_standin import DriveStandin
 
 KiB = 1024

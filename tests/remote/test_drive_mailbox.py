@@ -7,17 +7,18 @@ import asyncio
 import time
 
 import pytest
-from colabtui_remote import Monitor, schema
+from colabtui_remote import Monitor, schema, wire
 from colabtui_remote.drive import (
     DriveError,
     DriveFolder,
-    DriveMailbox,
     DriveNotFound,
     DriveUnavailable,
     connect,
 )
-from colabtui_remote.mailbox import MailboxServer
-from colabtui_remote.mailbox_store import MAX_FILE_BYTES, FileTooLarge
+from colabtui_remote.drive.errors import FileTooLarge
+from colabtui_remote.transport.mailbox.drive_storage import DriveMailbox
+from colabtui_remote.transport.mailbox.layout import MAX_FILE_BYTES
+from colabtui_remote.transport.mailbox.server import MailboxServer
 
 WAIT_S = 60.0
 """Bound on each wait (a bound, not an assertion about speed)."""
@@ -253,7 +254,7 @@ def test_a_real_mailbox_server_and_the_laptop_client_through_drive(standin, cred
         set(standin.children(run))
     records = _folder_id(standin, run, "records")
     assert standin.children(records) == [f"{cid}.json"]
-    assert schema.parse_command(schema.loads(
+    assert schema.parse_command(wire.loads(
         standin.content(standin.ids_titled(f"{cid}.json", records)[0]))).state == "done"
     commands = _folder_id(standin, run, "commands")
     assert standin.children(commands) == [], "the laptop removed its command once answered"
@@ -300,15 +301,15 @@ def test_a_mailbox_deleted_on_drive_while_served_is_made_again(standin, creds, t
     (new,) = standin.ids_titled("mailbox")
     assert new != old
     laptop = DriveMailbox(f"gdrive://{top}/RUN/mailbox")
-    status = schema.parse_status(schema.loads(laptop.read("status.json")))
+    status = schema.parse_status(wire.loads(laptop.read("status.json")))
     assert status.session_id == mon.session_id and status.metrics == {"loss": 0.5}
-    assert schema.loads(laptop.read("mailbox.json"))["session_id"] == mon.session_id
+    assert wire.loads(laptop.read("mailbox.json"))["session_id"] == mon.session_id
     server.close()
     mon.close()
 
 
 def test_a_local_mailbox_folder_that_vanished_is_not_made_again(tmp_path):
-    from colabtui_remote.mailbox_store import LocalFolder
+    from colabtui_remote.transport.mailbox.layout import LocalFolder
 
     mon = Monitor(run="digits", handle_sigterm=False)
     folder = tmp_path / "drive" / "RUN"

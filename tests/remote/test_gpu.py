@@ -8,7 +8,7 @@ import time
 
 import pynvml
 import pytest
-from colabtui_remote import schema
+from colabtui_remote import schema, wire
 from colabtui_remote.gpu import GpuSampler
 from nvml_standin import make_nvml
 
@@ -44,10 +44,10 @@ def test_the_reason_travels_in_status_json():
     gpus, reason = GpuSampler(nvml=make_nvml(2, fail=POWER_NOT_SUPPORTED)).sample_once()
     status = schema.Status(protocol=schema.PROTOCOL_VERSION, run="r", session_id="s", label="",
                            state="running", step=1, gpus=gpus, gpu_error=reason)
-    wire = schema.loads(schema.dumps(status))
-    assert wire["gpus"][1]["power_w"] is None
-    assert wire["gpus"][1]["unsupported"] == {"power_w": "Not Supported"}
-    assert schema.parse_status(wire).gpus == gpus
+    doc = wire.loads(wire.dumps(status))
+    assert doc["gpus"][1]["power_w"] is None
+    assert doc["gpus"][1]["unsupported"] == {"power_w": "Not Supported"}
+    assert schema.parse_status(doc).gpus == gpus
 
 
 def test_utilization_unsupported_under_mig_and_memory_failing_split_into_both_fields():

@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 from colabtui_remote import Monitor, schema
-from colabtui_remote.mailbox import GARBAGE_AFTER, MailboxServer
-from colabtui_remote.mailbox_store import LocalFolder, parse_chunk_name
+from colabtui_remote.transport.mailbox.layout import LocalFolder, parse_chunk_name
+from colabtui_remote.transport.mailbox.server import GARBAGE_AFTER, MailboxServer
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from colabtui_remote import schema
+from colabtui_remote import schema, wire
 from colabtui_remote.metrics import BUCKET, MetricsStore, _Level, _thin
 
 
@@ -168,15 +168,15 @@ def test_nonfinite_values_are_stored_and_go_on_the_wire_as_null_with_a_marker():
     assert latest == 2.5
     store.append("grad_norm", math.inf, 5)
     assert store.latest()["grad_norm"] == math.inf
-    body = schema.dumps(store.page(0).to_wire())
+    body = wire.dumps(store.page(0).to_wire())
 
     def refuse(name):
         raise AssertionError(f"bare {name} in JSON")
 
-    wire = json.loads(body, parse_constant=refuse)
-    assert [p[3:] for p in wire["series"]["loss"]] == [
+    doc = json.loads(body, parse_constant=refuse)
+    assert [p[3:] for p in doc["series"]["loss"]] == [
         [1.5, None], [None, "nan"], [None, "inf"], [None, "-inf"], [2.5, None]]
-    parsed = schema.parse_metrics(wire)
+    parsed = schema.parse_metrics(doc)
     values = [p.value for p in parsed.series["loss"]]
     assert math.isnan(values[1]) and values[2] == math.inf and values[3] == -math.inf
 
@@ -204,7 +204,7 @@ def test_a_reader_paging_while_the_training_thread_appends(thinning):
     while writer.is_alive() or after < store.last_seq:
         page = store.page(after)
         if writer.is_alive():  # pages taken mid-append go through the wire and its parser
-            page = schema.parse_metrics(schema.loads(schema.dumps(page.to_wire())))
+            page = schema.parse_metrics(wire.loads(wire.dumps(page.to_wire())))
         assert page.next_after >= after
         for name, pts in page.series.items():
             assert [p.seq for p in pts] == sorted({p.seq for p in pts}), "strictly increasing"

@@ -20,16 +20,13 @@ import pytest
 import torch
 from colabtui_remote import Monitor
 from colabtui_remote.checkpoint import MANIFEST, Checkpointer, CheckpointError, load_resumable
+from colabtui_remote.checkpoint.destinations import list_verified, open_destination
+from colabtui_remote.checkpoint.drive import DriveReplica
+from colabtui_remote.checkpoint.errors import ManifestUnreadable
+from colabtui_remote.checkpoint.replica import Replicator
+from colabtui_remote.checkpoint.resume import download_newest
 from colabtui_remote.drive.auth import connect
 from colabtui_remote.drive.client import DriveFolder
-from colabtui_remote.replica import (
-    ManifestUnreadable,
-    Replicator,
-    download_newest,
-    list_verified,
-    open_destination,
-)
-from colabtui_remote.replica_drive import DriveReplica
 from digits_training import make_training, save_over_http, status_over_http, wait_for
 from drive_standin import DriveStandin
 

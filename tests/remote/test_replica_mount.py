@@ -21,13 +21,10 @@ import pytest
 import torch
 from colabtui_remote import Monitor
 from colabtui_remote.checkpoint import MANIFEST, Checkpointer, FolderIO, load_resumable
-from colabtui_remote.replica import (
-    Replicator,
-    download_newest,
-    list_verified,
-    open_destination,
-)
-from colabtui_remote.replica_mount import MountedFolder
+from colabtui_remote.checkpoint.destinations import list_verified, open_destination
+from colabtui_remote.checkpoint.mount import MountedFolder
+from colabtui_remote.checkpoint.replica import Replicator
+from colabtui_remote.checkpoint.resume import download_newest
 from digits_training import make_training, save_over_http, status_over_http, wait_for
 
 
@@ -414,7 +411,7 @@ def test_colabtui_local_checkpoints_turns_the_mount_fallback_on_and_a_vanished_f
 
 _DOWNLOAD = """
 import sys
-from colabtui_remote.replica import download_newest
+from colabtui_remote.checkpoint.resume import download_newest
 entry, path = download_newest(sys.argv[1], sys.argv[2])
 print("took step", entry.step)
 """

@@ -90,7 +90,7 @@ def test_a_new_runtime_resumes_from_drive_bitwise_identical_to_training_straight
         digits_session, tmp_path, monkeypatch):
     """Checkpoints go to Drive through the API (the stand-in); the second session runs on a new
     runtime whose local disk is empty, and resumes from the newest checkpoint verified there."""
-    from colabtui_remote.replica import list_verified
+    from colabtui_remote.checkpoint.destinations import list_verified
     from drive_standin import DriveStandin
 
     with DriveStandin(tmp_path / "standin") as drive:

@@ -11,7 +11,7 @@ import uuid
 import httpx
 import pytest
 from colabtui_remote import Monitor, schema
-from colabtui_remote.server import PortInUse
+from colabtui_remote.transport.http.server import PortInUse
 
 ROUTES = [("GET", "/v1/status"), ("GET", "/v1/metrics?after=0"), ("GET", "/v1/checkpoints"),
           ("POST", "/v1/commands"), ("GET", "/v1/commands/abc"), ("GET", "/nope")]
@@ -209,7 +209,7 @@ def _free_port() -> int:
 
 def test_generated_tokens_never_start_with_a_dash():
     # secrets.token_urlsafe starts with "-" 1 time in 64: enough draws to see it if allowed.
-    from colabtui_remote.monitor import new_token
+    from colabtui_remote.transport.http.serve import new_token
 
     tokens = [new_token() for _ in range(3000)]
     assert not [t for t in tokens if t.startswith("-")]
@@ -220,7 +220,7 @@ def test_a_given_token_or_label_starting_with_a_dash_prints_a_line_that_parses()
     import argparse
     import shlex
 
-    from colabtui_remote.monitor import connect_line
+    from colabtui_remote.transport.http.serve import connect_line
 
     line = connect_line("http://127.0.0.1:1", "-abc def", "-label")
     parser = argparse.ArgumentParser()

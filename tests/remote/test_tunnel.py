@@ -11,9 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from colabtui_remote import Monitor, monitor, tunnel
-from colabtui_remote.monitor import connect_line
-from colabtui_remote.tunnel import TunnelError, start_quick_tunnel
+from colabtui_remote import Monitor
+from colabtui_remote.transport.http import serve, tunnel
+from colabtui_remote.transport.http.serve import connect_line
+from colabtui_remote.transport.http.tunnel import TunnelError, start_quick_tunnel
 from digits_training import wait_for
 
 STANDIN = Path(__file__).with_name("cloudflared_standin.py")
@@ -44,7 +45,7 @@ def standin(tmp_path: Path, mode: str) -> tuple[Path, Path]:
 
 @pytest.fixture
 def make_monitor(monkeypatch):
-    monkeypatch.setattr(monitor, "LINGER_S", 0.0)  # nobody polls after the test: no need to wait
+    monkeypatch.setattr(serve, "LINGER_S", 0.0)  # nobody polls after the test: no need to wait
     made = []
 
     def make():

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .client import _INSTALL_HINT, DriveAuthError, _map_error, _require_pydrive2
+from .errors import INSTALL_HINT, DriveAuthError, map_error, require_pydrive2
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from pydrive2.drive import GoogleDrive
@@ -145,7 +145,7 @@ def connect(credentials_path: str | os.PathLike | None = None,
         ValueError: an endpoint that is not an http(s) URL.
         ImportError: pydrive2 is not installed (``pip install 'colabtui-remote[drive]'``).
     """
-    _require_pydrive2()
+    require_pydrive2()
     from googleapiclient import discovery, discovery_cache
     from pydrive2.auth import GoogleAuth
     from pydrive2.drive import GoogleDrive
@@ -174,7 +174,7 @@ def connect(credentials_path: str | os.PathLike | None = None,
                 gauth.SaveCredentials()
         http = gauth.Get_Http_Object()
     except Exception as exc:
-        mapped = _map_error(exc, f"refreshing {where}")
+        mapped = map_error(exc, f"refreshing {where}")
         if mapped is None:
             raise
         raise mapped from None
@@ -257,7 +257,7 @@ def login(client_secrets_path: str | os.PathLike,
         from pydrive2.auth import AuthError, GoogleAuth
         from pydrive2.settings import InvalidConfigError
     except ImportError as exc:
-        raise ImportError(f"Google Drive support needs pydrive2: {_INSTALL_HINT}") from exc
+        raise ImportError(f"Google Drive support needs pydrive2: {INSTALL_HINT}") from exc
     _check_client_secrets(Path(client_secrets_path))
     path = Path(credentials_path).expanduser() if credentials_path else credentials_path_in_use()
     # A fresh consent every time (an old login in the file, revoked or not, is not reused); the

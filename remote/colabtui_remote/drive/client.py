@@ -18,22 +18,35 @@ threads at once.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import datetime as _dt
 import hashlib
-import http.client
 import io
 import logging
 import os
-import re
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..mailbox_store import FileTooLarge
+from .errors import (
+    ChecksumMismatch,
+    DriveBadResponse,
+    DriveError,
+    DriveNotFound,
+    FileTooLarge,
+    remote_call,
+    require_pydrive2,
+)
+from .files import (
+    FOLDER_MIME,
+    DriveFile,
+    HashingReader,
+    PlainReader,
+    check_title,
+    chunked_upload_class,
+    md5_file,
+    quote_query,
+)
 from .url import is_folder_id, is_gdrive_url, parse_gdrive_url
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
@@ -54,368 +67,6 @@ held in memory once; 8 MiB keeps a 1 GB checkpoint to about 128 requests."""
 
 DEFAULT_MAX_READ_BYTES = 64 * MiB
 """Largest file :meth:`DriveFolder.read_bytes` returns, bytes, unless told otherwise."""
-
-FOLDER_MIME = "application/vnd.google-apps.folder"
-
-RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
-"""``reason`` values of a 403 that mean "slow down" rather than "not allowed" (Drive API docs,
-"Resolve errors")."""
-
-_INSTALL_HINT = "pip install 'colabtui-remote[drive]'"
-
-
-# ---------------------------------------------------------------------------------- errors
-
-
-class DriveError(OSError):
-    """A Drive call failed. An ``OSError``, so code that handles storage failures handles it."""
-
-
-class DriveNotFound(DriveError, FileNotFoundError):
-    """The folder or file does not exist, is trashed, or is not shared with this account (Drive
-    answers 404 for all of these). Also a ``FileNotFoundError``."""
-
-
-class DriveAuthError(DriveError):
-    """No credentials, credentials Drive no longer accepts (``invalid_grant``: revoked or
-    expired), or a 401 after a refresh. The message says how to log in (again)."""
-
-
-class DriveRateLimited(DriveError):
-    """Drive asked to slow down (429, or 403 with reason ``rateLimitExceeded`` /
-    ``userRateLimitExceeded``).
-
-    Attributes:
-        retry_after: seconds Drive asked to wait (its ``Retry-After`` header), or ``None`` when
-            it did not say.
-    """
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class DriveUnavailable(DriveError):
-    """Drive could not be reached (connection refused or reset, timeout, name not resolved) or
-    answered with a 5xx."""
-
-
-class DriveBadResponse(DriveError):
-    """Drive answered something that does not parse or lacks a field we need."""
-
-
-class ChecksumMismatch(DriveError):
-    """The md5 Drive reports for a file differs from the md5 of the bytes on this side.
-
-    Attributes:
-        expected: the md5 hex digest that was expected (Drive's for a download, the local
-            file's for an upload).
-        actual: the md5 hex digest found.
-    """
-
-    def __init__(self, message: str, expected: str, actual: str) -> None:
-        super().__init__(message)
-        self.expected = expected
-        self.actual = actual
-
-
-def require_pydrive2() -> None:
-    """Check that the ``drive`` extra is installed.
-
-    Raises:
-        ImportError: pydrive2 or google-api-python-client is missing; the message says
-            ``pip install 'colabtui-remote[drive]'``.
-    """
-    try:
-        import googleapiclient  # noqa: F401
-        import pydrive2  # noqa: F401
-    except ImportError as exc:
-        raise ImportError(f"Google Drive support needs pydrive2: {_INSTALL_HINT} "
-                          f"({exc})") from exc
-
-
-_require_pydrive2 = require_pydrive2
-
-
-def _error_details(content: Any) -> tuple[str, str]:
-    """``(reason, message)`` of a Drive JSON error body; empty strings when it has none."""
-    try:
-        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
-        import json
-
-        err = json.loads(text).get("error", {})
-        if isinstance(err, str):  # OAuth-style {"error": "invalid_grant"}
-            return err, ""
-        errors = err.get("errors") or [{}]
-        return str(errors[0].get("reason") or ""), str(err.get("message") or "")[:300]
-    except (ValueError, AttributeError, TypeError):
-        return "", ""
-
-
-def _retry_after(resp: Any) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number, or an HTTP date)."""
-    value = resp.get("retry-after") if hasattr(resp, "get") else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        when = parsedate_to_datetime(value)
-        return max(0.0, (when - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
-def _from_http_error(err: Any, what: str, not_found: str | None) -> DriveError:
-    status = int(getattr(err.resp, "status", 0) or 0)
-    reason, message = _error_details(err.content)
-    detail = f"{reason}: {message}" if reason and message else (reason or message or "no details")
-    if status == 404:
-        return DriveNotFound(not_found or f"{what}: not found on Drive ({detail})")
-    if status == 429 or (status == 403 and reason in RATE_LIMIT_REASONS):
-        retry_after = _retry_after(err.resp)
-        wait = f"; Drive asks to wait {retry_after:g} s" if retry_after is not None else ""
-        return DriveRateLimited(f"{what}: Drive says too many requests ({status} "
-                                f"{reason or 'rate limited'}){wait}", retry_after=retry_after)
-    if status == 401:
-        return DriveAuthError(f"{what}: Drive rejected the login (401 {detail}) even after "
-                              "refreshing it; log in to Drive again (colabtui drive login)")
-    if status >= 500:
-        return DriveUnavailable(f"{what}: Drive answered {status} ({detail}); try again later")
-    if status < 400:
-        return DriveBadResponse(f"{what}: unexpected answer {status} from Drive ({detail})")
-    return DriveError(f"{what}: Drive answered {status} ({detail})")
-
-
-def _map_error(exc: BaseException, what: str, not_found: str | None = None) -> DriveError | None:
-    """The :class:`DriveError` for an exception raised by pydrive2, googleapiclient,
-    oauth2client, httplib2 or a socket; ``None`` for anything else (a bug: let it through)."""
-    if isinstance(exc, DriveError):
-        return exc
-    import httplib2
-    from googleapiclient.errors import HttpError
-    from oauth2client.client import AccessTokenRefreshError
-    from pydrive2.auth import AuthError
-    from pydrive2.files import ApiRequestError
-
-    if isinstance(exc, ApiRequestError) and exc.args and isinstance(exc.args[0], HttpError):
-        exc = exc.args[0]
-    elif isinstance(exc, ValueError) and isinstance(exc.__context__, HttpError):
-        exc = exc.__context__  # pydrive2 could not parse a non-JSON error body (a proxy's page)
-    if isinstance(exc, HttpError):
-        return _from_http_error(exc, what, not_found)
-    if isinstance(exc, (AccessTokenRefreshError, AuthError)):
-        status = getattr(exc, "status", None)
-        if isinstance(status, int) and status >= 500:
-            return DriveUnavailable(f"{what}: Google's token server answered {status}; try "
-                                    "again later")
-        return DriveAuthError(f"{what}: Google no longer accepts the saved Drive login "
-                              f"({str(exc)[:200]}); log in to Drive again (colabtui drive "
-                              "login; in Colab, authenticate_user())")
-    if isinstance(exc, (httplib2.HttpLib2Error, http.client.HTTPException, OSError)):
-        return DriveUnavailable(f"{what}: cannot reach Drive ({type(exc).__name__}: "
-                                f"{str(exc)[:200] or 'no details'})")
-    if isinstance(exc, (ValueError, KeyError, TypeError)):
-        return DriveBadResponse(f"{what}: Drive's answer does not parse ({type(exc).__name__}: "
-                                f"{str(exc)[:200]})")
-    return None
-
-
-@contextlib.contextmanager
-def _remote(what: str, not_found: str | None = None) -> Iterator[None]:
-    """Map what a Drive call raises to :class:`DriveError` (see :func:`_map_error`)."""
-    try:
-        yield
-    except DriveError:
-        raise
-    except Exception as exc:
-        mapped = _map_error(exc, what, not_found)
-        if mapped is None:
-            raise
-        raise mapped from exc
-
-
-# ---------------------------------------------------------------------------------- files
-
-
-_RFC3339 = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?"
-                      r"(Z|[+-]\d\d:\d\d)$")
-
-
-def _parse_time(text: Any) -> float:
-    """Unix seconds of an RFC 3339 time as Drive writes it (``2024-05-01T12:00:00.123Z``)."""
-    m = _RFC3339.match(str(text))
-    if m is None:
-        raise ValueError(f"not an RFC 3339 time: {str(text)[:40]!r}")
-    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-    frac = float(f"0.{m.group(7)}") if m.group(7) else 0.0
-    zone = m.group(8)
-    if zone == "Z":
-        tz = _dt.timezone.utc
-    else:
-        sign = 1 if zone[0] == "+" else -1
-        tz = _dt.timezone(sign * _dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
-    return _dt.datetime(year, month, day, hour, minute, second, tzinfo=tz).timestamp() + frac
-
-
-@dataclass(frozen=True)
-class DriveFile:
-    """One file or folder on Drive, as its metadata says.
-
-    Attributes:
-        id: the Drive file id.
-        title: the file name shown in Drive.
-        size: bytes of content; ``None`` for folders and Google Docs.
-        md5: md5 hex digest of the content as Drive computed it; ``None`` where Drive has none.
-        created: creation time, Unix seconds.
-        modified: last modification time, Unix seconds.
-        is_folder: whether it is a folder.
-    """
-
-    id: str
-    title: str
-    size: int | None
-    md5: str | None
-    created: float
-    modified: float
-    is_folder: bool
-
-    @classmethod
-    def from_metadata(cls, meta: Any) -> DriveFile:
-        """Build from a Drive v2 file resource (a dict).
-
-        Raises:
-            DriveBadResponse: a field is missing or does not parse.
-        """
-        try:
-            size = meta.get("fileSize")
-            created = _parse_time(meta["createdDate"])
-            return cls(id=str(meta["id"]), title=str(meta["title"]),
-                       size=int(size) if size is not None else None,
-                       md5=str(meta["md5Checksum"]).lower() if meta.get("md5Checksum") else None,
-                       created=created,
-                       modified=_parse_time(meta["modifiedDate"]) if meta.get("modifiedDate")
-                       else created,
-                       is_folder=meta.get("mimeType") == FOLDER_MIME)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise DriveBadResponse(f"Drive file metadata lacks or garbles a field ({exc}): "
-                                   f"{str(meta)[:200]}") from None
-
-
-def md5_file(path: str | os.PathLike, chunk_bytes: int = 1 * MiB) -> str:
-    """The md5 hex digest of a local file, read ``chunk_bytes`` at a time.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _quote(value: str) -> str:
-    """A string literal for a Drive ``q`` query."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _check_title(title: Any) -> str:
-    if not isinstance(title, str) or not title or title in (".", "..") or "/" in title:
-        raise ValueError(f"bad Drive file title {title!r}: a non-empty name without '/'")
-    return title
-
-
-class _HashingReader:
-    """A seekable binary file that computes the md5 of its bytes as they are first read in
-    order (a chunk read again after a resend is not hashed twice).
-
-    The hashing runs on a helper thread (hashlib lets go of the GIL), so it overlaps the
-    sending of the chunk instead of coming before it. :meth:`hexdigest` waits for it;
-    :meth:`close` stops the thread.
-    """
-
-    def __init__(self, f: io.BufferedReader) -> None:
-        self._f = f
-        self._pos = f.tell()
-        self._md5 = hashlib.md5()
-        self._hashed = 0
-        self._gap = False
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="colabtui-drive-md5")
-        self._pending: list[concurrent.futures.Future] = []
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self._pos = self._f.seek(offset, whence)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def read(self, n: int = -1) -> bytes:
-        start = self._pos
-        data = self._f.read(n)
-        end = start + len(data)
-        self._pos = end
-        if start <= self._hashed < end:
-            self._wait()  # the previous chunk's hash: at most one chunk held for hashing
-            self._pending.append(self._pool.submit(self._md5.update,
-                                                   memoryview(data)[self._hashed - start:]))
-            self._hashed = end
-        elif start > self._hashed:
-            self._gap = True
-        return data
-
-    def _wait(self) -> None:
-        for future in self._pending:
-            future.result()
-        self._pending.clear()
-
-    def hexdigest(self, size: int) -> str | None:
-        """The md5 of all ``size`` bytes, or ``None`` when not all were read in order."""
-        self._wait()
-        return self._md5.hexdigest() if self._hashed == size and not self._gap else None
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-
-
-class _PlainReader:
-    """The file as it is, for an upload whose md5 the caller already knows."""
-
-    def __init__(self, f: io.BufferedReader, md5: str) -> None:
-        self._f, self._md5 = f, md5.lower()
-        self.seek, self.tell, self.read = f.seek, f.tell, f.read
-
-    def hexdigest(self, size: int) -> str:
-        return self._md5
-
-    def close(self) -> None:
-        pass
-
-
-_upload_class: type | None = None
-
-
-def _chunked_upload_class() -> type:
-    """googleapiclient's ``MediaIoBaseUpload``, sending each chunk as bytes read from the file
-    rather than as a stream slice: one ``sendall`` per chunk, and a request that httplib2 or
-    oauth2client sends again (after a dropped connection or a token refresh) carries the same
-    bytes, where a stream slice would already be used up."""
-    global _upload_class
-    if _upload_class is None:
-        from googleapiclient.http import MediaIoBaseUpload
-
-        class ChunkedFileUpload(MediaIoBaseUpload):
-            def has_stream(self) -> bool:
-                return False
-
-        _upload_class = ChunkedFileUpload
-    return _upload_class
 
 
 # ---------------------------------------------------------------------------------- folder
@@ -502,8 +153,8 @@ class DriveFolder:
                 or is in the trash.
             DriveError: any other Drive failure.
         """
-        _require_pydrive2()
-        with _remote(f"checking Drive folder {self.url}", not_found=self._missing()):
+        require_pydrive2()
+        with remote_call(f"checking Drive folder {self.url}", not_found=self._missing()):
             gfile = self.drive.CreateFile({"id": self.folder_id})
             gfile.FetchMetadata()
             meta = dict(gfile)
@@ -521,12 +172,12 @@ class DriveFolder:
             DriveNotFound: there is none and ``create`` is false (or this folder is gone).
             DriveError: any other Drive failure.
         """
-        _check_title(title)
+        check_title(title)
         found = self._find(title, folder=True)
         if found is None:
             if not create:
                 raise DriveNotFound(f"no folder {title!r} in Drive folder {self.url}")
-            with _remote(f"creating folder {title!r} in Drive folder {self.url}",
+            with remote_call(f"creating folder {title!r} in Drive folder {self.url}",
                          not_found=self._missing()):
                 gfile = self.drive.CreateFile({"title": title, "mimeType": FOLDER_MIME,
                                                "parents": [{"id": self.folder_id}]})
@@ -541,8 +192,8 @@ class DriveFolder:
     # ------------------------------------------------------------------ listing
 
     def _list(self, query: str, what: str) -> list[DriveFile]:
-        _require_pydrive2()
-        with _remote(what, not_found=self._missing()):
+        require_pydrive2()
+        with remote_call(what, not_found=self._missing()):
             items = self.drive.ListFile({"q": query}).GetList()
             metas = [dict(item) for item in items]
         files = [DriveFile.from_metadata(meta) for meta in metas]
@@ -555,16 +206,16 @@ class DriveFolder:
         Raises:
             DriveError
         """
-        return self._list(f"{_quote(self.folder_id)} in parents and trashed = false",
+        return self._list(f"{quote_query(self.folder_id)} in parents and trashed = false",
                           f"listing Drive folder {self.url}")
 
     def _find(self, title: str, folder: bool | None) -> DriveFile | None:
-        query = (f"{_quote(self.folder_id)} in parents and title = {_quote(title)} "
+        query = (f"{quote_query(self.folder_id)} in parents and title = {quote_query(title)} "
                  "and trashed = false")
         if folder is True:
-            query += f" and mimeType = {_quote(FOLDER_MIME)}"
+            query += f" and mimeType = {quote_query(FOLDER_MIME)}"
         elif folder is False:
-            query += f" and mimeType != {_quote(FOLDER_MIME)}"
+            query += f" and mimeType != {quote_query(FOLDER_MIME)}"
         files = self._list(query, f"looking for {title!r} in Drive folder {self.url}")
         files = [f for f in files if f.title == title]  # exact, whatever the server matched
         if not files:
@@ -583,12 +234,12 @@ class DriveFolder:
         Raises:
             DriveError
         """
-        return self._find(_check_title(title), folder=None)
+        return self._find(check_title(title), folder=None)
 
     def _resolve(self, title_or_file: str | DriveFile) -> DriveFile:
         if isinstance(title_or_file, DriveFile):
             return title_or_file
-        found = self._find(_check_title(title_or_file), folder=False)
+        found = self._find(check_title(title_or_file), folder=False)
         if found is None:
             raise DriveNotFound(f"no file {title_or_file!r} in Drive folder {self.url}")
         return found
@@ -614,7 +265,7 @@ class DriveFolder:
             raise DriveError(f"{where} is a folder, not a file")
         if f.size is not None and f.size > max_bytes:
             raise FileTooLarge(f"{where} holds {f.size} bytes, more than {max_bytes}")
-        with _remote(f"reading {where}",
+        with remote_call(f"reading {where}",
                      not_found=f"{where} (file id {f.id}) is no longer on Drive"):
             gfile = self.drive.CreateFile({"id": f.id})
             buf = gfile.GetContentIOBuffer(chunksize=max_bytes + 1)
@@ -643,12 +294,12 @@ class DriveFolder:
             DriveNotFound: ``file_id`` or this folder does not exist.
             DriveError: any other Drive failure.
         """
-        _check_title(title)
+        check_title(title)
         if file_id is None:
             found = self._find(title, folder=False)
             file_id = found.id if found is not None else None
         where = f"{title!r} in Drive folder {self.url}"
-        with _remote(f"writing {where}",
+        with remote_call(f"writing {where}",
                      not_found=f"{where}: file id {file_id} is no longer on Drive"
                      if file_id else self._missing()):
             if file_id is not None:
@@ -668,10 +319,10 @@ class DriveFolder:
         Raises:
             DriveError: any Drive failure but "not found".
         """
-        _require_pydrive2()
+        require_pydrive2()
         fid = file_or_id.id if isinstance(file_or_id, DriveFile) else str(file_or_id)
         try:
-            with _remote(f"deleting file id {fid} from Drive folder {self.url}"):
+            with remote_call(f"deleting file id {fid} from Drive folder {self.url}"):
                 self.drive.CreateFile({"id": fid}).Delete()
         except DriveNotFound:
             pass
@@ -718,8 +369,8 @@ class DriveFolder:
             DriveNotFound: ``file_id`` or this folder does not exist.
             DriveError: any other Drive failure (nothing is retried).
         """
-        _require_pydrive2()
-        _check_title(title)
+        require_pydrive2()
+        check_title(title)
         local_path = Path(local_path)
         size = os.path.getsize(local_path)
         if file_id is None:
@@ -727,10 +378,10 @@ class DriveFolder:
             file_id = found.id if found is not None else None
         where = f"{title!r} in Drive folder {self.url}"
         with open(local_path, "rb") as f, contextlib.closing(
-                _HashingReader(f) if md5 is None else _PlainReader(f, md5)) as reader:
-            media = _chunked_upload_class()(reader, mimetype=mime, chunksize=self.chunk_bytes,
+                HashingReader(f) if md5 is None else PlainReader(f, md5)) as reader:
+            media = chunked_upload_class()(reader, mimetype=mime, chunksize=self.chunk_bytes,
                                             resumable=True)
-            with _remote(f"uploading {local_path.name} as {where}",
+            with remote_call(f"uploading {local_path.name} as {where}",
                          not_found=f"{where}: file id {file_id} is no longer on Drive"
                          if file_id else self._missing()):
                 files = self.drive.auth.service.files()
@@ -783,7 +434,7 @@ class DriveFolder:
             DriveError: any other Drive failure.
             OSError: the destination cannot be written.
         """
-        _require_pydrive2()
+        require_pydrive2()
         dest = Path(dest_path)
         where = f"{file.title!r} (file id {file.id}) from Drive folder {self.url}"
         kept = (f"{dest} left as it was" if os.path.lexists(dest)
@@ -793,12 +444,12 @@ class DriveFolder:
             digest = hashlib.md5()
             received = 0
             with os.fdopen(fd, "wb") as out:
-                with _remote(f"downloading {where}",
+                with remote_call(f"downloading {where}",
                              not_found=f"{where} is no longer on Drive"):
                     buf = self.drive.CreateFile({"id": file.id}).GetContentIOBuffer(
                         chunksize=self.chunk_bytes)
                 while True:
-                    with _remote(f"downloading {where}",
+                    with remote_call(f"downloading {where}",
                                  not_found=f"{where} is no longer on Drive"):
                         chunk = buf.read()
                         total = buf.size

@@ -14,7 +14,7 @@ import sys
 import time
 
 from colabtui_remote import Monitor
-from colabtui_remote.checkpoint_state import CheckpointError
+from colabtui_remote.checkpoint.errors import CheckpointError
 
 BATCH_SIZE = 64
 EVAL_EVERY = 100

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import os
 
-from .checkpoint import MANIFEST, CheckpointError
-from .replica import (
-    ManifestUnreadable,
-    Progress,
-    RemoteCopy,
-    ReplicaEntry,
-    aside_name,
-    manifest_bytes,
-    parse_entries,
-)
+from ..drive.auth import connect
+from ..drive.client import DriveFile, DriveFolder
+from ..drive.errors import ChecksumMismatch, DriveAuthError, DriveNotFound, DriveRateLimited
+from ..drive.url import parse_gdrive_url
+from .errors import CheckpointError, ManifestUnreadable
+from .manifest import MANIFEST, ManifestEntry, aside_name, manifest_bytes, parse_entries
+from .replica import Progress, RemoteCopy
+
+__all__ = ["DriveReplica"]
 
 
 class DriveReplica:
@@ -50,8 +49,6 @@ class DriveReplica:
     def __init__(self, url: str, *, credentials_path: str | os.PathLike | None = None,
                  api_endpoint: str | None = None, drive: object | None = None,
                  chunk_bytes: int | None = None, create: bool = True) -> None:
-        from .drive.url import parse_gdrive_url
-
         parse_gdrive_url(url)
         self.dest = url.rstrip("/")
         self._credentials_path = credentials_path
@@ -76,8 +73,6 @@ class DriveReplica:
             ImportError: pydrive2 is not installed.
         """
         if self._folder is None:
-            from .drive.client import DriveFolder
-
             extra = {"chunk_bytes": self._chunk_bytes} if self._chunk_bytes else {}
             self._folder = DriveFolder.open(self.dest, self._connect(), create=self._create,
                                             **extra)
@@ -87,17 +82,12 @@ class DriveReplica:
         if self._drive is None:
             self._drive = self._given_drive
             if self._drive is None:
-                from .drive.auth import connect
-
                 self._drive = connect(self._credentials_path, self._api_endpoint)
         return self._drive
 
     def _subfolder_missing(self) -> bool:
         """True when the URL's folder id exists but a subfolder of its path does not (raises
         DriveNotFound when the folder id itself is missing or not shared)."""
-        from .drive.client import DriveFolder
-        from .drive.url import parse_gdrive_url
-
         folder_id, parts = parse_gdrive_url(self.dest)
         if not parts:
             return False
@@ -107,9 +97,7 @@ class DriveReplica:
     def _manifest_where(self, file_id: str) -> str:
         return f"{self.dest}/{MANIFEST} (file id {file_id})"
 
-    def read_manifest(self) -> list[ReplicaEntry] | None:
-        from .drive.client import DriveNotFound
-
+    def read_manifest(self) -> list[ManifestEntry] | None:
         try:
             folder = self.folder()
         except DriveNotFound:
@@ -147,10 +135,10 @@ class DriveReplica:
         self._ids[name] = f.id
         return RemoteCopy(name=name, bytes=f.size, md5=f.md5, file_id=f.id)
 
-    def write_manifest(self, entries: list[ReplicaEntry]) -> None:
+    def write_manifest(self, entries: list[ManifestEntry]) -> None:
         self.folder().write_bytes(MANIFEST, manifest_bytes(entries))
 
-    def delete(self, entry: ReplicaEntry) -> None:
+    def delete(self, entry: ManifestEntry) -> None:
         folder = self.folder()
         if entry.file_id is not None:
             folder.delete(entry.file_id)
@@ -160,7 +148,7 @@ class DriveReplica:
                 folder.delete(found)
         self._ids.pop(entry.file, None)
 
-    def fetch(self, entry: ReplicaEntry, to_path: str, *, progress: Progress | None = None) -> None:
+    def fetch(self, entry: ManifestEntry, to_path: str, *, progress: Progress | None = None) -> None:
         """Download an entry's file (by id when the manifest has it) to ``to_path``, its md5
         checked against the manifest's (Drive's when the manifest has none).
 
@@ -168,7 +156,6 @@ class DriveReplica:
             CheckpointError: the file is gone from Drive or its md5 differs.
             DriveError: Drive cannot be reached or refuses.
         """
-        from .drive.client import ChecksumMismatch, DriveFile, DriveNotFound
 
         folder = self.folder()
         where = f"{self.dest}/{entry.file}"
@@ -196,8 +183,6 @@ class DriveReplica:
                                   f"{exc}") from None
 
     def failure(self, exc: BaseException) -> tuple[str, float | None]:
-        from .drive.client import ChecksumMismatch, DriveAuthError, DriveNotFound, DriveRateLimited
-
         if isinstance(exc, ChecksumMismatch):
             return "waiting", None
         if isinstance(exc, DriveRateLimited):

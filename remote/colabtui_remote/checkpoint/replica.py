@@ -8,13 +8,9 @@ destination's ``manifest.json``; then it prunes there to ``keep``. Failures (net
 credentials, rate limits, a dropped mount, a wrong md5) leave the local copy as it is, are shown
 in :meth:`Replicator.status` and are retried with backoff. Training never waits for it.
 
-The destination's manifest has the local manifest's format (so a mounted folder stays loadable
-by :func:`~colabtui_remote.checkpoint.load_resumable`), with three more fields per entry::
-
-    {"format": "colabtui-checkpoints", "version": 1,
-     "checkpoints": [{"file": "ckpt-000001200.pt", "step": 1200, "epoch": 3, "bytes": 183000000,
-                      "sha256": "…", "saved_at": 1700000000.0, "seconds": 2.4,
-                      "md5": "…", "verified_at": 1700000050.0, "file_id": "1AbC…"}, ...]}
+The destination's manifest has the one format of :mod:`.manifest` (so a mounted folder stays
+loadable by :func:`~colabtui_remote.checkpoint.resume.load_resumable`), with the replica's
+three fields per entry (md5, verified_at, file_id).
 
 A manifest there that does not parse is never overwritten: it is kept under another name
 (``manifest.unreadable-<UTC time>.json``) before a new one is written, and the files it might
@@ -28,94 +24,33 @@ us), never count toward ``keep`` and are never reported as verified. Entries nev
 the resume (the destination was unreachable then) are never unlisted because of it: a newer
 checkpoint there stays listed, and ``keep`` applies there by ``saved_at`` as usual.
 
-:func:`open_destination`, :func:`list_verified`, :func:`fetch_newest` and
-:func:`download_newest` serve resume and the laptop's ``colabtui checkpoints`` command.
+Which destination a folder or URL gets is :mod:`.destinations`'; reading a checkpoint back from
+one at resume is :mod:`.resume`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
-import re
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from .checkpoint import (
-    CheckpointError,
-    _warn,
-    checkpoint_name,
-    is_checkpoint_name,
-    parse_manifest_doc,
-    sha256_file,
-)
-from .schema import CheckpointInfo, ReplicaCopy, ReplicaStatus, UploadProgress
+from ..schema import CheckpointInfo, ReplicaStatus, UploadProgress
+from .errors import ManifestUnreadable, ReplicaChecksumError
+from .fs import hash_local
+from .manifest import ManifestEntry, checkpoint_name, is_checkpoint_name
 
-__all__ = ["ManifestUnreadable", "RemoteCopy", "ReplicaChecksumError", "ReplicaDestination",
-           "ReplicaEntry", "Replicator", "download_newest", "fetch_newest", "list_verified",
-           "manifest_bytes", "open_destination", "parse_entries"]
+__all__ = ["Progress", "RemoteCopy", "ReplicaDestination", "Replicator"]
 
 logger = logging.getLogger("colabtui_remote.replica")
 
-_MANIFEST_FORMAT = "colabtui-checkpoints"
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
-_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
-_HASH_CHUNK = 8 << 20
 
 Progress = Callable[[int, int], None]
 """``progress(bytes_done, bytes_total)``, called after each chunk."""
-
-
-class ManifestUnreadable(CheckpointError):
-    """The destination's ``manifest.json`` exists but does not parse; the message says where
-    and why."""
-
-
-class ReplicaChecksumError(OSError):
-    """The copy at the destination does not have the local file's md5 (or size): not verified,
-    retried."""
-
-
-@dataclass(frozen=True)
-class ReplicaEntry:
-    """One checkpoint listed in a destination's manifest.
-
-    ``md5`` and ``verified_at`` are ``None`` for entries written by a
-    :class:`~colabtui_remote.checkpoint.Checkpointer` directly (a folder that was reachable:
-    verified by its sha256 read-back); ``file_id`` is Drive's id of the file.
-    """
-
-    file: str
-    step: int
-    bytes: int
-    sha256: str
-    saved_at: float
-    md5: str | None = None
-    verified_at: float | None = None
-    file_id: str | None = None
-    epoch: int | None = None
-    seconds: float | None = None
-
-    def as_copy(self) -> ReplicaCopy:
-        """This entry as the status reports it (``verified_at`` is ``saved_at`` for an entry
-        written there directly, whose sha256 read-back verified it when it was saved)."""
-        return ReplicaCopy(step=self.step, name=self.file, bytes=self.bytes, md5=self.md5,
-                           verified_at=self.verified_at or self.saved_at, file_id=self.file_id,
-                           saved_at=self.saved_at)
-
-    def to_json(self) -> dict:
-        doc = {"file": self.file, "step": self.step, "epoch": self.epoch, "bytes": self.bytes,
-               "sha256": self.sha256, "saved_at": self.saved_at, "seconds": self.seconds,
-               "md5": self.md5, "verified_at": self.verified_at}
-        if self.file_id is not None:
-            doc["file_id"] = self.file_id
-        return doc
 
 
 @dataclass(frozen=True)
@@ -126,66 +61,6 @@ class RemoteCopy:
     bytes: int | None
     md5: str | None
     file_id: str | None = None
-
-
-def manifest_bytes(entries: list[ReplicaEntry]) -> bytes:
-    """A destination manifest (oldest entry first) as UTF-8 JSON."""
-    doc = {"format": _MANIFEST_FORMAT, "version": 1,
-           "checkpoints": [e.to_json() for e in entries]}
-    return json.dumps(doc, indent=1).encode("utf-8") + b"\n"
-
-
-def parse_entries(raw: bytes, where: str) -> list[ReplicaEntry]:
-    """The entries of a destination manifest, oldest first.
-
-    Args:
-        raw: the manifest's bytes.
-        where: its location for messages (a path, or ``gdrive://…/manifest.json (file id …)``).
-
-    Raises:
-        ManifestUnreadable: not JSON, not a colabtui manifest, or an entry is malformed; the
-            message names the place and the field.
-    """
-    try:
-        items = parse_manifest_doc(raw, where)
-    except CheckpointError as exc:
-        raise ManifestUnreadable(str(exc)) from None
-    return [_parse_entry(e, f"{where}: checkpoints[{i}]") for i, e in enumerate(items)]
-
-
-def _parse_entry(e: Any, where: str) -> ReplicaEntry:
-    if not isinstance(e, dict):
-        raise ManifestUnreadable(f"{where}: not an object")
-
-    def field(key: str, types: tuple, optional: bool = False) -> Any:
-        value = e.get(key)
-        if (value is None and optional) or (isinstance(value, types) and not isinstance(value, bool)):
-            return value
-        raise ManifestUnreadable(f"{where}.{key}: missing or of the wrong type")
-
-    name = field("file", (str,))
-    if not is_checkpoint_name(name):  # also keeps a manifest from naming a path elsewhere
-        raise ManifestUnreadable(f"{where}.file: {name[:80]!r} is not a checkpoint file name")
-    sha = field("sha256", (str,))
-    if not _SHA_RE.match(sha):
-        raise ManifestUnreadable(f"{where}.sha256: not a sha256 hex digest")
-    md5 = field("md5", (str,), optional=True)
-    if md5 is not None and not _MD5_RE.match(md5):
-        raise ManifestUnreadable(f"{where}.md5: not an md5 hex digest")
-    verified_at = field("verified_at", (int, float), optional=True)
-    seconds = field("seconds", (int, float), optional=True)
-    return ReplicaEntry(file=name, step=field("step", (int,)), bytes=field("bytes", (int,)),
-                        sha256=sha, saved_at=float(field("saved_at", (int, float))), md5=md5,
-                        verified_at=None if verified_at is None else float(verified_at),
-                        file_id=field("file_id", (str,), optional=True),
-                        epoch=field("epoch", (int,), optional=True),
-                        seconds=None if seconds is None else float(seconds))
-
-
-def aside_name() -> str:
-    """A fresh name for a manifest kept aside: ``manifest.unreadable-20240101T120000Z-ab12.json``."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return f"manifest.unreadable-{stamp}-{secrets.token_hex(2)}.json"
 
 
 class ReplicaDestination(Protocol):
@@ -199,7 +74,7 @@ class ReplicaDestination(Protocol):
     kind: str
     dest: str
 
-    def read_manifest(self) -> list[ReplicaEntry] | None:
+    def read_manifest(self) -> list[ManifestEntry] | None:
         """The manifest there, oldest first; None when there is none.
 
         Raises:
@@ -220,13 +95,13 @@ class ReplicaDestination(Protocol):
         what the destination reports about the copy, md5 included. ``md5``: the local file's,
         when the caller has it (spares hashing it again on the way)."""
 
-    def write_manifest(self, entries: list[ReplicaEntry]) -> None:
+    def write_manifest(self, entries: list[ManifestEntry]) -> None:
         """Replace the manifest there (atomically where the destination allows)."""
 
-    def delete(self, entry: ReplicaEntry) -> None:
+    def delete(self, entry: ManifestEntry) -> None:
         """Remove an entry's file; a missing file is not an error."""
 
-    def fetch(self, entry: ReplicaEntry, to_path: str, *, progress: Progress | None = None) -> None:
+    def fetch(self, entry: ManifestEntry, to_path: str, *, progress: Progress | None = None) -> None:
         """Copy an entry's file to ``to_path`` (a new file), checking its md5 when the entry
         has one.
 
@@ -245,19 +120,6 @@ class ReplicaDestination(Protocol):
 
 
 # --------------------------------------------------------------------------- the thread
-
-
-def _hash_local(path: str) -> tuple[int, str, str]:
-    """(bytes, sha256, md5) of a local file, in one read."""
-    sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(_HASH_CHUNK)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            sha.update(view[:n])
-            md5.update(view[:n])
-            size += n
-    return size, sha.hexdigest(), md5.hexdigest()
 
 
 class Replicator:
@@ -288,7 +150,7 @@ class Replicator:
         self.retry_max_s = max(float(retry_max_s), self.retry_min_s)
         self._cond = threading.Condition()
         self._queue: dict[str, CheckpointInfo] = {}
-        self._entries: list[ReplicaEntry] | None = None
+        self._entries: list[ManifestEntry] | None = None
         self._names: dict[str, str] = {}
         self._md5: dict[str, str] = {}
         self._uploading: UploadProgress | None = None
@@ -361,7 +223,7 @@ class Replicator:
                 lambda: not self._queue and self._entries is not None and self._uploading is None
                 and self._fail_state is None, timeout)
 
-    def verified(self) -> list[ReplicaEntry]:
+    def verified(self) -> list[ManifestEntry]:
         """The destination's manifest as last read or written, oldest first (empty before the
         first read), less the entries :meth:`resumed_from` takes off."""
         with self._cond:
@@ -369,7 +231,7 @@ class Replicator:
 
     def resumed_from(self, step: int, at: float | None = None, *,
                      abandoned: Iterable[tuple[str, str]] = (),
-                     wait_s: float = 20.0) -> list[ReplicaEntry]:
+                     wait_s: float = 20.0) -> list[ManifestEntry]:
         """Record that this run resumed at ``step``.
 
         Entries read listed there by now (by this Replicator, or by the caller: ``abandoned``)
@@ -411,7 +273,7 @@ class Replicator:
                                 "at step %d", self.dest.dest, path, info.step, step)
         return self._refilter(f"saved before the resume at the earlier step {step}")
 
-    def unlist(self, entries: Iterable[ReplicaEntry]) -> list[ReplicaEntry]:
+    def unlist(self, entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
         """Leave ``entries`` (listed there; their download failed its md5 or sha256) off the
         next manifest written there, as :meth:`resumed_from` does with an abandoned future:
         their files stay, never deleted by this Replicator; they never count toward ``keep``
@@ -424,7 +286,7 @@ class Replicator:
             self._unusable.update((e.file, e.sha256) for e in entries)
         return self._refilter("its download failed its checksum")
 
-    def _refilter(self, why: str) -> list[ReplicaEntry]:
+    def _refilter(self, why: str) -> list[ManifestEntry]:
         with self._cond:
             before = list(self._entries or [])
             if self._entries is not None:
@@ -436,7 +298,7 @@ class Replicator:
                         "(%s); the file is kept", self.dest.dest, e.file, e.step, why)
         return gone
 
-    def _listed(self, entries: list[ReplicaEntry]) -> list[ReplicaEntry]:
+    def _listed(self, entries: list[ManifestEntry]) -> list[ManifestEntry]:
         """``entries`` less the abandoned future and the unusable ones (call with the lock)."""
         return [e for e in entries if (e.file, e.sha256) not in self._unusable
                 and (e.file, e.sha256) not in self._abandoned]
@@ -544,14 +406,14 @@ class Replicator:
             self._if_newer.discard(info.path)
         logger.info("replica %s: not copying %s: %s", self.dest.dest, info.path, why)
 
-    def _read_entries(self) -> list[ReplicaEntry]:
+    def _read_entries(self) -> list[ManifestEntry]:
         """The manifest there as the next one is to list it (less what :meth:`resumed_from`
         takes off); see :meth:`_read_listed`."""
         entries = self._read_listed()
         with self._cond:
             return self._listed(entries)
 
-    def _read_listed(self) -> list[ReplicaEntry]:
+    def _read_listed(self) -> list[ManifestEntry]:
         """The manifest there; [] when there is none or it does not parse (then it is kept
         aside just before the next manifest is written, never before)."""
         if self._aside is not None:
@@ -573,7 +435,7 @@ class Replicator:
         self._unreadable = None
         return entries
 
-    def _read_manifest(self) -> list[ReplicaEntry]:
+    def _read_manifest(self) -> list[ManifestEntry]:
         """``dest.read_manifest()``; marks that a read was tried (see :meth:`resumed_from`)."""
         try:
             return self.dest.read_manifest() or []
@@ -582,7 +444,7 @@ class Replicator:
                 self._read_tried = True
                 self._cond.notify_all()
 
-    def _write_manifest(self, entries: list[ReplicaEntry]) -> None:
+    def _write_manifest(self, entries: list[ManifestEntry]) -> None:
         if self._unreadable is not None and self._aside is None:
             self._aside = self.dest.set_aside_manifest()
             note = (f"{self._unreadable}; kept it as {self._aside} and started a new manifest "
@@ -615,7 +477,7 @@ class Replicator:
         md5 = self._md5.get(path)
         if md5 is None:
             try:
-                size, sha, md5 = _hash_local(path)
+                size, sha, md5 = hash_local(path)
             except FileNotFoundError:  # pruned locally meanwhile
                 self._drop(info, "no longer kept locally")
                 return
@@ -654,7 +516,7 @@ class Replicator:
             raise ReplicaChecksumError(
                 f"{where}: the copy there has md5 {copy.md5} and {copy.bytes} bytes, the local "
                 f"file {path} has md5 {md5} and {info.bytes} bytes; not verified, will retry")
-        entry = ReplicaEntry(file=name, step=info.step, bytes=info.bytes, sha256=info.sha256,
+        entry = ManifestEntry(file=name, step=info.step, bytes=info.bytes, sha256=info.sha256,
                              saved_at=info.saved_at, md5=md5, verified_at=time.time(),
                              file_id=copy.file_id, epoch=info.epoch, seconds=info.seconds)
         listed = self._read_listed()  # again: merge with what is there now
@@ -713,150 +575,3 @@ class Replicator:
             self._next_retry_at = time.time() + delay
         logger.warning("replica %s: %s (%s; retry in %.0f s)", self.dest.dest, message, state,
                        delay)
-
-
-# --------------------------------------------------------------------------- public helpers
-
-
-def open_destination(dest: str | os.PathLike, *, credentials_path: str | os.PathLike | None = None,
-                     api_endpoint: str | None = None, create: bool = False) -> ReplicaDestination:
-    """The destination for ``dest``: ``gdrive://FOLDER_ID[/sub/path]`` (Drive through its API;
-    credentials and endpoint as :func:`colabtui_remote.drive.auth.connect` finds them) or a
-    folder path (a mounted Drive, or any checkpoint folder).
-
-    Nothing is contacted yet; the first call on the destination connects. Without ``create``
-    (reading: resume, listing, download) missing Drive subfolders are not created: they read as
-    an empty destination.
-
-    Raises:
-        ValueError: a ``gdrive://`` URL that is not valid (the message quotes it).
-    """
-    from .drive.url import is_gdrive_url
-
-    if is_gdrive_url(dest):
-        from .replica_drive import DriveReplica
-
-        return DriveReplica(str(dest), credentials_path=credentials_path,
-                            api_endpoint=api_endpoint, create=create)
-    from .replica_mount import MountedFolder
-
-    return MountedFolder(os.fspath(dest))
-
-
-def _as_destination(dest: str | os.PathLike | ReplicaDestination) -> ReplicaDestination:
-    return dest if hasattr(dest, "read_manifest") else open_destination(dest)  # type: ignore[arg-type]
-
-
-def list_verified(dest: str | os.PathLike | ReplicaDestination) -> list[ReplicaEntry]:
-    """The checkpoints listed at ``dest``, oldest first (empty when it has no manifest).
-
-    Raises:
-        ManifestUnreadable: its manifest does not parse (the message says where and why).
-        OSError: it cannot be reached (a DriveError for Drive, whose message says what).
-    """
-    return _as_destination(dest).read_manifest() or []
-
-
-def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.PathLike, *,
-                 check: Callable[[str, ReplicaEntry], Any] | None = None,
-                 progress: Progress | None = None,
-                 unusable: list[ReplicaEntry] | None = None
-                 ) -> tuple[ReplicaEntry, str, Any] | None:
-    """Download the newest listed checkpoint that verifies into a temporary file in ``to_dir``.
-
-    Each candidate, newest first, is fetched (md5 checked against the manifest), its size and
-    sha256 compared with the manifest, then ``check(path, entry)`` runs (e.g. a
-    ``torch.load``); one that fails is removed, warned about once (a
-    :class:`~colabtui_remote.checkpoint.CheckpointWarning`, also logged where logging is set
-    up), and the previous one is tried.
-
-    Args:
-        dest: the destination, or where it is (see :func:`open_destination`).
-        to_dir: local folder for the download (created if missing).
-        check: ``check(path, entry)``, raising
-            :class:`~colabtui_remote.checkpoint.CheckpointError` for a file that cannot be used.
-        progress: ``progress(bytes_done, bytes_total)`` during each download.
-        unusable: a list the candidates whose bytes are not the manifest's (missing there,
-            md5, size or sha256 differ) are appended to, for :meth:`Replicator.unlist`;
-            candidates that only fail ``check`` are not.
-
-    Returns:
-        ``(entry, temp_path, check's result)``, the file named ``.ckpt-….tmp-…`` (never loaded
-        by :func:`~colabtui_remote.checkpoint.load_resumable` until renamed), or ``None`` when
-        nothing is listed or nothing verifies.
-
-    Raises:
-        ManifestUnreadable: the manifest there does not parse; nothing was changed there.
-        OSError: ``dest`` cannot be reached or ``to_dir`` written.
-    """
-    d = _as_destination(dest)
-    to_dir = os.path.abspath(os.fspath(to_dir))
-    os.makedirs(to_dir, exist_ok=True)
-    entries = d.read_manifest() or []
-    for entry in reversed(entries):
-        tmp = os.path.join(to_dir, f".{entry.file}.tmp-{secrets.token_hex(4)}")
-        intact = False
-        try:
-            d.fetch(entry, tmp, progress=progress)
-            size, sha = sha256_file(tmp)
-            if size != entry.bytes or sha != entry.sha256:
-                raise CheckpointError(f"{size} bytes with sha256 {sha}, the manifest says "
-                                      f"{entry.bytes} bytes with sha256 {entry.sha256}")
-            intact = True
-            result = check(tmp, entry) if check is not None else None
-        except CheckpointError as exc:
-            _remove(tmp)
-            if not intact and unusable is not None:
-                unusable.append(entry)
-            _warn(f"checkpoint {d.dest}/{entry.file} (step {entry.step}) is unusable: {exc}; "
-                  "trying the previous one", log=logger)
-            continue
-        except BaseException:
-            _remove(tmp)
-            raise
-        return entry, tmp, result
-    return None
-
-
-def download_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.PathLike, *,
-                    progress: Progress | None = None) -> tuple[ReplicaEntry, str] | None:
-    """Download the newest checkpoint at ``dest`` whose md5 and sha256 match its manifest into
-    ``to_dir`` (created if missing), under its own name or, when a different file has that name
-    there, a free ``ckpt-…-N.pt`` name (nothing is overwritten).
-
-    Returns:
-        ``(entry, path)``, or ``None`` when nothing listed there verifies.
-
-    Raises:
-        ManifestUnreadable: the manifest there does not parse.
-        OSError: ``dest`` cannot be reached or ``to_dir`` written.
-    """
-    found = fetch_newest(dest, to_dir, progress=progress)
-    if found is None:
-        return None
-    entry, tmp, _ = found
-    to_dir = os.path.dirname(tmp)
-    n, name = 1, entry.file
-    while True:
-        final = os.path.join(to_dir, name)
-        if not os.path.lexists(final):
-            break
-        try:
-            if sha256_file(final)[1] == entry.sha256:  # the same checkpoint is already here
-                _remove(tmp)
-                return entry, final
-        except OSError:
-            pass
-        n += 1
-        name = checkpoint_name(entry.step, n)
-    os.replace(tmp, final)
-    return entry, final
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        logger.warning("could not remove %s: %s", path, exc)

@@ -11,7 +11,7 @@ Nothing a file says reaches the training loop as an exception: a command file th
 parse (garbage, or half synced) is read again on the next rounds, and when it still does not
 parse after :data:`GARBAGE_AFTER` rounds it is logged once and, if its name holds a valid id,
 answered with a failed record. A storage failure (the mount dropped) is logged once per message
-and the next round tries again. The file layout is in :mod:`.mailbox_store`.
+and the next round tries again. The file layout is in :mod:`.layout`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import schema
-from .commands import _ID, CommandBook, CommandConflict
-from .mailbox_store import (
+from ... import schema, wire
+from ...commands import _ID, CommandBook, CommandConflict
+from ..source import RunSource
+from .layout import (
     CHECKPOINTS,
     COMMANDS,
     INFO,
@@ -85,16 +86,16 @@ class MailboxServer:
     """Serves one session through a mailbox folder.
 
     Args:
-        source: the session: a :class:`~colabtui_remote.monitor.Monitor` (``status()``,
-            ``checkpoint_list()``, ``metrics``, ``commands``, ``session_id``, ``_started_at``).
-        storage: where the mailbox lives (:class:`~colabtui_remote.mailbox_store.LocalFolder`).
+        source: the run (a :class:`~colabtui_remote.transport.source.RunSource`: the Monitor).
+        storage: where the mailbox lives (:class:`~.layout.LocalFolder`, or
+            :class:`~.drive_storage.DriveMailbox`).
         interval_s: seconds between rounds.
         max_chunk_files: most metrics chunk files kept.
         max_metrics_bytes: most bytes of metrics chunk files kept.
         clock: wall clock, seconds (injected for tests).
     """
 
-    def __init__(self, source: Any, storage: MailboxStorage, interval_s: float = DEFAULT_INTERVAL_S,
+    def __init__(self, source: RunSource, storage: MailboxStorage, interval_s: float = DEFAULT_INTERVAL_S,
                  *, max_chunk_files: int = MAX_CHUNK_FILES,
                  max_metrics_bytes: int = MAX_METRICS_BYTES, clock=time.time) -> None:
         if not interval_s > 0:
@@ -196,18 +197,18 @@ class MailboxServer:
         # Records read, then the listing written, then the records: a laptop that reads "done"
         # finds the checkpoint listed (a save finishes only once its manifest lists it).
         records = self._snapshot_records()
-        listing = schema.dumps(schema.checkpoint_list_to_wire(self.source.checkpoint_list()))
+        listing = wire.dumps(schema.checkpoint_list_to_wire(self.source.checkpoint_list()))
         if listing != self._checkpoints_written:
             self.storage.write(CHECKPOINTS, listing)
             self._checkpoints_written = listing
         self._write_records(records)
         status = self.source.status()  # before the chunks, so they hold every point it counts
         self._write_metrics()
-        self.storage.write(STATUS, schema.dumps(schema.status_to_wire(status)))
+        self.storage.write(STATUS, wire.dumps(schema.status_to_wire(status)))
 
     def _write_info(self) -> None:
         """Write ``mailbox.json``: protocol, session id, interval."""
-        self.storage.write(INFO, schema.dumps({
+        self.storage.write(INFO, wire.dumps({
             "protocol": schema.PROTOCOL_VERSION, "session_id": self._session,
             "interval_s": self.interval_s, "written_at": self._clock()}))
 
@@ -229,7 +230,7 @@ class MailboxServer:
     def _records_changed(self) -> bool:
         for cid, written in list(self._open.items()):
             record = self._commands.get(cid)
-            if record is not None and schema.dumps(schema.command_to_wire(record)) != written:
+            if record is not None and wire.dumps(schema.command_to_wire(record)) != written:
                 return True
         return False
 
@@ -253,7 +254,7 @@ class MailboxServer:
         file_id = name[: -len(".json")]
         where = f"{COMMANDS}/{name}"
         try:
-            obj = schema.loads(data)
+            obj = wire.loads(data)
             if not isinstance(obj, dict):
                 raise schema.SchemaError(f"JSON {type(obj).__name__}, not an object")
         except schema.SchemaError as exc:
@@ -285,7 +286,7 @@ class MailboxServer:
         if self._commands.get(cid) is not None:
             return False  # known here: submit() returns the same record
         try:
-            record = schema.parse_command(schema.loads(self.storage.read(f"{RECORDS}/{cid}.json")))
+            record = schema.parse_command(wire.loads(self.storage.read(f"{RECORDS}/{cid}.json")))
         except (OSError, schema.SchemaError):
             return False
         if record.state in ("done", "failed"):
@@ -294,8 +295,8 @@ class MailboxServer:
         return False
 
     def _stale_stop(self, cid: str, action: Any, sent_at: Any) -> bool:
-        started = getattr(self.source, "_started_at", None)
-        if (action != "stop" or started is None or isinstance(sent_at, bool)
+        started = self.source.started_at
+        if (action != "stop" or isinstance(sent_at, bool)
                 or not isinstance(sent_at, (int, float)) or sent_at >= started - STALE_STOP_S):
             return False
         self._reject(cid, action, "this stop was sent to an earlier session of the run, which "
@@ -314,7 +315,7 @@ class MailboxServer:
         record = schema.CommandRecord(id=file_id, action=action_text, state="failed",
                                       created_at=now, finished_at=now,
                                       error=message[: schema.MAX_TEXT])
-        self.storage.write(f"{RECORDS}/{file_id}.json", schema.dumps(schema.command_to_wire(record)))
+        self.storage.write(f"{RECORDS}/{file_id}.json", wire.dumps(schema.command_to_wire(record)))
 
     def _write_records(self, snapshot: dict | None = None) -> bool:
         """Write the records that changed since last written. Returns True if any did.
@@ -331,7 +332,7 @@ class MailboxServer:
             if record is None:  # trimmed from the book: nothing more will change
                 del self._open[cid]
                 continue
-            data = schema.dumps(schema.command_to_wire(record))
+            data = wire.dumps(schema.command_to_wire(record))
             if data != last:
                 self.storage.write(f"{RECORDS}/{cid}.json", data)
                 self._open[cid] = data
@@ -382,7 +383,7 @@ class MailboxServer:
         self._bound_chunks()
 
     def _write_chunk(self, page: schema.MetricsPage) -> None:
-        data = schema.dumps(page.to_wire())
+        data = wire.dumps(page.to_wire())
         name = chunk_name(self._session, page.after, page.next_after)
         self.storage.write(f"{METRICS}/{name}", data)
         self._chunks.append(_Chunk(name, page.after, page.next_after,
@@ -413,7 +414,7 @@ class MailboxServer:
             total += chunk.points
         if len(group) < 2:
             return
-        pages = [schema.parse_metrics(schema.loads(self.storage.read(f"{METRICS}/{c.name}")))
+        pages = [schema.parse_metrics(wire.loads(self.storage.read(f"{METRICS}/{c.name}")))
                  for c in group]
         series: dict[str, list[schema.MetricPoint]] = {}
         for page in pages:
@@ -422,7 +423,7 @@ class MailboxServer:
         merged = schema.MetricsPage(after=group[0].after, next_after=group[-1].last,
                                     last_seq=pages[-1].last_seq, more=False,
                                     thinned=any(p.thinned for p in pages), series=series)
-        data = schema.dumps(merged.to_wire())
+        data = wire.dumps(merged.to_wire())
         name = chunk_name(self._session, merged.after, merged.next_after)
         self.storage.write(f"{METRICS}/{name}", data)
         start = self._chunks.index(group[0])

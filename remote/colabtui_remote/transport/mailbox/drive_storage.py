@@ -17,9 +17,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ..mailbox_store import MAX_FILE_BYTES
-from .client import DEFAULT_CHUNK_BYTES, DriveFile, DriveFolder, DriveNotFound
-from .url import is_folder_id, is_gdrive_url, parse_gdrive_url
+from ...drive.client import DEFAULT_CHUNK_BYTES, DriveFile, DriveFolder
+from ...drive.errors import DriveNotFound
+from ...drive.url import is_folder_id, is_gdrive_url, parse_gdrive_url
+from .layout import MAX_FILE_BYTES
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from pydrive2.drive import GoogleDrive
@@ -32,7 +33,7 @@ class _Absent(Exception):
 
 
 class DriveMailbox:
-    """A :class:`~colabtui_remote.mailbox_store.MailboxStorage` in a Drive folder.
+    """A :class:`~colabtui_remote.transport.mailbox.layout.MailboxStorage` in a Drive folder.
 
     Every method raises ``OSError`` only for a storage failure: a
     :class:`~colabtui_remote.drive.client.DriveError`, of which
@@ -83,7 +84,7 @@ class DriveMailbox:
         if root is not None:
             return root, False
         if self._drive is None:
-            from .auth import connect
+            from ...drive.auth import connect
 
             self._drive = connect()
         root = DriveFolder.open(self.url, self._drive, create=create,
@@ -192,7 +193,7 @@ class DriveMailbox:
         Raises:
             ValueError: a bad name.
             DriveNotFound: no such file or folder (a ``FileNotFoundError``).
-            FileTooLarge: larger than :data:`~colabtui_remote.mailbox_store.MAX_FILE_BYTES`.
+            FileTooLarge: larger than :data:`~colabtui_remote.transport.mailbox.layout.MAX_FILE_BYTES`.
             DriveError
         """
         folder_name, title = self._split(name)

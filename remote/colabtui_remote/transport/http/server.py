@@ -11,7 +11,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from . import schema
+from ... import schema, wire
 from .api import Api
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, obj)
 
     def _send(self, status: int, obj, close: bool = False, body: bool = True) -> None:
-        data = schema.dumps(obj)
+        data = wire.dumps(obj)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))

@@ -10,27 +10,16 @@ from __future__ import annotations
 import hmac
 import logging
 import re
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from . import schema
-from .commands import CommandBook, CommandConflict
-from .metrics import MetricsStore
+from ... import schema, wire
+from ...commands import CommandConflict
+from ..source import RunSource
 
 log = logging.getLogger(__name__)
 
 _COMMAND_PATH = re.compile(r"^/v1/commands/([^/]{1,128})$")
-
-
-class SessionSource(Protocol):
-    """What the API reads from: a :class:`~colabtui_remote.monitor.Monitor`."""
-
-    metrics: MetricsStore
-    commands: CommandBook
-
-    def status(self) -> schema.Status: ...
-
-    def checkpoint_list(self) -> schema.CheckpointList: ...
 
 
 def _error(status: int, code: str, message: str) -> tuple[int, dict]:
@@ -45,7 +34,7 @@ class Api:
         token: the bearer token every request must carry.
     """
 
-    def __init__(self, source: SessionSource, token: str) -> None:
+    def __init__(self, source: RunSource, token: str) -> None:
         self._source = source
         self._token = token.encode("utf-8")
 
@@ -86,9 +75,7 @@ class Api:
             if refused:
                 return refused
             body = schema.status_to_wire(self._source.status())
-            notify = getattr(self._source, "status_served", None)
-            if notify is not None:
-                notify()
+            self._source.status_served()
             return 200, body
         if path == "/v1/metrics":
             return self._only(method, "GET") or self._metrics(query)
@@ -120,7 +107,7 @@ class Api:
 
     def _post_command(self, body: bytes) -> tuple[int, Any]:
         try:
-            obj = schema.loads(body)
+            obj = wire.loads(body)
         except schema.SchemaError as exc:
             return _error(400, "bad_request", f"body is {exc}")
         if not isinstance(obj, dict):

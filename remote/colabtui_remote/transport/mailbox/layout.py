@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Protocol
+
+from ...checkpoint.fs import atomic_write
+from ...drive.errors import FileTooLarge
 
 INFO = "mailbox.json"
 STATUS = "status.json"
@@ -56,10 +58,6 @@ def parse_chunk_name(name: str) -> tuple[str, int, int] | None:
     if m is None:
         return None
     return m.group(1), int(m.group(2)), int(m.group(3))
-
-
-class FileTooLarge(OSError):
-    """A mailbox file is larger than :data:`MAX_FILE_BYTES`."""
 
 
 class MailboxStorage(Protocol):
@@ -131,19 +129,9 @@ class LocalFolder:
     def write(self, name: str, data: bytes) -> None:
         path = self._path(name)
         path.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        # A status rewritten every few seconds: the folder's fsync would cost more than a
+        # lost rename after a power cut (the next round writes it again).
+        atomic_write(path, lambda f: f.write(data), sync_dir=False)
 
     def list(self, folder: str) -> list[str]:
         try:

@@ -1,0 +1,136 @@
+"""Saves and stops at a step boundary: when they are due, and how they are carried out.
+
+The training thread calls :meth:`Saver.act` from ``Monitor.at_step_boundary`` when a command is
+pending, SIGTERM arrived or the autosave is due. A save copies the tracked state to CPU (the
+only stall) and hands it to the checkpoint writer's thread; a stop saves, waits until the
+checkpoint is durable, then ends the loop. A save that fails never ends the run: its reason goes
+to the command records and the checkpoint status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from . import schema
+from .checkpoint.writer import Checkpointer
+from .commands import CommandBook
+
+__all__ = ["NO_CHECKPOINT_DIR", "Saver"]
+
+log = logging.getLogger("colabtui_remote.monitor")
+
+NO_CHECKPOINT_DIR = "no checkpoint_dir was given to Monitor(); nothing to save to"
+
+
+class Saver:
+    """Carries out saves and stops for one run, on the training thread.
+
+    Args:
+        checkpointer: the writer, or None when the run has no checkpoint folder.
+        commands: the command book the transports feed.
+        tracked: returns what a checkpoint holds now (name → object or plain value).
+        get_state: the run's state (``running``, ``saving``…).
+        set_state: sets it.
+        autosave_every: seconds between automatic checkpoints, or None.
+        now: ``time.monotonic()`` at the start; the first autosave is due ``autosave_every``
+            later.
+    """
+
+    def __init__(self, checkpointer: Checkpointer | None, commands: CommandBook,
+                 tracked: Callable[[], dict[str, Any]], get_state: Callable[[], str],
+                 set_state: Callable[[str], None], autosave_every: float | None,
+                 now: float) -> None:
+        self.checkpointer = checkpointer
+        self.commands = commands
+        self._tracked = tracked
+        self._get_state = get_state
+        self._set_state = set_state
+        self.autosave_every = autosave_every
+        self.next_autosave = now + autosave_every if autosave_every else float("inf")
+        """When the next autosave is due, ``time.monotonic()`` seconds (inf: never)."""
+
+    def act(self, now: float, step: int, epoch: int | None) -> bool:
+        """Carry out the pending commands, else the autosave when due. A save already in
+        flight defers both to a later boundary. Returns True when a stop was carried out."""
+        ckpt = self.checkpointer
+        busy = ckpt is not None and ckpt.busy
+        if self.commands.has_pending() and not busy:
+            records = self.commands.take_pending()
+            if self.autosave_every:
+                self.next_autosave = now + self.autosave_every
+            if any(r.action == "stop" for r in records):
+                return self.stop(records, step, epoch)
+            self.save([r.id for r in records], step, epoch)
+        elif now >= self.next_autosave and not busy:
+            self.next_autosave = now + self.autosave_every
+            self.save([], step, epoch)
+        return False
+
+    def save(self, command_ids: list[str], step: int, epoch: int | None, wait: bool = False
+             ) -> tuple[schema.CheckpointInfo | None, str | None]:
+        """Save at ``step`` for these commands. With ``wait``, block until the write is durable
+        and return (info, error); otherwise return at once and let the writer report to the
+        command records."""
+        ckpt = self.checkpointer
+        if ckpt is None:
+            if not wait:
+                for cid in command_ids:
+                    self.commands.finish(cid, error=NO_CHECKPOINT_DIR)
+            return None, NO_CHECKPOINT_DIR
+        last = ckpt.last
+        if last is not None and last.step == step:
+            for cid in command_ids:  # this step is already durable: nothing to write twice
+                self.commands.finish(cid, checkpoint=last)
+            return last, None
+        outcome: dict[str, Any] = {}
+
+        def on_done(info: schema.CheckpointInfo | None, error: str | None) -> None:
+            outcome.update(info=info, error=error)
+            if error:
+                log.warning("colabtui_remote: checkpoint at step %d failed: %s", step, error)
+            if not wait:
+                for cid in command_ids:
+                    self.commands.finish(cid, checkpoint=info, error=error)
+                if self._get_state() == "saving":
+                    self._set_state("running")
+
+        if not wait:
+            self._set_state("saving")
+        try:
+            state = ckpt.capture(self._tracked(), step, epoch)
+        except Exception as exc:  # a save must never end the run
+            log.exception("colabtui_remote: could not capture the training state")
+            on_done(None, f"could not capture the training state: {exc}")
+            return None, outcome["error"]
+        ckpt.submit(state, step, epoch, on_done)
+        if wait:
+            ckpt.wait()
+        return outcome.get("info"), outcome.get("error")
+
+    def stop(self, records: list[schema.CommandRecord], step: int, epoch: int | None) -> bool:
+        """Save, then end the loop (returns True). If the save fails the run goes on (returns
+        False): stopping then would lose the work since the last checkpoint."""
+        self._set_state("stopping")
+        info, error = self.save([], step, epoch, wait=True)
+        no_folder = self.checkpointer is None
+        for record in records:
+            if error and not (no_folder and record.action == "stop"):
+                why = error if record.action == "save" else (
+                    f"not stopped: the checkpoint failed ({error})")
+                self.commands.finish(record.id, error=why)
+            else:
+                self.commands.finish(record.id, checkpoint=info)
+        if error and not no_folder:
+            self._set_state("running")
+            return False
+        self._set_state("stopped")
+        return True
+
+    def finish(self, step: int, epoch: int | None) -> None:
+        """The run completed: save a last checkpoint (waiting for it), then ``finished``."""
+        if self.checkpointer is not None:
+            self._set_state("saving")
+            self.save([], step, epoch, wait=True)
+        self._set_state("finished")
