@@ -292,14 +292,24 @@ async def poll_all(config: Config, timeout_s: float) -> list[dict[str, Any]]:
 
     Returns:
         One JSON-ready dict per session, in config order (see ``colabtui status --json``);
-        tokens masked, remote text with control characters removed.
+        tokens masked, remote text with control characters removed. ``work_at_risk`` is the
+        panel's figure: its state, seconds, and whether it reached the config's
+        ``risk_warning_min`` (see :class:`colabtui.figures.WorkAtRisk`).
     """
-    return list(await asyncio.gather(*(_poll_one(s, timeout_s) for s in config.sessions)))
+    warning_after_s = config.settings.risk_warning_min * 60
+    return list(await asyncio.gather(*(_poll_one(s, timeout_s, warning_after_s)
+                                       for s in config.sessions)))
 
 
-async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
+def _round1(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
+async def _poll_one(session: SessionConfig, timeout_s: float,
+                    warning_after_s: float) -> dict[str, Any]:
     from colabtui.client import SessionError
-    from colabtui.transport import make_client, transport_of
+    from colabtui.figures import ENDED_STATES, age_s, clock_offset_s, work_at_risk
+    from colabtui.transport import make_client
 
     entry: dict[str, Any] = {"label": plain(session.display_label), "url": session.url,
                              "key": session.key, "token": mask_token(session.token)}
@@ -309,17 +319,18 @@ async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
         except SessionError as exc:
             entry.update(ok=False, error={"kind": exc.kind, "message": plain(exc.message)})
             return entry
-        over_http = transport_of(client) == "http"
-        status_age = None if over_http else getattr(client, "status_age_s", None)
-        stale = bool(getattr(client, "stale", False)) and st.state not in ("stopped",
-                                                                             "finished", "failed")
+        now = time.time()
+        transport = client.transport
+        status_age = client.status_age_s
+        stale = client.stale and st.state not in ENDED_STATES
     loss = st.metrics.get("loss")
     gpu = st.gpus[0] if st.gpus else None
     last = st.checkpoint.last
-    now = time.time()
     # ages on the session's clock over HTTP (its answer is fresh); a mailbox's status may be
     # old (a stopped run's last file), so there our own clock is the reference
-    ref = st.server_time if over_http and st.server_time is not None else now
+    offset = clock_offset_s(st.server_time, now, transport)
+    offset = 0.0 if offset is None else offset
+    risk = work_at_risk(st, now, offset, warning_after_s=warning_after_s)
     rep = st.checkpoint.replica
     entry.update(
         ok=True, run=plain(st.run), session_id=plain(st.session_id), state=st.state,
@@ -334,13 +345,13 @@ async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
         },
         checkpoint=None if last is None else {
             "step": last.step, "bytes": last.bytes, "saved_at": last.saved_at,
-            "age_s": round(max(0.0, ref - last.saved_at), 1),
+            "age_s": _round1(age_s(last.saved_at, now, offset)),
             "path": plain(last.path),
         },
         replica=None if rep is None else {
             "dest": plain(rep.dest), "kind": rep.kind, "state": rep.state,
             "verified_step": rep.verified.step if rep.verified else None,
-            "verified_age_s": round(max(0.0, ref - rep.verified.verified_at), 1)
+            "verified_age_s": _round1(age_s(rep.verified.verified_at, now, offset))
             if rep.verified else None,
             "pending": rep.pending,
             "uploading": None if rep.uploading is None else {
@@ -348,8 +359,13 @@ async def _poll_one(session: SessionConfig, timeout_s: float) -> dict[str, Any]:
                 "bytes_total": rep.uploading.bytes_total},
             "last_error": plain(rep.last_error) if rep.last_error else None,
         },
+        work_at_risk={
+            "state": risk.state, "seconds": _round1(risk.seconds), "since": risk.since,
+            "counted_from": risk.counted_from, "warning": risk.warning,
+            "warning_after_s": warning_after_s,
+        },
         error=None if st.error is None else {"kind": "run_failed", "message": plain(st.error)},
-        status_age_s=None if status_age is None else round(status_age, 1),
+        status_age_s=_round1(status_age),
         stale=stale,
     )
     return entry
@@ -374,6 +390,8 @@ def _fmt_age(seconds: float) -> str:
 
 
 def _row(e: dict[str, Any]) -> list[str]:
+    from colabtui.formatting import fmt_minutes
+
     if not e["ok"]:
         return [e["label"], "error", "", "", "", e["error"]["message"]]
     step = "-" if e["step"] is None else str(e["step"])
@@ -400,6 +418,11 @@ def _row(e: dict[str, Any]) -> list[str]:
             ckpt += f"; nothing on {where} yet"
         if rep["pending"]:
             ckpt += f" ({rep['pending']} local only)"
+    risk = e["work_at_risk"]
+    if risk["state"] == "at_risk":  # as the panel words it: to the minute, ≥ when stale
+        ckpt += f"; at risk {'≥' if e.get('stale') else ''}{fmt_minutes(risk['seconds'])}"
+        if risk["warning"]:
+            ckpt += f" (past {fmt_minutes(risk['warning_after_s'])})"
     state = e["state"]
     if e.get("stale"):  # a mailbox the runtime stopped writing to: it may be dead
         state += f"? (status {e['status_age_s']:.0f} s old)"

@@ -101,7 +101,16 @@ class RemoteClient:
             :func:`colabtui.config.validate_url`).
         token: the bearer token.
         timeout_s: limit for each of connect, read, write and pool wait, seconds.
+
+    Implements :class:`~colabtui.session_client.SessionClient`: an answer over HTTP is the
+    session's state when it answered, so it is never old (``status_age_s`` is ``None``, ``stale``
+    ``False``) and polls are limited by the app's interval only.
     """
+
+    transport = "http"
+    status_age_s: float | None = None
+    stale = False
+    min_poll_interval_s = 0.0
 
     def __init__(self, url: str, token: str, *, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")

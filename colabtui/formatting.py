@@ -2,11 +2,15 @@
 
 Every function is pure: times come in as numbers (Unix seconds, or seconds), so the app's
 injected clock decides what "now" is and tests can freeze it. Missing values give ``"n/a"``.
+The figures themselves (ages, ETA, throughput, work at risk) are computed in
+:mod:`colabtui.figures`; this module only words them.
 """
 
 from __future__ import annotations
 
 import math
+
+from colabtui.figures import age_s, eta_s, throughput
 
 NA = "n/a"
 """Shown for a value the session did not report (null on the wire)."""
@@ -57,9 +61,9 @@ def fmt_age(then: float | None, now: float) -> str:
         then: a Unix time in seconds (``None`` → ``"n/a"``).
         now: the current Unix time in seconds (the app's clock).
     """
-    if then is None or not math.isfinite(then):
+    s = age_s(then, now)
+    if s is None:
         return NA
-    s = max(0.0, now - then)
     if s < 2:
         return "just now"
     if s < 60:
@@ -112,30 +116,23 @@ def fmt_number(value: float | None, digits: int = 4) -> str:
 
 
 def fmt_rate(steps_per_s: float | None) -> str:
-    """Throughput: ``"12.3 steps/s"``, or ``"2.0 s/step"`` when slower than one a second."""
-    if steps_per_s is None or not math.isfinite(steps_per_s) or steps_per_s <= 0:
+    """Throughput: ``"12.3 steps/s"``, or ``"2.0 s/step"`` when slower than one a second
+    (``"n/a"`` when not usable, see :func:`colabtui.figures.throughput`)."""
+    steps_per_s = throughput(steps_per_s)
+    if steps_per_s is None:
         return NA
     if steps_per_s < 1:
         return f"{1 / steps_per_s:.1f} s/step"
     return f"{steps_per_s:.1f} steps/s"
 
 
-def eta_seconds(step: int | None, total: int | None, steps_per_s: float | None) -> float | None:
-    """Seconds until ``total`` at the current throughput, or ``None`` when it cannot be known."""
-    if step is None or total is None or not steps_per_s or steps_per_s <= 0:
-        return None
-    if not math.isfinite(steps_per_s):
-        return None
-    return max(0, total - step) / steps_per_s
-
-
 def fmt_eta(step: int | None, total: int | None, steps_per_s: float | None) -> str:
-    """Remaining time (see :func:`eta_seconds`), ``"n/a"`` when unknown.
+    """Remaining time (see :func:`colabtui.figures.eta_s`), ``"n/a"`` when unknown.
 
     Under 10 minutes to the second (``"1m49s"``), so the last minutes do not read as a
     minute less than they are; beyond, to the nearest minute (``"12m"``, ``"1h05m"``).
     """
-    seconds = eta_seconds(step, total, steps_per_s)
+    seconds = eta_s(step, total, steps_per_s)
     if seconds is None:
         return NA
     s = round(seconds)

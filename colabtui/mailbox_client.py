@@ -36,6 +36,7 @@ from colabtui_remote.transport.mailbox.layout import (
 )
 
 from colabtui.client import SessionError
+from colabtui.figures import age_s
 
 MIN_POLL_INTERVAL_S = 2.0
 """Shortest wait between status polls of a mailbox: a file that changes every few seconds gains
@@ -54,7 +55,8 @@ RETRY_S = 0.2
 
 class MailboxClient:
     """Talks to one session through its mailbox folder. Same methods as
-    :class:`~colabtui.client.RemoteClient`; all raise :class:`SessionError` only.
+    :class:`~colabtui.client.RemoteClient` (both implement
+    :class:`~colabtui.session_client.SessionClient`); all raise :class:`SessionError` only.
 
     Args:
         folder: the mailbox folder (or a ``mailbox:/path`` URL's path).
@@ -89,9 +91,7 @@ class MailboxClient:
     def status_age_s(self) -> float | None:
         """Age of the last status read, seconds, now (runtime's clock against ours): it keeps
         growing between polls, so a runtime that stopped writing shows as such."""
-        if self._status_server_time is None:
-            return None
-        return max(0.0, self._clock() - self._status_server_time)
+        return age_s(self._status_server_time, self._clock())
 
     @property
     def stale(self) -> bool:

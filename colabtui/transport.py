@@ -1,5 +1,6 @@
 """Which client reaches a saved session: HTTP for an ``http(s)://`` URL, a mailbox folder for
-a ``mailbox:/path`` URL, a mailbox on Drive through its API for a ``gdrive://ID`` URL. Both have the same async interface and raise the same
+a ``mailbox:/path`` URL, a mailbox on Drive through its API for a ``gdrive://ID`` URL. All
+three implement :class:`~colabtui.session_client.SessionClient` and raise the same
 :class:`~colabtui.client.SessionError` kinds."""
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from colabtui.client import RemoteClient
 from colabtui.config import SessionConfig, is_gdrive_url, mailbox_path
 from colabtui.formatting import fmt_duration
 from colabtui.mailbox_client import MailboxClient
+from colabtui.session_client import SessionClient
 
 
-def make_client(session: SessionConfig, *, timeout_s: float = 5.0) -> RemoteClient | MailboxClient:
+def make_client(session: SessionConfig, *, timeout_s: float = 5.0) -> SessionClient:
     """A new client for ``session``; close it with ``await client.aclose()``.
 
     Args:
@@ -30,22 +32,17 @@ def make_client(session: SessionConfig, *, timeout_s: float = 5.0) -> RemoteClie
     return RemoteClient(session.url, session.token, timeout_s=timeout_s)
 
 
-def transport_of(client: object) -> str:
-    """``"http"``, ``"mailbox"`` or ``"drive"``: how ``client`` reaches its session."""
-    return getattr(client, "transport", "http")
-
-
-def transport_text(client: object, *, ended: bool = False) -> Text | None:
+def transport_text(client: SessionClient, *, ended: bool = False) -> Text | None:
     """What the panel's connection line adds for a transport other than HTTP:
     ``" · mailbox · 4 s"`` (the age of the last status read), in yellow when stale (not once
     the run has ended: its last status is final, not late); ``None`` for HTTP."""
-    if transport_of(client) == "http":
+    if client.transport == "http":
         return None
     text = Text(no_wrap=True)
-    text.append(f" · {transport_of(client)}", style="dim")
-    age = getattr(client, "status_age_s", None)
+    text.append(f" · {client.transport}", style="dim")
+    age = client.status_age_s
     if age is not None:
-        stale = bool(getattr(client, "stale", False)) and not ended
+        stale = client.stale and not ended
         text.append(f" · {fmt_duration(age)}" + (" old, stale" if stale else ""),
                     style="bold yellow" if stale else "dim")
     return text

@@ -66,3 +66,10 @@ def test_importing_every_colabtui_module_but_the_demo_loads_no_torch():
     loaded = _loaded_after_importing(modules)
     assert "textual" in loaded
     assert "torch" not in loaded
+
+
+def test_the_figures_and_the_client_protocol_load_no_textual():
+    """``colabtui status`` computes work at risk and ages without the app."""
+    loaded = _loaded_after_importing(["colabtui.figures", "colabtui.session_client"])
+    assert "colabtui" in loaded
+    assert not loaded & {"textual", "rich", "torch"}

@@ -26,6 +26,7 @@ from colabtui.config import (
     validate_token,
     validate_url,
 )
+from colabtui.mailbox_client import MailboxClient
 from colabtui.screens.dialog import DialogScreen
 from colabtui.transport import make_client
 
@@ -118,7 +119,7 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
         try:
             status = await client.status()
         except SessionError as exc:
-            if exc.kind == "unreachable" and not needs_token(session.url):
+            if exc.kind == "unreachable" and isinstance(client, MailboxClient):
                 try:  # the mailbox is there, the runtime has not written yet: add it
                     await asyncio.to_thread(client.storage.check)
                     inner = await asyncio.to_thread(client.run_folder_mailbox)

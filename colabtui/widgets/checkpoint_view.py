@@ -1,5 +1,6 @@
 """The checkpoint block of a panel: last durable save, a save in progress, the last error,
-and the work at risk (time since the last durable checkpoint).
+and the work at risk (time since the last durable checkpoint, computed by
+:func:`colabtui.figures.work_at_risk`).
 
 Times from the session are on the session's clock; the panel passes ``offset`` (local clock
 minus session clock, seconds) so ages are right even when the two clocks disagree.
@@ -12,28 +13,10 @@ from collections.abc import Callable
 from colabtui_remote.schema import Status
 from rich.text import Text
 
+from colabtui.figures import age_s, until_s, work_at_risk
 from colabtui.formatting import fmt_age, fmt_bytes, fmt_duration, fmt_minutes, short_count
-from colabtui.widgets.progress_view import COMPACT_BELOW, ENDED_STATES
+from colabtui.widgets.progress_view import COMPACT_BELOW
 from colabtui.widgets.text_block import TextBlock
-
-
-def at_risk_since(status: Status) -> float | None:
-    """Session-clock time from which work is not yet in a durable checkpoint.
-
-    The later of the last durable save and the session's start: a resumed session has lost
-    nothing from before its start, and a fresh one has everything since its start at risk.
-    With a replica (Drive), durable means *verified there*: a copy only on the runtime's disk
-    dies with the runtime. ``None`` when neither is known.
-    """
-    ck = status.checkpoint
-    if ck.replica is not None:
-        v = ck.replica.verified
-        saved = None if v is None else (v.saved_at if v.saved_at is not None else v.verified_at)
-    else:
-        saved = ck.last.saved_at if ck.last else None
-    times = [t for t in (saved, status.started_at) if t is not None]
-    return max(times) if times else None
-
 
 _REPLICA_NAMES = {"drive": "Drive", "mount": "Drive mount"}
 
@@ -61,7 +44,7 @@ def replica_lines(status: Status, now: float, offset: float, *, compact: bool = 
         if r.pending:
             text.append(f" · {r.pending} local only", style="yellow")
         if r.next_retry_at is not None:
-            left = max(0.0, r.next_retry_at + offset - now)
+            left = until_s(r.next_retry_at, now, offset)
             text.append(f" · retry in {fmt_duration(left)}", style="dim")
     text.append("\n")
     text.append("drive " if compact else "on Drive ", style="dim")
@@ -115,7 +98,7 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
     if ck.last is None:
         text.append("none yet", style="yellow")
     elif compact:
-        text.append(fmt_duration(now - (ck.last.saved_at + offset)), style="bold")
+        text.append(fmt_duration(age_s(ck.last.saved_at, now, offset)), style="bold")
         size = fmt_bytes(ck.last.bytes).replace(" ", "")
         text.append(f" · s{short_count(ck.last.step)} {size}")
     else:
@@ -138,13 +121,14 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         text.append("\n")
         text.append("save failed", style="bold red")
         if ck.last_error_at is not None:
-            then = ck.last_error_at + offset
-            text.append(f" {fmt_duration(now - then) if compact else fmt_age(then, now)}",
-                        style="red")
+            ago = fmt_duration(age_s(ck.last_error_at, now, offset)) if compact \
+                else fmt_age(ck.last_error_at + offset, now)
+            text.append(f" {ago}", style="red")
         text.append(": ", style="bold red")
         text.append(ck.last_error)  # untrusted: plain text
     text.append("\n")
-    if status.state == "failed":
+    risk = work_at_risk(status, now, offset, warning_after_s=risk_warning_min * 60)
+    if risk.state == "lost":
         text.append("lost ", style="dim")
         if ck.last is None:
             text.append("all work (no checkpoint)", style="bold red")
@@ -152,24 +136,20 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
             text.append(f"work after step {ck.last.step:,}", style="bold red")
         return text
     text.append("at risk ", style="dim")
-    if status.state in ENDED_STATES:
-        failed_after = (ck.last_error_at is not None and ck.last is not None
-                        and ck.last_error_at > ck.last.saved_at)
+    if risk.state in ("saved", "ended"):
         text.append("—", style="bold")
-        if not failed_after and ck.last is not None:
+        if risk.state == "saved":
             text.append(f" (all saved, {status.state})", style="dim")
         return text
-    since = at_risk_since(status)
-    if since is None:
+    if risk.seconds is None:
         text.append("n/a")
         return text
-    minutes = max(0.0, now - (since + offset)) / 60
-    style = "bold white on dark_red" if minutes >= risk_warning_min else "bold"
+    style = "bold white on dark_red" if risk.warning else "bold"
     # to the minute (fmt_minutes): a figure ticking every second repaints every second
-    text.append(f" {'' if live else '≥'}{fmt_minutes(minutes * 60)} ", style=style)
+    text.append(f" {'' if live else '≥'}{fmt_minutes(risk.seconds)} ", style=style)
     if live and ck.next_autosave_at is not None:
         text.append("  autosave in ", style="dim")
-        text.append(fmt_minutes(ck.next_autosave_at + offset - now))
+        text.append(fmt_minutes(until_s(ck.next_autosave_at, now, offset)))
     return text
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from colabtui_remote.schema import Status
 from rich.text import Text
 
+from colabtui.figures import ENDED_STATES, LIVE_STATES, age_s, fraction_done
 from colabtui.formatting import (
     NA,
     fmt_duration,
@@ -18,11 +19,6 @@ from colabtui.formatting import (
     short_count,
 )
 from colabtui.widgets.text_block import TextBlock
-
-ENDED_STATES = ("stopped", "finished", "failed")
-"""States after which a session trains no more (its server may still answer a while)."""
-
-LIVE_STATES = ("running", "saving", "stopping")
 
 COMPACT_BELOW = 34
 """Panels narrower than this (cells) get the compact wording (``running  8,420/20k 42%``)."""
@@ -66,8 +62,9 @@ def progress_lines(status: Status, width: int, *, live: bool = True,
     if status.total_steps is not None:
         total = short_count(status.total_steps) if compact else f"{status.total_steps:,}"
         text.append(f"/{total}")
-        if status.step is not None and status.total_steps > 0:
-            text.append(f" {100 * status.step / status.total_steps:.0f}%", style="dim")
+        done = fraction_done(status.step, status.total_steps)
+        if done is not None:
+            text.append(f" {100 * done:.0f}%", style="dim")
     if status.epoch is not None and not compact:
         text.append("  ep ", style="dim")
         text.append(str(status.epoch))
@@ -121,5 +118,5 @@ class ProgressView(TextBlock):
         if self.status is None:
             return Text("progress: waiting for the session", style="dim", no_wrap=True,
                         overflow="ellipsis")
-        seen_ago = None if self.seen_at is None else self._clock() - self.seen_at
+        seen_ago = age_s(self.seen_at, self._clock())
         return progress_lines(self.status, self.size.width, live=self.live, seen_ago_s=seen_ago)

@@ -42,15 +42,17 @@ from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static
 
-from colabtui.client import RemoteClient, SessionError
+from colabtui.client import SessionError
 from colabtui.config import SessionConfig, Settings
+from colabtui.figures import ENDED_STATES, age_s, clock_offset_s
 from colabtui.formatting import fmt_duration
 from colabtui.ledger import Ledger
-from colabtui.transport import make_client, transport_of, transport_text
+from colabtui.session_client import SessionClient
+from colabtui.transport import make_client, transport_text
 from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.gpu_view import GpuView
 from colabtui.widgets.loss_chart import LossChart
-from colabtui.widgets.progress_view import ENDED_STATES, ProgressView
+from colabtui.widgets.progress_view import ProgressView
 from colabtui.widgets.text_block import text_key
 
 MAX_PAGES_PER_POLL = 20
@@ -211,7 +213,7 @@ def connection_text(kind: str, message: str, since: float | None, now: float,
     """
     text = Text(no_wrap=True, overflow="ellipsis")
     if ended is not None and kind == "unreachable":
-        gone = fmt_duration(now - since) if since is not None else "a moment"
+        gone = fmt_duration(age_s(since, now)) if since is not None else "a moment"
         text.append(f"○ {ended}; server closed {gone} ago", style="dim")
         return text
     if kind == "connected":
@@ -219,7 +221,7 @@ def connection_text(kind: str, message: str, since: float | None, now: float,
     elif kind == "waiting":
         text.append("○ connecting…", style="dim")
     elif kind == "unreachable":
-        gone = fmt_duration(now - since) if since is not None else "a moment"
+        gone = fmt_duration(age_s(since, now)) if since is not None else "a moment"
         text.append(f"✖ unreachable for {gone}", style="bold yellow")
     else:
         text.append(f"✖ {ERROR_TITLES.get(kind, kind)}", style="bold red")
@@ -254,7 +256,7 @@ class SessionPanel(Vertical, can_focus=True):
         self._ledger = ledger
         self._poll_enabled = poll
         self._backoff_max_s = backoff_max_s
-        self._client: RemoteClient | None = None
+        self._client: SessionClient | None = None
         self._timer = None
         self._failures = 0
         self._quiet = 0
@@ -322,8 +324,8 @@ class SessionPanel(Vertical, can_focus=True):
         text.append("\n")
         text.append_text(connection_text(self.conn_kind, self.conn_message,
                                          self.unreachable_since, self._clock(), self.ended))
-        if self.conn_kind == "connected" and (extra := transport_text(
-                self._client, ended=self.ended is not None)) is not None:
+        if self.conn_kind == "connected" and self._client is not None and (
+                extra := transport_text(self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)
         return text
 
@@ -339,7 +341,13 @@ class SessionPanel(Vertical, can_focus=True):
         """Whether what the panel shows is current: from the latest poll, and (over a
         mailbox) not a status the runtime stopped refreshing."""
         return self.conn_kind == "connected" and not (
-            self.ended is None and bool(getattr(self._client, "stale", False)))
+            self.ended is None and self._client is not None and self._client.stale)
+
+    @property
+    def _transport(self) -> str:
+        """How the session is reached (:attr:`SessionClient.transport`); ``"http"`` for a
+        panel that does not poll (fixed data fed with :meth:`apply`)."""
+        return "http" if self._client is None else self._client.transport
 
     def set_index(self, index: int) -> None:
         """Renumber the panel (after another one was removed)."""
@@ -403,8 +411,9 @@ class SessionPanel(Vertical, can_focus=True):
             self.status = status
             self.seen_at = result.at
             # over a mailbox, now - server_time is mostly the file's age, not clock skew
-            if status.server_time is not None and transport_of(self._client) == "http":
-                self.clock_offset = result.at - status.server_time
+            offset = clock_offset_s(status.server_time, result.at, self._transport)
+            if offset is not None:
+                self.clock_offset = offset
         if result.error is None:
             self.conn_kind, self.conn_message = "connected", ""
             self.unreachable_since = None
@@ -486,8 +495,9 @@ class SessionPanel(Vertical, can_focus=True):
     @property
     def poll_delay_s(self) -> float:
         """Seconds between this panel's polls as things stand (failures, nothing new)."""
-        interval = max(0.05, self._settings.poll_interval_s,
-                       getattr(self._client, "min_poll_interval_s", 0.0))  # a mailbox: slower
+        # a mailbox (a Drive mailbox more so) asks for slower polls
+        floor = 0.0 if self._client is None else self._client.min_poll_interval_s
+        interval = max(0.05, self._settings.poll_interval_s, floor)
         return poll_delay(interval, self._failures, self._quiet, self._backoff_max_s)
 
     def wake(self) -> None:
@@ -583,7 +593,7 @@ class SessionPanel(Vertical, can_focus=True):
         self.run_worker(self._command(client, action), group=f"cmd-{self.session.key}",
                         exit_on_error=False, description=f"{action} {self.session.key}")
 
-    async def _command(self, client: RemoteClient, action: str) -> None:
+    async def _command(self, client: SessionClient, action: str) -> None:
         label = self.session.display_label
         accepted = False
         try:

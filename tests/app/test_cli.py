@@ -211,6 +211,57 @@ def test_status_table(env: Path, monitor: Monitor, capsys) -> None:
     assert "none yet" in lines[1]
 
 
+def test_status_json_carries_work_at_risk(env: Path, monitor: Monitor, tmp_path: Path,
+                                          capsys) -> None:
+    import time
+
+    import torch
+
+    from colabtui.config import Settings
+
+    saved = Monitor(run="digits-saved", checkpoint_dir=tmp_path / "ckpt", autosave_every=None,
+                    handle_sigterm=False)
+    try:
+        saved.track(w=torch.arange(100, dtype=torch.float32))
+        saved.serve(port=0, token=TOKEN, quiet=True)
+        saved.commands.submit("save-1", "save")
+        saved.at_step_boundary(1)  # the save happens here, on this thread; a writer finishes it
+        deadline = time.monotonic() + 60
+        while saved.checkpointer.last is None:
+            assert time.monotonic() < deadline, "the save did not finish"
+            time.sleep(0.02)
+        time.sleep(0.05)  # some work after the checkpoint
+        # a threshold of a few milliseconds: both sessions are past it, as the panel would say
+        config = Config([SessionConfig(monitor.url, TOKEN, "fresh"),
+                         SessionConfig(saved.url, TOKEN, "saved")],
+                        settings=Settings(risk_warning_min=0.0002))
+        save_config(config, env)
+        assert main(["status", "--json"]) == 0
+        fresh, after_save = json.loads(capsys.readouterr().out)["sessions"]
+        assert main(["status"]) == 0
+        table = capsys.readouterr().out.splitlines()
+        save_config(Config(config.sessions), env)  # the default threshold, 30 min
+        assert main(["status", "--json"]) == 0
+        calm = [e["work_at_risk"] for e in json.loads(capsys.readouterr().out)["sessions"]]
+    finally:
+        saved.close()
+    # no checkpoint: everything since the session started is at risk
+    risk = fresh["work_at_risk"]
+    assert (risk["state"], risk["counted_from"], risk["warning"]) == ("at_risk", "start", True)
+    assert 0 <= risk["seconds"] < 600 and risk["warning_after_s"] == pytest.approx(0.012)
+    # a checkpoint: at risk since it was saved, on the session's clock
+    risk = after_save["work_at_risk"]
+    assert (risk["state"], risk["counted_from"], risk["warning"]) == \
+        ("at_risk", "checkpoint", True)
+    assert risk["since"] == after_save["checkpoint"]["saved_at"]
+    assert 0 <= risk["seconds"] < 600
+    assert abs(risk["seconds"] - after_save["checkpoint"]["age_s"]) <= 0.1
+    assert [(r["state"], r["warning"], r["warning_after_s"]) for r in calm] == \
+        [("at_risk", False, 1800.0)] * 2
+    assert "none yet; at risk <1m (past <1m)" in table[1], table
+    assert "; at risk <1m (past <1m)" in table[2] and "step 1, " in table[2], table
+
+
 def test_status_without_sessions(env: Path, capsys) -> None:
     assert main(["status"]) == 0
     assert "no sessions saved" in capsys.readouterr().out
