@@ -39,6 +39,7 @@ LAPTOP_LAYERS = [
     ["colabtui"],  # the package's __init__: its version, nothing else
     ["colabtui.formatting", "colabtui.figures"],
     ["colabtui.config"],
+    ["colabtui.session_client"],
     ["colabtui.client", "colabtui.mailbox_client", "colabtui.drive_mailbox"],
     ["colabtui.transport"],
     ["colabtui.ledger"],

@@ -44,12 +44,12 @@ from textual.widgets import Static
 
 from colabtui.client import SessionError
 from colabtui.config import SessionConfig, Settings
-from colabtui.figures import ENDED_STATES, age_s, clock_offset_s
-from colabtui.formatting import fmt_duration
+from colabtui.figures import ENDED_STATES, clock_offset_s
 from colabtui.ledger import Ledger
 from colabtui.session_client import SessionClient
 from colabtui.transport import make_client, transport_text
 from colabtui.widgets.checkpoint_view import CheckpointView
+from colabtui.widgets.connection_line import connection_text
 from colabtui.widgets.gpu_view import GpuView
 from colabtui.widgets.loss_chart import LossChart
 from colabtui.widgets.progress_view import ProgressView
@@ -82,13 +82,6 @@ finished run is noticed within this; any key that acts on it polls at once)."""
 URGENT_RESULTS_AFTER_COMMAND = 2
 """Poll results applied at once after a save or stop ends: the poll already under way may
 predate the end, so the one after it is shown at once too."""
-
-ERROR_TITLES = {
-    "token_refused": "token refused",
-    "protocol": "protocol mismatch",
-    "bad_response": "bad response",
-}
-
 
 @dataclass
 class PollResult(Message):
@@ -197,38 +190,6 @@ def same_but_clocks(a: Status | None, b: Status | None) -> bool:
     if a is None or b is None:
         return a is b
     return dataclasses.replace(a, server_time=b.server_time, uptime_s=b.uptime_s) == b
-
-
-def connection_text(kind: str, message: str, since: float | None, now: float,
-                    ended: str | None = None) -> Text:
-    """The connection line: ``connected``, ``unreachable for 3m``, ``token refused``...
-
-    Args:
-        kind: ``"connected"``, ``"waiting"``, or a :class:`SessionError` kind.
-        message: the error's words (untrusted; shown as plain text).
-        since: local Unix time the current state began, seconds.
-        now: local Unix time, seconds.
-        ended: the session's last known state when it had ended (stopped, finished,
-            failed): a server that then goes away is expected, not an alarm.
-    """
-    text = Text(no_wrap=True, overflow="ellipsis")
-    if ended is not None and kind == "unreachable":
-        gone = fmt_duration(age_s(since, now)) if since is not None else "a moment"
-        text.append(f"○ {ended}; server closed {gone} ago", style="dim")
-        return text
-    if kind == "connected":
-        text.append("● connected", style="bold green")
-    elif kind == "waiting":
-        text.append("○ connecting…", style="dim")
-    elif kind == "unreachable":
-        gone = fmt_duration(age_s(since, now)) if since is not None else "a moment"
-        text.append(f"✖ unreachable for {gone}", style="bold yellow")
-    else:
-        text.append(f"✖ {ERROR_TITLES.get(kind, kind)}", style="bold red")
-    if message:
-        text.append(": ", style="dim")
-        text.append(message, style="dim")  # from the client/session: plain text
-    return text
 
 
 class SessionPanel(Vertical, can_focus=True):

@@ -61,11 +61,11 @@ class Monitor:
         label: what the laptop shows for this session; defaults to ``run``.
         handle_sigterm: on SIGTERM, save and stop at the next step boundary (main thread only).
         local_dir: local folder for a ``gdrive://`` destination's checkpoints, and the fallback
-            for a folder on a mount; default :func:`default_local_dir`. The mount fallback is
-            on for a folder on a FUSE or network filesystem or under ``/content/drive``, and,
-            whatever the filesystem, when ``local_dir`` is given or the environment variable
-            ``COLABTUI_LOCAL_CHECKPOINTS`` names a runtime disk (then the fallback is
-            :func:`default_local_dir`).
+            for a folder on a mount; default
+            :func:`~.checkpoint.destinations.default_local_dir`. The mount fallback is on for
+            a folder on a FUSE or network filesystem or under ``/content/drive``, and, whatever
+            the filesystem, when ``local_dir`` is given or ``$COLABTUI_LOCAL_CHECKPOINTS``
+            names a runtime disk.
         drive_credentials: credentials file for a ``gdrive://`` destination (default: as
             :func:`colabtui_remote.drive.auth.connect` finds them; env
             ``COLABTUI_DRIVE_CREDENTIALS``).
@@ -196,7 +196,7 @@ class Monitor:
             token: bearer token; a random 192-bit one when ``None``.
             quiet: do not print the connect line.
             tunnel: ``"cloudflared"`` also exposes the server through a Cloudflare quick tunnel
-                (opt-in; see :mod:`.tunnel`) and prints the public connect line with a warning
+                (opt-in; see :mod:`.transport.http.tunnel`) and prints the public connect line with a warning
                 about Colab's terms. If the tunnel cannot start, a message says why and the
                 server keeps running locally. Waits up to 30 s for the tunnel's URL.
 
@@ -217,7 +217,7 @@ class Monitor:
                       quiet: bool = False) -> str:
         """Serve through a mailbox folder (e.g. the run folder on a mounted Drive, or
         ``gdrive://FOLDER_ID/path`` through the Drive API), for a laptop that reaches the
-        runtime only through Drive; see :mod:`.mailbox`.
+        runtime only through Drive; see :mod:`.transport.mailbox`.
 
         A daemon thread writes the status and new metric points every ``interval_s`` seconds
         and carries out the commands the laptop drops there. It can run beside :meth:`serve`.

@@ -24,7 +24,7 @@ __all__ = ["DriveReplica"]
 
 
 class DriveReplica:
-    """A Drive folder as a :class:`~colabtui_remote.replica.ReplicaDestination`.
+    """A Drive folder as a :class:`~colabtui_remote.checkpoint.replica.ReplicaDestination`.
 
     Args:
         url: ``gdrive://FOLDER_ID[/sub/path]``.

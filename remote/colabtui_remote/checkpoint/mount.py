@@ -10,7 +10,7 @@ to.
 Used after the mount failed under a save: the checkpoint went to local disk and is copied here
 once the mount answers again: temporary name, fsync, ``os.replace``, the folder fsynced, read
 back and its md5 compared, and only then ``manifest.json`` updated (by the
-:class:`~colabtui_remote.replica.Replicator`). No hard links (FUSE mounts refuse them), and the
+:class:`~colabtui_remote.checkpoint.replica.Replicator`). No hard links (FUSE mounts refuse them), and the
 folder itself is never created (on an unmounted Drive that would write to the local disk under
 the mount point).
 """
@@ -37,7 +37,7 @@ _CHUNK = 8 << 20
 
 
 class MountedFolder:
-    """A checkpoint folder on a mount, as a :class:`~colabtui_remote.replica.ReplicaDestination`.
+    """A checkpoint folder on a mount, as a :class:`~colabtui_remote.checkpoint.replica.ReplicaDestination`.
 
     Args:
         path: the folder (it must exist; it is never created here).

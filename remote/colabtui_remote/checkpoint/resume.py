@@ -260,7 +260,7 @@ def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.
 
     Returns:
         ``(entry, temp_path, check's result)``, the file named ``.ckpt-….tmp-…`` (never loaded
-        by :func:`~colabtui_remote.checkpoint.load_resumable` until renamed), or ``None`` when
+        by :func:`~colabtui_remote.checkpoint.resume.load_resumable` until renamed), or ``None`` when
         nothing is listed or nothing verifies.
 
     Raises:

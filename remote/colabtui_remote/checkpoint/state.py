@@ -277,7 +277,7 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
 
     Args:
         tracked: name → object, as given to :func:`capture_state` (``None`` entries skipped).
-        state: a checkpoint state, e.g. from :func:`colabtui_remote.checkpoint.load_resumable`.
+        state: a checkpoint state, e.g. from :func:`colabtui_remote.checkpoint.resume.load_resumable`.
 
     Returns:
         Human-readable notes, e.g. ``"model: stripped prefix _orig_mod. from 4 keys"``

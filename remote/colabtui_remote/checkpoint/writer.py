@@ -82,7 +82,7 @@ class Checkpointer(MountFallback):
     With ``fallback_dir`` (for a checkpoint folder on a mounted Drive): when a save finds the
     folder's filesystem gone (an errno in :data:`MOUNT_GONE_ERRNOS`, or the folder missing or
     unreadable), the checkpoint is written to ``fallback_dir`` instead (same durability, its own
-    manifest) and a :class:`~colabtui_remote.replica.Replicator` copies it to the folder once it
+    manifest) and a :class:`~colabtui_remote.checkpoint.replica.Replicator` copies it to the folder once it
     is back (:attr:`mount_replica`, kind ``mount``). Later saves go to ``fallback_dir`` until
     every copy is verified there; then the folder is used again. The folder is never created
     again after construction: on an unmounted Drive that would write to the local disk under the
@@ -97,7 +97,7 @@ class Checkpointer(MountFallback):
             save into an unreachable folder fails (reported, as any failed save).
         io: the filesystem calls made on ``directory`` (default: the os module's); see
             :class:`FolderIO`.
-        replica: a :class:`~colabtui_remote.replica.Replicator` that gets every checkpoint
+        replica: a :class:`~colabtui_remote.checkpoint.replica.Replicator` that gets every checkpoint
             written (e.g. one copying to Drive through its API); closed by :meth:`close`.
         mount_retry_s: (first, longest) seconds between attempts to copy to the folder while it
             is unreachable.
@@ -471,7 +471,7 @@ class Checkpointer(MountFallback):
         that is unreachable now is left as it is; its next manifest, written by a save or by
         :attr:`mount_replica`, leaves the abandoned ones off. :attr:`replica` and
         :attr:`mount_replica` are told too (see
-        :meth:`~colabtui_remote.replica.Replicator.resumed_from`; the mount replica gets the
+        :meth:`~colabtui_remote.checkpoint.replica.Replicator.resumed_from`; the mount replica gets the
         folder's abandoned entries, read here).
 
         Args:

@@ -1,4 +1,4 @@
-"""A mailbox (:mod:`colabtui_remote.mailbox_store`'s layout) in a Drive folder, through the API.
+"""A mailbox (:mod:`.layout`) in a Drive folder, through the API.
 
 The same files as in a mounted or synced folder (``status.json``, ``commands/<id>.json``…), as
 Drive files in a Drive folder and its subfolders. Each file has one writer, which updates it in
@@ -52,7 +52,7 @@ class DriveMailbox:
 
     recreate_when_gone = True
     """A mailbox on Drive deleted while the runtime serves it is made again by the runtime
-    (see :class:`~colabtui_remote.mailbox.MailboxServer`)."""
+    (see :class:`~.server.MailboxServer`)."""
 
     def __init__(self, folder: str | DriveFolder, drive: GoogleDrive | None = None) -> None:
         self._lock = threading.Lock()
