@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from colabtui_remote.schema import Status
 
-ENDED_STATES = ("stopped", "finished", "failed")
+ENDED_STATES = ("stopped", "finished", "failed", "interrupted")
 """States after which a session trains no more (its server may still answer a while)."""
 
 LIVE_STATES = ("running", "saving", "stopping")

@@ -19,14 +19,15 @@ REMOTE_LAYERS = [
     ["colabtui_remote.wire"],
     ["colabtui_remote.schema"],
     ["colabtui_remote.commands", "colabtui_remote.metrics", "colabtui_remote.gpu",
-     "colabtui_remote.host", "colabtui_remote.throughput", "colabtui_remote.sigterm"],
+     "colabtui_remote.host", "colabtui_remote.throughput", "colabtui_remote.sigterm",
+     "colabtui_remote.data_order", "colabtui_remote.lifecycle"],
     ["colabtui_remote.checkpoint.errors"],
     ["colabtui_remote.checkpoint.fs", "colabtui_remote.checkpoint.manifest",
      "colabtui_remote.checkpoint.state"],
     ["colabtui_remote.drive"],
     ["colabtui_remote.checkpoint"],
     ["colabtui_remote.transport"],
-    ["colabtui_remote.saving"],
+    ["colabtui_remote.saving", "colabtui_remote.report", "colabtui_remote.loops"],
     ["colabtui_remote.monitor"],
     ["colabtui_remote.integrations"],
     ["colabtui_remote.examples", "colabtui_remote"],
@@ -106,9 +107,9 @@ def layer(name: str, layers: list[list[str]]) -> int:
     best = None
     for i, names in enumerate(layers):
         for prefix in names:
-            if name == prefix or name.startswith(prefix + "."):
-                if best is None or len(prefix) > best[1]:
-                    best = (i, len(prefix))
+            inside = name == prefix or name.startswith(prefix + ".")
+            if inside and (best is None or len(prefix) > best[1]):
+                best = (i, len(prefix))
     assert best is not None, f"{name} is in no layer: add it to the layers in {__file__}"
     return best[0]
 

@@ -30,6 +30,7 @@ STATE_STYLES = {
     "stopped": "bold blue",
     "finished": "bold blue",
     "failed": "bold red",
+    "interrupted": "bold yellow",
 }
 
 

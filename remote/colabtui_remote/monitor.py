@@ -23,7 +23,6 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 from . import schema
@@ -32,30 +31,33 @@ from .checkpoint.resume import find_resumable
 from .checkpoint.state import restore, saved_values
 from .checkpoint.writer import Checkpointer
 from .commands import INTERNAL_PREFIX, CommandBook
+from .data_order import is_data_loader, make_resumable
 from .gpu import GpuSampler
-from .host import host_info
+from .lifecycle import InterruptGuard, replace_live
+from .loops import TrainingLoops
 from .metrics import MetricsStore
+from .report import RunReport
 from .saving import Saver
 from .sigterm import SigtermHandler
-from .throughput import MARKS, steps_per_s
+from .throughput import MARKS
 from .transport.http import serve as http_serve
 from .transport.http.serve import DEFAULT_PORT, HttpService
 from .transport.mailbox import serve as mailbox_serve
-from .wire import split_nonfinite
 
 log = logging.getLogger(__name__)
 
-class Monitor:
+RUN_STATE = "colabtui.run"
+"""The tracked name under which a checkpoint holds the run's own state (finished or not)."""
+
+class Monitor(TrainingLoops, RunReport):
     """Reports a training run to colabtui and carries out its commands.
 
     Args:
         run: the run's name; a run spans sessions (runtimes) and resumes across them.
-        checkpoint_dir: where checkpoints go. A folder (e.g. on a mounted Drive: if the mount
-            fails under a save, that checkpoint and the next go to ``local_dir`` and are copied
-            back when it answers again), or ``gdrive://FOLDER_ID[/sub/path]``: written to
-            ``local_dir`` first, then uploaded through the Drive API and verified by md5
-            (needs ``colabtui-remote[drive]``). ``None``: no checkpoints; a save command then
-            fails with a clear reason.
+        checkpoint_dir: where checkpoints go (see :mod:`.checkpoint.destinations`): a folder
+            (on a mount that drops, saves go to ``local_dir`` until it is back), or
+            ``gdrive://FOLDER_ID[/sub/path]`` (written to ``local_dir``, uploaded, md5-checked;
+            needs ``colabtui-remote[drive]``). ``None``: no checkpoints (a save then fails).
         autosave_every: seconds between automatic checkpoints; ``None`` or 0 turns it off.
         keep: checkpoints kept in the folder (the newest ``keep``).
         label: what the laptop shows for this session; defaults to ``run``.
@@ -69,6 +71,9 @@ class Monitor:
         drive_credentials: credentials file for a ``gdrive://`` destination (default: as
             :func:`colabtui_remote.drive.auth.connect` finds them; env
             ``COLABTUI_DRIVE_CREDENTIALS``).
+        save_on_interrupt: on an interrupt (the kernel's stop button), save at the next step
+            boundary before ``KeyboardInterrupt`` is raised there.
+        start_over: load no checkpoint: train from step 0 (a finished run trained again).
 
     Raises:
         ValueError: a bad argument (``run`` empty, a ``gdrive://`` URL that is not valid).
@@ -79,7 +84,8 @@ class Monitor:
     def __init__(self, run: str, checkpoint_dir: str | os.PathLike | None = None, *,
                  autosave_every: float | None = 600.0, keep: int = 3, label: str | None = None,
                  handle_sigterm: bool = True, local_dir: str | os.PathLike | None = None,
-                 drive_credentials: str | os.PathLike | None = None) -> None:
+                 drive_credentials: str | os.PathLike | None = None,
+                 save_on_interrupt: bool = True, start_over: bool = False) -> None:
         if not isinstance(run, str) or not run.strip():
             raise ValueError("run must be a non-empty name, e.g. Monitor(run='resnet-lr3e-4')")
         self.run = run
@@ -87,6 +93,7 @@ class Monitor:
         self.session_id = uuid.uuid4().hex[:16]
         self.metrics = MetricsStore()
         self.commands = CommandBook()
+        self._previous = replace_live(run, self)  # a re-run cell: the old one is closed
         self._dest: CheckpointDestination | None = None
         if checkpoint_dir:
             self._dest = open_checkpoints(checkpoint_dir, run, keep=keep, local_dir=local_dir,
@@ -110,6 +117,13 @@ class Monitor:
         self._stop = False
         self._sigterm = False
         self._resumed = False
+        self._start_over = start_over
+        self.finished = False
+        """True once the run completed (:meth:`finish`, or the end of :meth:`steps`); a
+        finished run resumed again trains nothing unless asked for more steps or epochs."""
+        self._interrupt = InterruptGuard(self._on_sigint)
+        self._save_on_interrupt = save_on_interrupt
+        self._loaders: list[Any] = []
         self._gpu = GpuSampler()
         self._gpu_started = False
         self._http: HttpService | None = None
@@ -139,9 +153,13 @@ class Monitor:
         tensors) and come back in :attr:`extras` after :meth:`resume`. Returns ``self``."""
         for name, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler),
                           ("scaler", scaler), *extra.items()):
+            if obj is not None and is_data_loader(obj):
+                obj = make_resumable(name, obj)
+                self._loaders.append(obj)
             if obj is not None:
                 self._tracked[name] = obj
-        self.extras.update({k: v for k, v in extra.items() if not hasattr(v, "state_dict")})
+        self.extras.update({k: v for k, v in extra.items()
+                            if not hasattr(v, "state_dict") and not is_data_loader(v)})
         return self
 
     def resume(self) -> int:
@@ -153,6 +171,9 @@ class Monitor:
         listed ones that failed verification, or were saved before this resume at a greater
         step, are unlisted (never deleted; see :meth:`~.checkpoint.writer.Checkpointer.resumed_from`).
 
+        Called again (a re-run cell), it loads nothing and goes on from the step reached;
+        either way the loop is on: a stop from the laptop is cleared, state ``running``.
+
         Returns:
             The step to start from: steps completed by the checkpoint, or 0 with none.
 
@@ -160,8 +181,12 @@ class Monitor:
             CheckpointError: a checkpoint verified but does not fit the tracked objects; or the
                 Drive destination cannot be read (nothing there is changed).
         """
+        if self._resumed:  # a re-run cell: go on from the step reached
+            self._start_loop()
+            return self.step
         self._resumed = True
-        if self.checkpointer is None:
+        self._start_loop()
+        if self.checkpointer is None or self._start_over:
             return self.step
         assert self._dest is not None
         found = find_resumable(self._dest)
@@ -176,18 +201,20 @@ class Monitor:
             log.warning("colabtui_remote: could not unlist unusable checkpoints: %s", exc)
         for note in notes:
             log.info("colabtui_remote: %s", note)
-        self.extras.update(saved_values(state))
+        values = saved_values(state)
+        run_state = values.pop(RUN_STATE, None)
+        self.extras.update(values)
         self.step = info.step
         self.epoch = state.get("epoch", info.epoch)
+        self.finished = bool(isinstance(run_state, dict) and run_state.get("finished"))
         print(f"colabtui: resumed {self.run} at step {self.step} from {info.path}", flush=True)
         return self.step
 
     def serve(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
               *, quiet: bool = False, tunnel: str | None = None) -> str:
-        """Start the HTTP server on a daemon thread and print the line to paste on the laptop.
-
-        Running the cell again in the same process replaces the earlier server on that address
-        and keeps its token unless a new one is given, so a connected laptop keeps working.
+        """Start the HTTP server on a daemon thread and print the line to paste on the laptop
+        (see :func:`.transport.http.serve.start`). A re-run cell replaces the earlier server
+        on that address and keeps its token unless a new one is given.
 
         Args:
             host: address to bind. ``127.0.0.1`` keeps it private to the runtime (reach it
@@ -195,10 +222,9 @@ class Monitor:
             port: TCP port; 0 picks a free one.
             token: bearer token; a random 192-bit one when ``None``.
             quiet: do not print the connect line.
-            tunnel: ``"cloudflared"`` also exposes the server through a Cloudflare quick tunnel
-                (opt-in; see :mod:`.transport.http.tunnel`) and prints the public connect line with a warning
-                about Colab's terms. If the tunnel cannot start, a message says why and the
-                server keeps running locally. Waits up to 30 s for the tunnel's URL.
+            tunnel: ``"cloudflared"``: also a Cloudflare quick tunnel (opt-in, see
+                :mod:`.transport.http.tunnel`; waits up to 30 s; on failure it says why and
+                the server runs locally).
 
         Returns:
             The server's local URL, e.g. ``http://127.0.0.1:8765`` (also with a tunnel).
@@ -207,6 +233,9 @@ class Monitor:
             PortInUse: another program holds the port.
             ValueError: ``tunnel`` is not ``None`` or ``"cloudflared"``.
         """
+        old = self._previous._http if self._previous is not None else None
+        if old is not None and self._http is None and port in (0, old.server.port):
+            port, token = old.server.port, token or old.token  # the laptop follows the re-run
         self._http = http_serve.start(self, self.label, host, port, token, quiet=quiet,
                                       tunnel=tunnel, replacing=self._http)
         self.token = self._http.token
@@ -215,20 +244,17 @@ class Monitor:
 
     def serve_mailbox(self, folder: str | os.PathLike, interval_s: float = 5.0, *,
                       quiet: bool = False) -> str:
-        """Serve through a mailbox folder (e.g. the run folder on a mounted Drive, or
-        ``gdrive://FOLDER_ID/path`` through the Drive API), for a laptop that reaches the
-        runtime only through Drive; see :mod:`.transport.mailbox`.
-
-        A daemon thread writes the status and new metric points every ``interval_s`` seconds
-        and carries out the commands the laptop drops there. It can run beside :meth:`serve`.
-        Calling it again replaces the earlier mailbox.
+        """Serve through a mailbox folder (a folder on a mounted Drive, or ``gdrive://ID/path``
+        through the Drive API; see :mod:`.transport.mailbox`): every ``interval_s`` a daemon
+        thread writes the status and new points and carries out the commands dropped there.
+        It can run beside :meth:`serve`; called again, it replaces the earlier mailbox.
 
         Args:
             folder: the mailbox folder, created if missing: a path, or ``gdrive://ID[/path]``
                 (needs ``colabtui-remote[drive]``; in Colab, credentials come from
                 ``google.colab.auth.authenticate_user()``; subfolders of ID are created).
-            interval_s: seconds between rounds (each writes a few small files; through the
-                Drive API, each file is a request: 10 s keeps far under the quota).
+            interval_s: seconds between rounds (through the Drive API each file is a request:
+                10 s keeps far under the quota).
             quiet: do not print the line to run on the laptop.
 
         Returns:
@@ -272,11 +298,6 @@ class Monitor:
     def _tunnel(self) -> Any:
         return self._http.tunnel if self._http is not None else None
 
-    @property
-    def started_at(self) -> float:
-        """When this session started, Unix seconds."""
-        return self._started_at
-
     # ------------------------------------------------------------------ the training thread
 
     def log(self, step: int | None = None, **values: Any) -> None:
@@ -291,24 +312,6 @@ class Monitor:
         append = self.metrics.append
         for name, value in values.items():
             append(name, value, step)
-
-    def steps(self, total: int) -> Iterator[int]:
-        """Yield step indices from the resumed step to ``total - 1``.
-
-        Between steps it carries out commands and autosaves; when asked to stop it saves and
-        ends early. At the end it saves a last checkpoint, so a finished run is not redone.
-        """
-        self.total_steps = int(total)
-        if not self._resumed:
-            self.resume()
-        self._set_state("running")
-        step = self.step
-        while step < total:
-            yield step
-            step += 1
-            if self.at_step_boundary(step):
-                return
-        self._saver.finish(self.step, self.epoch)
 
     @property
     def stop_requested(self) -> bool:
@@ -332,7 +335,12 @@ class Monitor:
             self.epoch = epoch
         now = time.monotonic()
         self._boundaries.append((now, step))
-        if self.commands.has_pending() or self._sigterm or now >= self._saver.next_autosave:
+        if self.commands.has_pending() or self._sigterm or now >= self._saver.next_autosave \
+                or self._interrupt.requested:
+            if self._interrupt.requested:
+                self._interrupt.clear()
+                self._saver.interrupt(step, self.epoch, save=self._save_on_interrupt)
+                raise KeyboardInterrupt(f"interrupted at step {step}")
             if self._sigterm and not self._stop:
                 self._sigterm = False
                 self.commands.submit(f"{INTERNAL_PREFIX}sigterm-{self.session_id}", "stop")
@@ -343,43 +351,11 @@ class Monitor:
     def _tracked_for_save(self) -> dict[str, Any]:
         tracked = dict(self._tracked)
         tracked.update(self.extras)
+        tracked[RUN_STATE] = {"finished": self.finished}
         return tracked
 
     def _set_state(self, state: str) -> None:
         self.state = state
-
-    # ------------------------------------------------------------------ read by the HTTP thread
-
-    def steps_per_s(self) -> float | None:
-        """Throughput over the last steps (see :func:`~.throughput.steps_per_s`), steps/s."""
-        return steps_per_s(self._boundaries)
-
-    def status(self) -> schema.Status:
-        """One snapshot for ``GET /v1/status``."""
-        now = time.time()
-        metrics, nonfinite = split_nonfinite(self.metrics.latest())
-        gpus, gpu_error = self._gpu.snapshot()
-        checkpoint = schema.CheckpointStatus()
-        if self.checkpointer is not None:
-            next_at = None
-            if self.autosave_every and self.state in ("running", "saving"):
-                next_at = now + (self._saver.next_autosave - time.monotonic())
-            checkpoint = self.checkpointer.status(next_at, self.autosave_every)
-        return schema.Status(
-            protocol=schema.PROTOCOL_VERSION, run=self.run, session_id=self.session_id,
-            label=self.label, state=self.state, step=self.step, total_steps=self.total_steps,
-            epoch=self.epoch, steps_per_s=self.steps_per_s(), metrics=metrics,
-            metrics_nonfinite=nonfinite, last_seq=self.metrics.last_seq,
-            started_at=self._started_at, uptime_s=time.monotonic() - self._started_mono,
-            server_time=now, gpus=gpus, gpu_error=gpu_error, checkpoint=checkpoint,
-            host=host_info(), error=self.error)
-
-    def checkpoint_list(self) -> schema.CheckpointList:
-        """The manifest for ``GET /v1/checkpoints``."""
-        if self.checkpointer is None:
-            return schema.CheckpointList(dir=None, checkpoints=[])
-        return schema.CheckpointList(dir=str(self.checkpointer.directory),
-                                     checkpoints=self.checkpointer.list())
 
     # ------------------------------------------------------------------ shutdown
 
@@ -409,18 +385,7 @@ class Monitor:
         self._gpu.close()
         if self._sigterm_handler is not None:
             self._sigterm_handler.restore()
-
-    def _watched_to_the_end(self) -> Any:
-        """For :func:`~.transport.http.serve.linger`: a check that a laptop polling now has
-        seen the final status and every command's outcome; None when nobody polled lately."""
-        now = time.monotonic()
-        if self._status_served_at is None or now - self._status_served_at > 10.0:
-            return None
-        return lambda: self._status_served_at > now and not self.commands.undelivered()
-
-    def status_served(self) -> None:
-        """Called by the API each time a status snapshot goes out (for :meth:`close`)."""
-        self._status_served_at = time.monotonic()
+        self._interrupt.uninstall()
 
     def __enter__(self) -> Monitor:
         return self

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import schema
 from .checkpoint.writer import Checkpointer
-from .commands import CommandBook
+from .commands import INTERNAL_PREFIX, CommandBook
 
 __all__ = ["NO_CHECKPOINT_DIR", "Saver"]
 
@@ -95,6 +95,9 @@ class Saver:
                     self.commands.finish(cid, checkpoint=info, error=error)
                 if self._get_state() == "saving":
                     self._set_state("running")
+                if _from_laptop(command_ids):
+                    _say(f"saved step {step} for the laptop" if info is not None
+                         else f"the save at step {step} failed: {error}", info)
 
         if not wait:
             self._set_state("saving")
@@ -104,7 +107,9 @@ class Saver:
             log.exception("colabtui_remote: could not capture the training state")
             on_done(None, f"could not capture the training state: {exc}")
             return None, outcome["error"]
-        ckpt.submit(state, step, epoch, on_done)
+        if not ckpt.submit(state, step, epoch, on_done) and wait:
+            ckpt.wait()  # a save was in flight: this one goes after it
+            ckpt.submit(state, step, epoch, on_done)
         if wait:
             ckpt.wait()
         return outcome.get("info"), outcome.get("error")
@@ -113,7 +118,13 @@ class Saver:
         """Save, then end the loop (returns True). If the save fails the run goes on (returns
         False): stopping then would lose the work since the last checkpoint."""
         self._set_state("stopping")
-        info, error = self.save([], step, epoch, wait=True)
+        try:
+            info, error = self.save([], step, epoch, wait=True)
+        except BaseException:  # a second interrupt while saving: not stopping for ever
+            self._set_state("interrupted")
+            for record in records:
+                self.commands.finish(record.id, error="interrupted while saving")
+            raise
         no_folder = self.checkpointer is None
         for record in records:
             if error and not (no_folder and record.action == "stop"):
@@ -126,7 +137,22 @@ class Saver:
             self._set_state("running")
             return False
         self._set_state("stopped")
+        if _from_laptop([r.id for r in records]):
+            _say(f"stopped at step {step} from the laptop", info)
         return True
+
+    def interrupt(self, step: int, epoch: int | None, *, save: bool) -> None:
+        """The loop is interrupted at this boundary: save (when ``save`` and there is a
+        folder; waiting until it is durable), state ``interrupted``, and say so."""
+        self._set_state("interrupted")
+        info, error = self.save([], step, epoch, wait=True) if save and self.checkpointer \
+            else (None, None)
+        self._set_state("interrupted")
+        if error:
+            _say(f"interrupted at step {step}; the checkpoint failed: {error}", None)
+        else:
+            _say(f"interrupted at step {step}" + ("" if info else "; no checkpoint saved"),
+                 info)
 
     def finish(self, step: int, epoch: int | None) -> None:
         """The run completed: save a last checkpoint (waiting for it), then ``finished``."""
@@ -134,3 +160,13 @@ class Saver:
             self._set_state("saving")
             self.save([], step, epoch, wait=True)
         self._set_state("finished")
+
+
+def _from_laptop(command_ids: list[str]) -> bool:
+    return any(not cid.startswith(INTERNAL_PREFIX) for cid in command_ids)
+
+
+def _say(what: str, info: schema.CheckpointInfo | None) -> None:
+    """One line in the notebook's output (a save or stop from the laptop, an interrupt)."""
+    where = f" ({info.bytes / 1e6:.1f} MB, {info.path})" if info is not None else ""
+    print(f"colabtui: {what}{where}", flush=True)

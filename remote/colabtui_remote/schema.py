@@ -33,11 +33,12 @@ from .wire import (
     nonfinite_marker,
 )
 
-PROTOCOL_VERSION = 1
-"""Bumped on every incompatible change to the JSON below."""
+PROTOCOL_VERSION = 2
+"""Bumped on every incompatible change to the JSON below (2: the state ``interrupted``)."""
 
-STATES = ("running", "saving", "stopping", "stopped", "finished", "failed")
-"""Run states reported by ``GET /v1/status``."""
+STATES = ("running", "saving", "stopping", "stopped", "finished", "failed", "interrupted")
+"""Run states reported by ``GET /v1/status``. ``interrupted``: the loop ended on an interrupt
+(the kernel's stop button) or left early; the runtime lives and a re-run goes on."""
 
 ACTIONS = ("save", "stop")
 """Actions accepted by ``POST /v1/commands``."""

@@ -1,0 +1,71 @@
+"""What the transports read of a run: the :class:`~.transport.source.RunSource` side of the
+Monitor. Every read is built from attributes and in-memory stores, on the transport's thread;
+none waits for the training thread."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import schema
+from .host import host_info
+from .throughput import steps_per_s
+from .wire import split_nonfinite
+
+__all__ = ["RunReport"]
+
+
+class RunReport:
+    """The read side of a :class:`~.monitor.Monitor`, which sets the attributes it reads:
+    ``run``, ``label``, ``session_id``, ``state``, ``step``, ``total_steps``, ``epoch``,
+    ``error``, ``metrics``, ``commands``, ``checkpointer``, ``autosave_every`` and the private
+    ``_started_at``, ``_started_mono``, ``_boundaries``, ``_gpu``, ``_saver``,
+    ``_status_served_at``."""
+
+    @property
+    def started_at(self) -> float:
+        """When this session started, Unix seconds."""
+        return self._started_at
+
+    def steps_per_s(self) -> float | None:
+        """Throughput over the last steps (see :func:`~.throughput.steps_per_s`), steps/s."""
+        return steps_per_s(self._boundaries)
+
+    def status(self) -> schema.Status:
+        """One snapshot for ``GET /v1/status``."""
+        now = time.time()
+        metrics, nonfinite = split_nonfinite(self.metrics.latest())
+        gpus, gpu_error = self._gpu.snapshot()
+        checkpoint = schema.CheckpointStatus()
+        if self.checkpointer is not None:
+            next_at = None
+            if self.autosave_every and self.state in ("running", "saving"):
+                next_at = now + (self._saver.next_autosave - time.monotonic())
+            checkpoint = self.checkpointer.status(next_at, self.autosave_every)
+        return schema.Status(
+            protocol=schema.PROTOCOL_VERSION, run=self.run, session_id=self.session_id,
+            label=self.label, state=self.state, step=self.step, total_steps=self.total_steps,
+            epoch=self.epoch, steps_per_s=self.steps_per_s(), metrics=metrics,
+            metrics_nonfinite=nonfinite, last_seq=self.metrics.last_seq,
+            started_at=self._started_at, uptime_s=time.monotonic() - self._started_mono,
+            server_time=now, gpus=gpus, gpu_error=gpu_error, checkpoint=checkpoint,
+            host=host_info(), error=self.error)
+
+    def checkpoint_list(self) -> schema.CheckpointList:
+        """The manifest for ``GET /v1/checkpoints``."""
+        if self.checkpointer is None:
+            return schema.CheckpointList(dir=None, checkpoints=[])
+        return schema.CheckpointList(dir=str(self.checkpointer.directory),
+                                     checkpoints=self.checkpointer.list())
+
+    def _watched_to_the_end(self) -> Any:
+        """For :func:`~.transport.http.serve.linger`: a check that a laptop polling now has
+        seen the final status and every command's outcome; None when nobody polled lately."""
+        now = time.monotonic()
+        if self._status_served_at is None or now - self._status_served_at > 10.0:
+            return None
+        return lambda: self._status_served_at > now and not self.commands.undelivered()
+
+    def status_served(self) -> None:
+        """Called by the API each time a status snapshot goes out (for :meth:`close`)."""
+        self._status_served_at = time.monotonic()
