@@ -227,10 +227,11 @@ def test_status_json_carries_work_at_risk(env: Path, monitor: Monitor, tmp_path:
         saved.commands.submit("save-1", "save")
         saved.at_step_boundary(1)  # the save happens here, on this thread; a writer finishes it
         deadline = time.monotonic() + 60
-        while saved.checkpointer.last is None:
+        while saved.commands.get("save-1").state != "done":
             assert time.monotonic() < deadline, "the save did not finish"
             time.sleep(0.02)
         time.sleep(0.05)  # some work after the checkpoint
+        capsys.readouterr()  # the notebook's line about the save
         # a threshold of a few milliseconds: both sessions are past it, as the panel would say
         config = Config([SessionConfig(monitor.url, TOKEN, "fresh"),
                          SessionConfig(saved.url, TOKEN, "saved")],
