@@ -29,6 +29,7 @@ from . import schema
 from .checkpoint.destinations import CheckpointDestination, open_checkpoints
 from .checkpoint.resume import find_resumable
 from .checkpoint.state import restore, saved_values
+from .checkpoint.trackable import check_trackable
 from .checkpoint.writer import Checkpointer
 from .commands import INTERNAL_PREFIX, CommandBook
 from .data_order import is_data_loader, make_resumable
@@ -148,18 +149,26 @@ class Monitor(TrainingLoops, RunReport):
 
     def track(self, model: Any = None, optimizer: Any = None, scheduler: Any = None,
               scaler: Any = None, **extra: Any) -> Monitor:
-        """Name what a checkpoint holds. Objects with ``state_dict()``/``load_state_dict()`` are
-        saved through them; other extras must be plain values (numbers, strings, lists, dicts,
-        tensors) and come back in :attr:`extras` after :meth:`resume`. Returns ``self``."""
-        for name, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler),
-                          ("scaler", scaler), *extra.items()):
-            if obj is not None and is_data_loader(obj):
-                obj = make_resumable(name, obj)
-                self._loaders.append(obj)
-            if obj is not None:
-                self._tracked[name] = obj
-        self.extras.update({k: v for k, v in extra.items()
-                            if not hasattr(v, "state_dict") and not is_data_loader(v)})
+        """Name what a checkpoint holds; :meth:`resume` restores each exactly: objects with
+        ``state_dict()``/``load_state_dict()``, generators (``torch.Generator``, NumPy
+        ``Generator``/``RandomState``, ``random.Random``), a torch ``DataLoader`` (its data
+        order: see :mod:`.data_order`) and plain values (numbers, strings, bytes, tensors,
+        lists, tuples, dicts), which come back in :attr:`extras`; see
+        :mod:`.checkpoint.trackable`. Returns ``self``.
+
+        Raises:
+            TypeError: anything else (a lambda, an open file, a NumPy array, a DataLoader over
+                an IterableDataset); the message names the keyword, the type and what to pass
+                instead. Nothing of that call is tracked.
+        """
+        given = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+                 **extra}
+        kinds = {name: check_trackable(name, obj) for name, obj in given.items() if obj is not None}
+        loaders = {name: make_resumable(name, given[name]) for name in kinds
+                   if is_data_loader(given[name])}
+        self._loaders.extend(loaders.values())
+        self._tracked.update((name, loaders.get(name, given[name])) for name in kinds)
+        self.extras.update({k: v for k, v in extra.items() if kinds.get(k, "value") == "value"})
         return self
 
     def resume(self) -> int:

@@ -86,10 +86,8 @@ class Saver:
             return last, None
         outcome: dict[str, Any] = {}
 
-        def on_done(info: schema.CheckpointInfo | None, error: str | None) -> None:
+        def settle(info: schema.CheckpointInfo | None, error: str | None) -> None:
             outcome.update(info=info, error=error)
-            if error:
-                log.warning("colabtui_remote: checkpoint at step %d failed: %s", step, error)
             if not wait:
                 for cid in command_ids:
                     self.commands.finish(cid, checkpoint=info, error=error)
@@ -99,14 +97,20 @@ class Saver:
                     _say(f"saved step {step} for the laptop" if info is not None
                          else f"the save at step {step} failed: {error}", info)
 
+        def on_done(info: schema.CheckpointInfo | None, error: str | None) -> None:
+            if error:
+                log.warning("colabtui_remote: checkpoint at step %d failed: %s", step, error)
+            settle(info, error)
+
         if not wait:
             self._set_state("saving")
         try:
             state = ckpt.capture(self._tracked(), step, epoch)
-        except Exception as exc:  # a save must never end the run
-            log.exception("colabtui_remote: could not capture the training state")
-            on_done(None, f"could not capture the training state: {exc}")
-            return None, outcome["error"]
+        except Exception as exc:  # a save must never end the run: a failed save, reported
+            error = f"checkpoint at step {step} not saved: could not capture the training state: {exc}"
+            ckpt.record_failure(error, exc)  # the status's last_error; logged there, once
+            settle(None, error)
+            return None, error
         if not ckpt.submit(state, step, epoch, on_done) and wait:
             ckpt.wait()  # a save was in flight: this one goes after it
             ckpt.submit(state, step, epoch, on_done)

@@ -6,7 +6,8 @@ Bottom to top (each module imports only from those below it):
 - :mod:`.fs`: the one atomic write (temp name, fsync, ``os.replace``, fsync of the folder),
   hashing, filesystem probes; :mod:`.manifest`: the one manifest format (names, parse,
   write); :mod:`.state`: what a checkpoint holds (capture on the training thread, restore;
-  every torch call).
+  every torch import), with :mod:`.trackable` (what can be tracked, by kind) and
+  :mod:`.state_dicts` (fitting a saved state dict to its module or optimizer).
 - :mod:`.replica`: the thread that copies checkpoints to a destination; :mod:`.mount` (a mounted
   folder, and the local fallback while it is gone) and :mod:`.drive` (``gdrive://``) are its
   destinations; :mod:`.writer`: the :class:`Checkpointer`, durable local writes.

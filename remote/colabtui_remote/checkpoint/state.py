@@ -6,13 +6,19 @@ tensors) that ``torch.load(weights_only=True)`` reads back without unpickling an
     {"format": "colabtui-checkpoint", "format_version": 1,
      "step": 1200, "epoch": 3, "captured_at": 1700000000.0, "torch": "2.4.0",
      "tracked": {"model": {"kind": "state_dict", "state": {...}},
+                 "gen": {"kind": "torch_generator", "device": "cpu", "state": <uint8 tensor>},
                  "best_acc": {"kind": "value", "value": 0.91}, ...},
      "rng": {"python": [...], "numpy": {...} or None, "torch_cpu": <uint8 tensor>,
              "cuda": [<uint8 tensor>, ...] or None}}
 
+The kinds of the ``tracked`` entries, and the check ``Monitor.track()`` makes, are
+:mod:`.trackable`'s; fitting a saved state dict to its module or optimizer is
+:mod:`.state_dicts`'.
+
 torch is imported only when a state is captured or restored, so the package imports without it.
 Writing a state to a file (:func:`save_state`) and reading one back (:func:`load_state`) live
-here too: every torch call of the checkpoint wing is in this module.
+here too: every torch import of the checkpoint wing is in this module (the two above use the
+objects they are given).
 """
 
 from __future__ import annotations
@@ -29,18 +35,22 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import CheckpointError
+from .state_dicts import check_optimizer_state, fit_module_state
+from .trackable import (
+    GENERATOR_KINDS,
+    PLAIN_SCALARS,
+    capture_generator,
+    check_generator,
+    describe_kind,
+    kind_of,
+    numpy_scalar,
+    restore_generator,
+)
 
 logger = logging.getLogger("colabtui_remote.checkpoint")
 
 FORMAT = "colabtui-checkpoint"
 FORMAT_VERSION = 1
-
-PREFIXES = ("_orig_mod.", "module.")
-"""State-dict key prefixes reconciled on restore: ``torch.compile`` wraps a module as
-``_orig_mod``; ``DataParallel``/``DistributedDataParallel`` wrap it as ``module``."""
-
-_PLAIN_SCALARS = (type(None), bool, int, float, str, bytes)
-
 
 def require_torch() -> Any:
     """Import torch on first use.
@@ -67,7 +77,9 @@ def capture_state(tracked: dict[str, Any], step: int, epoch: int | None) -> dict
 
     Args:
         tracked: name → object. Objects with ``state_dict()`` (model, optimizer, scheduler,
-            ``torch.amp.GradScaler``, user extras) are stored by their state dict; anything else
+            ``torch.amp.GradScaler``, user extras) are stored by their state dict; a
+            ``torch.Generator``, ``numpy.random.Generator`` or ``RandomState`` and a
+            ``random.Random`` by their generator state (see :mod:`.trackable`); anything else
             must be a plain value (numbers, strings, bytes, lists, tuples, dicts, tensors).
             ``None`` entries are skipped.
         step: the training step the state belongs to.
@@ -79,7 +91,8 @@ def capture_state(tracked: dict[str, Any], step: int, epoch: int | None) -> dict
     Raises:
         ImportError: torch is not installed.
         CheckpointError: a value cannot be stored as a plain type (e.g. a NumPy array or an
-            arbitrary object); the message names where it is.
+            arbitrary object), or a ``state_dict()`` or generator state call raised; the
+            message names where it is.
     """
     torch = require_torch()
     copier = _Copier(torch)
@@ -89,12 +102,18 @@ def capture_state(tracked: dict[str, Any], step: int, epoch: int | None) -> dict
             continue
         if not isinstance(name, str):
             raise CheckpointError(f"tracked names must be strings, got {name!r}")
-        if callable(getattr(obj, "state_dict", None)):
+        kind = kind_of(obj)
+        if kind == "state_dict":
             try:
                 sd = obj.state_dict()
             except Exception as exc:
                 raise CheckpointError(f"{name}: state_dict() failed: {exc}") from exc
             out[name] = {"kind": "state_dict", "state": copier.copy(sd, name)}
+        elif kind in GENERATOR_KINDS:
+            try:
+                out[name] = capture_generator(kind, obj)
+            except Exception as exc:
+                raise CheckpointError(f"{name}: cannot read the {kind} state: {exc}") from exc
         else:
             out[name] = {"kind": "value", "value": copier.copy(obj, name)}
     return {
@@ -154,7 +173,7 @@ class _Copier:
             self.memo[key] = copied
             self.keep_alive.append(t)
             return copied
-        if isinstance(obj, (*_PLAIN_SCALARS, torch.Size, torch.dtype, torch.device)):
+        if isinstance(obj, (*PLAIN_SCALARS, torch.Size, torch.dtype, torch.device)):
             return obj
         if isinstance(obj, dict):
             out = OrderedDict() if isinstance(obj, OrderedDict) else {}
@@ -173,7 +192,7 @@ class _Copier:
         if isinstance(obj, (list, tuple)):
             items = [self.copy(v, f"{where}[{i}]") for i, v in enumerate(obj)]
             return items if isinstance(obj, list) else tuple(items)
-        numpy_item = _numpy_scalar(obj)
+        numpy_item = numpy_scalar(obj)
         if numpy_item is not None:
             return numpy_item
         hint = ""
@@ -182,14 +201,6 @@ class _Copier:
         raise CheckpointError(
             f"{where}: a {type(obj).__module__}.{type(obj).__qualname__} cannot be stored in a "
             f"checkpoint loadable with torch.load(weights_only=True){hint}")
-
-
-def _numpy_scalar(obj: Any) -> Any:
-    """A NumPy scalar (np.float32(0.5)) as the equivalent Python number, else ``None``."""
-    if type(obj).__module__ != "numpy" or not hasattr(obj, "item") or getattr(obj, "ndim", 1) != 0:
-        return None
-    value = obj.item()
-    return value if isinstance(value, (bool, int, float)) else None
 
 
 def saved_values(state: dict) -> dict[str, Any]:
@@ -269,24 +280,33 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
     """Load a checkpoint state into the tracked objects and set the RNG states.
 
     Objects with ``load_state_dict()`` get their saved state dict (modules strictly, after
-    prefix reconciliation); plain values are put back into ``tracked`` under their name (also
-    where ``tracked`` holds ``None`` as a placeholder; :func:`saved_values` lists them all).
-    ``torch.optim.Optimizer.load_state_dict`` moves optimizer state to its parameters' device.
-    Presence, kinds, module keys and shapes and optimizer parameter groups are all checked
-    before anything is loaded, so those mismatches leave every object untouched.
+    prefix reconciliation); generators (``torch.Generator``, NumPy ``Generator`` and
+    ``RandomState``, ``random.Random``) get their saved state, so their next draws are the ones
+    the saved run would have made; plain values are put back into ``tracked`` under their name
+    (also where ``tracked`` holds ``None`` as a placeholder; :func:`saved_values` lists them
+    all). ``torch.optim.Optimizer.load_state_dict`` moves optimizer state to its parameters'
+    device. Presence, kinds, module keys and shapes, optimizer parameter groups and generator
+    types are all checked before anything is loaded, so those mismatches leave every object
+    untouched.
+
+    Each module whose keys were reconciled (``torch.compile``'s ``_orig_mod.``, DataParallel's
+    or DDP's ``module.``; see :func:`~.state_dicts.fit_module_state`) gets one line printed
+    (flushed) once everything is loaded, so a notebook shows it, e.g. ``colabtui: model:
+    checkpoint keys reconciled (4 keys): stripped prefix module., added prefix _orig_mod.``
 
     Args:
         tracked: name → object, as given to :func:`capture_state` (``None`` entries skipped).
         state: a checkpoint state, e.g. from :func:`colabtui_remote.checkpoint.resume.load_resumable`.
 
     Returns:
-        Human-readable notes, e.g. ``"model: stripped prefix _orig_mod. from 4 keys"``
-        (each is also logged at INFO).
+        Human-readable notes, e.g. ``"model: stripped prefix _orig_mod. from 4 keys"`` (one
+        per prefix stripped or added; each is also logged at INFO).
 
     Raises:
         ImportError: torch is not installed.
-        CheckpointError: not a checkpoint state, a tracked object missing from it, or a state
-            dict that does not fit its object (keys, shapes, parameter groups).
+        CheckpointError: not a checkpoint state, a tracked object missing from it or saved as
+            another kind, a state dict that does not fit its object (keys, shapes, parameter
+            groups), or a generator state that does not fit its generator.
     """
     torch = require_torch()
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -296,6 +316,7 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
     if not isinstance(saved, dict):
         raise CheckpointError("checkpoint state has no 'tracked' dict")
     notes: list[str] = []
+    reconciled: list[str] = []  # printed once everything is loaded
     plan: list[tuple[str, Any, dict]] = []
     for name, obj in tracked.items():
         entry = saved.get(name)
@@ -306,15 +327,22 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
         if not isinstance(entry, dict):
             have = ", ".join(sorted(map(str, saved))) or "nothing"
             raise CheckpointError(f"{name}: tracked but not in the checkpoint (it holds: {have})")
-        wants_sd = callable(getattr(obj, "load_state_dict", None))
-        if wants_sd != (entry.get("kind") == "state_dict"):
-            saved_as = "a state dict" if entry.get("kind") == "state_dict" else "a plain value"
-            now = "an object with load_state_dict()" if wants_sd else "a plain value"
-            raise CheckpointError(f"{name}: saved as {saved_as} but tracked now as {now}")
-        if wants_sd and isinstance(obj, torch.nn.Module):
-            entry = {**entry, "state": _fit_module_state(torch, name, obj, entry.get("state"), notes)}
-        elif wants_sd and isinstance(obj, torch.optim.Optimizer):
-            _check_optimizer_state(name, obj, entry.get("state"))
+        kind, saved_kind = kind_of(obj), entry.get("kind")
+        if kind != saved_kind:
+            raise CheckpointError(f"{name}: saved as {describe_kind(saved_kind)} but tracked now "
+                                  f"as {describe_kind(kind)}")
+        if kind == "state_dict" and not callable(getattr(obj, "load_state_dict", None)):
+            raise CheckpointError(f"{name}: saved as a state dict but tracked now as an object "
+                                  "without load_state_dict()")
+        if kind == "state_dict" and isinstance(obj, torch.nn.Module):
+            sd, summary = fit_module_state(torch, name, obj, entry.get("state"),
+                                           lambda text: _note(notes, text))
+            entry = {**entry, "state": sd}
+            reconciled += [summary] if summary else []
+        elif kind == "state_dict" and isinstance(obj, torch.optim.Optimizer):
+            check_optimizer_state(name, obj, entry.get("state"))
+        elif kind in GENERATOR_KINDS:
+            check_generator(name, obj, entry)
         plan.append((name, obj, entry))
     planned = {name for name, _, _ in plan}
     for name in saved:
@@ -323,6 +351,9 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
     for name, obj, entry in plan:
         if entry["kind"] == "value":
             tracked[name] = entry.get("value")
+            continue
+        if entry["kind"] in GENERATOR_KINDS:
+            restore_generator(name, obj, entry)
             continue
         sd = entry.get("state")
         if not sd and callable(getattr(obj, "is_enabled", None)):
@@ -335,89 +366,14 @@ def restore(tracked: dict[str, Any], state: dict) -> list[str]:
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise CheckpointError(f"{name}: load_state_dict failed: {exc}") from exc
     _restore_rng(torch, state.get("rng"), notes)
+    for line in reconciled:
+        print(f"colabtui: {line}", flush=True)
     return notes
 
 
 def _note(notes: list[str], text: str) -> None:
     notes.append(text)
     logger.info("restore: %s", text)
-
-
-def _fit_module_state(torch: Any, name: str, module: Any, sd: Any, notes: list[str]) -> Any:
-    """Reconcile key prefixes of a module state dict and check keys and shapes against it."""
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"{name}: saved state dict is not a dict")
-    target = module.state_dict()
-    want = set(target)
-    for _ in range(2 * len(PREFIXES)):  # nested wrappers: module._orig_mod.x
-        have = list(sd)
-        if set(have) == want or not have or not want:
-            break
-        for prefix in PREFIXES:
-            ck_all = all(k.startswith(prefix) for k in have)
-            ck_none = not any(k.startswith(prefix) for k in have)
-            model_all = all(k.startswith(prefix) for k in want)
-            if ck_all and not model_all:
-                sd = _rename(sd, lambda k, p=prefix: k[len(p):], strip=prefix)
-                _note(notes, f"{name}: stripped prefix {prefix} from {len(have)} keys")
-                break
-            if model_all and ck_none:
-                sd = _rename(sd, lambda k, p=prefix: p + k, add=prefix)
-                _note(notes, f"{name}: added prefix {prefix} to {len(have)} keys")
-                break
-        else:
-            break
-    missing = sorted(want - set(sd))
-    unexpected = sorted(set(sd) - want)
-    if missing or unexpected:
-        msg = f"{name}: state dict keys do not match the model"
-        if missing:
-            msg += f"; missing {len(missing)}: {', '.join(missing[:5])}"
-        if unexpected:
-            msg += f"; unexpected {len(unexpected)}: {', '.join(unexpected[:5])}"
-        for prefix in PREFIXES:
-            n = sum(k.startswith(prefix) for k in sd)
-            if 0 < n < len(sd):
-                msg += (f" ({n} of {len(sd)} checkpoint keys start with {prefix!r}; prefixes are "
-                        "reconciled only when every key carries them)")
-        raise CheckpointError(msg)
-    bad = [f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(target[k].shape)}"
-           for k in sd if isinstance(sd[k], torch.Tensor) and isinstance(target[k], torch.Tensor)
-           and sd[k].shape != target[k].shape]
-    if bad:
-        raise CheckpointError(f"{name}: {len(bad)} tensor shape(s) differ: {'; '.join(bad[:5])}")
-    return sd
-
-
-def _check_optimizer_state(name: str, optimizer: Any, sd: Any) -> None:
-    groups = sd.get("param_groups") if isinstance(sd, dict) else None
-    if not isinstance(groups, list) or not isinstance(sd.get("state"), dict):
-        raise CheckpointError(f"{name}: saved optimizer state has no 'state'/'param_groups'")
-    want = [len(g["params"]) for g in optimizer.param_groups]
-    have = [len(g.get("params", ())) if isinstance(g, dict) else -1 for g in groups]
-    if want != have:
-        raise CheckpointError(f"{name}: parameter groups differ: checkpoint has {have} "
-                              f"parameters per group, the optimizer {want}")
-
-
-def _rename(sd: dict, fn: Any, strip: str = "", add: str = "") -> OrderedDict:
-    """Apply ``fn`` to every key; carry the module version metadata along (its keys are module
-    paths: ``""`` is the root, ``"_orig_mod.0"`` a child)."""
-    out: OrderedDict = OrderedDict((fn(k), v) for k, v in sd.items())
-    meta = getattr(sd, "_metadata", None)
-    if isinstance(meta, dict):
-        new_meta: OrderedDict = OrderedDict()
-        for path, value in meta.items():
-            if strip:
-                root = strip[:-1]
-                if path == root:
-                    new_meta[""] = value
-                elif path.startswith(strip):
-                    new_meta[path[len(strip):]] = value
-            else:
-                new_meta[add + path if path else add[:-1]] = value
-        out._metadata = new_meta  # type: ignore[attr-defined]
-    return out
 
 
 # --------------------------------------------------------------------------- serialize and load

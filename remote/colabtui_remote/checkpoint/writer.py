@@ -184,6 +184,19 @@ class Checkpointer(MountFallback):
         """
         return capture_state(tracked, step, epoch)
 
+    def record_failure(self, message: str, exc: BaseException | None = None) -> None:
+        """Record a save that failed before it reached the writer thread (the training state
+        could not be captured): it becomes :attr:`last_error`, with :attr:`last_error_at` now,
+        as a failed write does, and is logged once at ERROR (with ``exc``'s traceback).
+
+        Args:
+            message: why, one line, e.g. ``"checkpoint at step 40 not saved: could not capture
+                the training state: gen: ..."``.
+            exc: the exception behind it, if any.
+        """
+        self._last_error, self._last_error_at = message, time.time()
+        logger.error("%s", message, exc_info=exc)
+
     def submit(self, state: dict, step: int, epoch: int | None,
                on_done: OnDone | None = None) -> bool:
         """Queue ``state`` (from :meth:`capture`) for the writer thread.
