@@ -6,17 +6,38 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict
 from typing import Any
 
-__all__ = ["MAX_TEXT", "MISSING", "NONFINITE_MARKERS", "NUM", "OPT_INT", "OPT_NUM", "OPT_STR",
-           "SchemaError", "dumps", "expect_object", "finite_or_none", "get_field", "loads",
-           "marker_value", "nonfinite_marker", "split_nonfinite", "type_names"]
+__all__ = ["MAX_JSON_DEPTH", "MAX_JSON_DIGITS", "MAX_TEXT", "MISSING", "NONFINITE_MARKERS", "NUM",
+           "OPT_INT", "OPT_NUM", "OPT_STR", "SchemaError", "dumps", "expect_object",
+           "finite_or_none", "get_field", "loads", "marker_value", "nonfinite_marker",
+           "split_nonfinite", "type_names"]
 
 NONFINITE_MARKERS = ("nan", "inf", "-inf")
 
 MAX_TEXT = 512
 """Longest free-text field (label, error message) the laptop keeps; longer is cut."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects :func:`loads` accepts; a protocol v1 document nests
+about 4 deep. Checked before decoding: Python's decoder recurses once per level and raises
+``RecursionError`` near 1,000 levels, or overflows the C stack and kills the process when a
+notebook raised ``sys.setrecursionlimit``."""
+
+MAX_JSON_DIGITS = 100
+"""Longest run of digits in a JSON number :func:`loads` accepts (an integer, or a float's
+integer, fraction or exponent part); protocol v1 integers have at most 20. Python's own limit
+(``sys.get_int_max_str_digits()``, 4,300 by default) raises ``ValueError``, and the conversion
+costs time quadratic in the digits where a notebook lifted it."""
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+"""A JSON string with its escapes, paired as the decoder pairs the quotes (a ``\\"`` does not
+end it). One left unclosed runs to the end: the decoder stops there, and without the optional
+closing quote every quote after it would rescan the rest (quadratic time)."""
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_LONG_DIGITS = re.compile(rf"[0-9]{{{MAX_JSON_DIGITS + 1},}}")
 
 
 class SchemaError(ValueError):
@@ -81,13 +102,47 @@ def dumps(obj: Any) -> bytes:
 
 
 def loads(data: bytes | str) -> Any:
-    """Decode JSON, raising :class:`SchemaError` (not ``ValueError``/``UnicodeError``)."""
+    """Decode UTF-8 JSON from a peer (a request body, a response, a mailbox file).
+
+    Raises:
+        SchemaError: not UTF-8, not JSON, a bare ``NaN``/``Infinity``, nested deeper than
+            :data:`MAX_JSON_DEPTH`, or a number with more than :data:`MAX_JSON_DIGITS` digits
+            in a row; never ``ValueError``, ``UnicodeError`` or ``RecursionError`` as such.
+    """
     try:
         if isinstance(data, bytes):
             data = data.decode("utf-8")
+        _check_bounds(data)
         return json.loads(data, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except SchemaError:
+        raise
+    except RecursionError:  # a deep document inside an already deep call stack
+        raise SchemaError("JSON nested too deeply for this process's stack") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the int digit limit
         raise SchemaError(f"not valid JSON: {exc}") from None
+
+
+def _check_bounds(text: str) -> None:
+    """Refuse what :func:`json.loads` would recurse or grind on, before it runs.
+
+    Outside strings a document is numbers, keywords, punctuation and brackets, so with the
+    strings cut out the digit runs and the bracket nesting are those the decoder would meet
+    (up to its first syntax error, where it stops anyway)."""
+    outside = _JSON_STRING.sub("", text) if '"' in text else text
+    if _LONG_DIGITS.search(outside):
+        raise SchemaError(f"JSON with a number over {MAX_JSON_DIGITS} digits long (the limit)")
+    brackets = _NOT_BRACKET.sub("", outside)
+    if brackets.count("[") + brackets.count("{") <= MAX_JSON_DEPTH:
+        return
+    depth = 0
+    for char in brackets:
+        if char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise SchemaError(f"JSON nested deeper than {MAX_JSON_DEPTH} arrays and objects "
+                                  "(the limit)")
+        else:
+            depth -= 1
 
 
 def _reject_constant(name: str) -> Any:

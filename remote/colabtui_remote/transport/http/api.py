@@ -2,7 +2,8 @@
 
 :class:`Api` turns (method, target, Authorization header, body) into (HTTP status, JSON object).
 It never raises: anything a client sends becomes a 4xx with a JSON error, and a bug on our side
-becomes a 500, so nothing a client does reaches the training loop.
+becomes a 500 (logged as one warning line; the traceback only at DEBUG), so nothing a client does
+reaches the training loop or floods the notebook's output.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -18,6 +20,10 @@ from ...commands import CommandConflict
 from ..source import RunSource
 
 log = logging.getLogger(__name__)
+
+MAX_QUERY_FIELDS = 8
+"""Most ``name=value`` fields a request's query may carry (``/v1/metrics`` reads two); more
+gets a 400."""
 
 _COMMAND_PATH = re.compile(r"^/v1/commands/([^/]{1,128})$")
 
@@ -32,11 +38,21 @@ class Api:
     Args:
         source: the session the API reports on and sends commands to.
         token: the bearer token every request must carry.
+
+    Attributes:
+        last_status_at: when a status snapshot last went out, ``time.monotonic()`` seconds,
+            or None before the first (how :func:`.serve.stop` tells a laptop is watching).
     """
 
     def __init__(self, source: RunSource, token: str) -> None:
         self._source = source
         self._token = token.encode("utf-8")
+        self.last_status_at: float | None = None
+
+    def polled_within(self, seconds: float) -> bool:
+        """Whether a status snapshot went out in the last ``seconds`` seconds."""
+        at = self.last_status_at
+        return at is not None and time.monotonic() - at <= seconds
 
     def authorized(self, authorization: str | None) -> bool:
         """``Authorization: Bearer <token>`` (the scheme in any case, RFC 7235), the token
@@ -61,20 +77,32 @@ class Api:
                           "token printed by serve()")
         try:
             return self._route(method, target, body)
-        except Exception:  # a bug here must not reach the training loop
-            log.exception("colabtui_remote: error while answering %s %s", method, target[:200])
+        except Exception as exc:  # a bug here must not reach the training loop
+            # One line where a notebook shows warnings, the client's text escaped by %r; the
+            # traceback only for whoever turned DEBUG on.
+            log.warning("colabtui_remote: error while answering %s %r: %s %r", method[:10],
+                        target[:200], type(exc).__name__, str(exc)[:300])
+            log.debug("colabtui_remote: the error's traceback", exc_info=True)
             return _error(500, "internal", "the session failed to answer this request; "
                           "see the notebook's log")
 
     def _route(self, method: str, target: str, body: bytes) -> tuple[int, Any]:
-        parts = urlsplit(target)
+        try:
+            parts = urlsplit(target)
+        except ValueError:  # e.g. "http://[/v1": an IPv6 host that does not close
+            return _error(400, "bad_request", "the request target is not a URL path")
         path = unquote(parts.path).rstrip("/") or "/"
-        query = parse_qs(parts.query, max_num_fields=8)
+        try:
+            query = parse_qs(parts.query, max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:
+            return _error(400, "bad_request",
+                          f"more than {MAX_QUERY_FIELDS} query fields (the limit)")
         if path == "/v1/status":
             refused = self._only(method, "GET")
             if refused:
                 return refused
             body = schema.status_to_wire(self._source.status())
+            self.last_status_at = time.monotonic()
             self._source.status_served()
             return 200, body
         if path == "/v1/metrics":

@@ -16,8 +16,8 @@ from ..source import RunSource
 from .api import Api
 from .server import Server
 
-__all__ = ["DEFAULT_PORT", "LINGER_S", "TOKEN_BYTES", "HttpService", "connect_line", "linger",
-           "new_token", "start", "stop"]
+__all__ = ["DEFAULT_PORT", "LINGER_S", "RECENT_POLL_S", "TOKEN_BYTES", "HttpService",
+           "connect_line", "linger", "new_token", "start", "stop"]
 
 DEFAULT_PORT = 8765
 """Port ``Monitor.serve()`` binds unless told otherwise (fixed, so ``ssh -L`` and tunnels
@@ -26,9 +26,15 @@ can be set up once)."""
 TOKEN_BYTES = 24
 """Random bytes in a generated token: 192 bits (the protocol asks for at least 128)."""
 
-LINGER_S = 5.0
-"""After the run ends, ``Monitor.close()`` keeps serving up to this long, until a polling
-client has seen the final state and every command's outcome (a stop's "done" included)."""
+LINGER_S = 1.0
+"""After the run ends, ``Monitor.close()`` keeps serving up to this many seconds, until a
+laptop that is polling has seen the final state and every command's outcome (a stop's "done"
+included); the laptop polls every second. :func:`stop` and :func:`linger` take another limit
+as ``linger_s``/``limit_s``."""
+
+RECENT_POLL_S = 3.0
+"""A laptop counts as polling, for the linger, when a status snapshot went out within this many
+seconds; with none, :func:`stop` closes at once."""
 
 _LIVE: dict[tuple[str, int], tuple[Server, str]] = {}
 """Servers this process runs, by address, so that re-running a notebook cell replaces the old
@@ -132,11 +138,23 @@ def _close_tunnel(service: HttpService) -> None:
         service.tunnel = None
 
 
-def stop(service: HttpService, *, seen: Callable[[], bool] | None = None) -> None:
-    """Stop serving: linger while a client is watching (:func:`linger` with ``seen``), then
-    close the server and its tunnel and forget the address."""
-    if seen is not None:
-        linger(seen)
+def stop(service: HttpService, *, seen: Callable[[], bool] | None = None,
+         linger_s: float | None = None) -> None:
+    """Stop serving: first linger while a laptop is watching, then close the server and its
+    tunnel and forget the address.
+
+    The linger (:func:`linger`) happens only when ``seen`` is given and a status snapshot went
+    out in the last :data:`RECENT_POLL_S` seconds; it ends as soon as ``seen()`` is true.
+
+    Args:
+        service: what :func:`start` returned.
+        seen: true once the polling laptop saw the final status and every command's outcome;
+            None not to linger.
+        linger_s: the longest linger, seconds; None for :data:`LINGER_S`. So ``stop`` returns
+            within about ``linger_s`` + 0.5 s.
+    """
+    if seen is not None and service.server.api.polled_within(RECENT_POLL_S):
+        linger(seen, linger_s)
     with _LIVE_LOCK:
         key = (service.server.host, service.server.port)
         if key in _LIVE and _LIVE[key][0] is service.server:
@@ -147,8 +165,8 @@ def stop(service: HttpService, *, seen: Callable[[], bool] | None = None) -> Non
 
 def linger(seen: Callable[[], bool], limit_s: float | None = None) -> None:
     """Wait until ``seen()`` is true (a polling client saw the final status and every
-    command's outcome), checking every 50 ms, for up to ``limit_s`` seconds (default
-    :data:`LINGER_S`)."""
+    command's outcome), checking every 50 ms, for up to ``limit_s`` seconds (None for
+    :data:`LINGER_S`, read at the call)."""
     deadline = time.monotonic() + (LINGER_S if limit_s is None else limit_s)
     while time.monotonic() < deadline:
         if seen():
