@@ -374,21 +374,23 @@ class Monitor(TrainingLoops, RunReport):
         self._sigterm = True
         return True
 
-    def close(self) -> None:
+    def close(self, linger_s: float | None = None) -> None:
         """Finish a checkpoint in flight, stop the server, the tunnel, the mailbox and the GPU
         sampler. Idempotent.
 
         With a replica (``gdrive://`` checkpoints, or a mounted Drive that dropped), it first
         lets queued copies reach Drive, up to 300 s (saying so); the server and the mailbox
         keep reporting the upload meanwhile. A copy not verified by then stays on local disk,
-        and the message says where."""
+        and the message says where. A laptop that polled in the last seconds is given up to
+        ``linger_s`` (default 1 s: :data:`~.transport.http.serve.LINGER_S`) to see how the run
+        ended."""
         if self._closed:
             return
         self._closed = True
         if self.checkpointer is not None:
             self.checkpointer.close()
         if self._http is not None:
-            http_serve.stop(self._http, seen=self._watched_to_the_end())
+            http_serve.stop(self._http, seen=self._watched_to_the_end(), linger_s=linger_s)
         if self._mailbox is not None:
             self._mailbox.close()  # a last round: the final state and every command's outcome
         self._gpu.close()

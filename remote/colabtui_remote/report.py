@@ -59,12 +59,10 @@ class RunReport:
                                      checkpoints=self.checkpointer.list())
 
     def _watched_to_the_end(self) -> Any:
-        """For :func:`~.transport.http.serve.linger`: a check that a laptop polling now has
-        seen the final status and every command's outcome; None when nobody polled lately."""
+        """For :func:`~.transport.http.serve.stop`'s linger: true once a laptop polling now has
+        seen the final status and every command's outcome."""
         now = time.monotonic()
-        if self._status_served_at is None or now - self._status_served_at > 10.0:
-            return None
-        return lambda: self._status_served_at > now and not self.commands.undelivered()
+        return lambda: (self._status_served_at or 0.0) > now and not self.commands.undelivered()
 
     def status_served(self) -> None:
         """Called by the API each time a status snapshot goes out (for :meth:`close`)."""
