@@ -42,7 +42,7 @@ class DigitsSession:
 
     def start(self) -> DigitsSession:
         cmd = [sys.executable, "-u", "-m", "colabtui_remote.examples.digits",
-               "--port", str(self.port), "--token", self.token,
+               "--port", str(self.port), f"--token={self.token}",
                "--checkpoint-dir", str(self.checkpoint_dir), *self.args]
         self.stdout_lines = []  # this process's output only
         self.stderr_path = self.checkpoint_dir.parent / f"{self.checkpoint_dir.name}.stderr.log"

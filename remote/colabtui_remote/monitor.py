@@ -168,7 +168,8 @@ class Monitor(TrainingLoops, RunReport):
                    if is_data_loader(given[name])}
         self._loaders.extend(loaders.values())
         self._tracked.update((name, loaders.get(name, given[name])) for name in kinds)
-        self.extras.update({k: v for k, v in extra.items() if kinds.get(k, "value") == "value"})
+        self.extras.update({k: v for k, v in extra.items()
+                            if kinds.get(k, "value") == "value" and k not in loaders})
         return self
 
     def resume(self) -> int:
