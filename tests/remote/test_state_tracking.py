@@ -198,7 +198,10 @@ def test_data_loaders_are_taken_as_they_are(tmp_path):
     mon = monitor(tmp_path)
     plain = torch.utils.data.DataLoader(list(range(8)), batch_size=2)
     mon.track(loader=plain, resumable=Resumable(list(range(8))))  # neither is refused
-    assert mon.extras == {"loader": plain}  # as before: its data order is resumed elsewhere
+    assert mon.extras == {}  # neither is a plain value: each is tracked by its data order
+    from colabtui_remote.data_order import ResumableSampler
+    assert isinstance(plain.batch_sampler, ResumableSampler)
+    assert [type(mon._tracked[k]) for k in ("loader", "resumable")] == [ResumableSampler] * 2
     mon.close()
 
 
