@@ -29,6 +29,7 @@ from colabtui_remote.checkpoint import (
     restore,
     saved_values,
 )
+from colabtui_remote.checkpoint.lock import LOCK_NAME
 from colabtui_remote.checkpoint.state import capture_state
 from digits_training import digits_data as digits
 
@@ -291,7 +292,7 @@ def test_bad_arguments_get_clear_errors(tmp_path):
         ck.capture({"table": np.zeros(3)}, 0, None)
     with pytest.raises(CheckpointError, match=r"opts\['cb'\]: a builtins\.object cannot be stored"):
         ck.capture({"opts": {"cb": object()}}, 0, None)
-    assert not ck.busy and os.listdir(tmp_path / "ok") == []
+    assert not ck.busy and os.listdir(tmp_path / "ok") == [LOCK_NAME]  # nothing but its lock
 
 
 # --------------------------------------------------------------------------- resume past damage
@@ -559,7 +560,7 @@ def test_a_write_that_fails_midway_removes_its_temp_file_and_keeps_the_rest(tmp_
     assert result["outcome"][0] is None
     assert "File too large" in result["outcome"][1] and result["last_error"] == result["outcome"][1]
     assert result["last"] == 1
-    assert result["files"] == ["ckpt-000000001.pt", MANIFEST]  # no temp file left behind
+    assert result["files"] == ["ckpt-000000001.pt", MANIFEST, LOCK_NAME]  # no temp file left
     [entry] = json.loads((folder / MANIFEST).read_text())["checkpoints"]
     assert entry["sha256"] == sha(folder / "ckpt-000000001.pt")
     with warnings.catch_warnings():

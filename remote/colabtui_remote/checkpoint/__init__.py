@@ -8,9 +8,12 @@ Bottom to top (each module imports only from those below it):
   write); :mod:`.state`: what a checkpoint holds (capture on the training thread, restore;
   every torch import), with :mod:`.trackable` (what can be tracked, by kind) and
   :mod:`.state_dicts` (fitting a saved state dict to its module or optimizer).
-- :mod:`.replica`: the thread that copies checkpoints to a destination; :mod:`.mount` (a mounted
-  folder, and the local fallback while it is gone) and :mod:`.drive` (``gdrive://``) are its
-  destinations; :mod:`.writer`: the :class:`Checkpointer`, durable local writes.
+- :mod:`.lock`: a folder's writer lock; :mod:`.reclaim`: what killed saves leave, removed by the
+  next good save (the one rule, for every destination).
+- :mod:`.replica`: the thread that copies checkpoints to a destination (:mod:`.remote`: the
+  protocol); :mod:`.mount` (a mounted folder, and the local fallback while it is gone) and
+  :mod:`.drive` (``gdrive://``) are its destinations; :mod:`.writer`: the :class:`Checkpointer`,
+  durable local writes.
 - :mod:`.destinations`: which writer and replica a folder or URL gets.
 - :mod:`.resume`: the one place that decides which checkpoint to load, local or remote.
 
@@ -21,11 +24,12 @@ from .destinations import CheckpointDestination, open_checkpoints, open_destinat
 from .errors import CheckpointError, CheckpointWarning, ManifestUnreadable
 from .fs import FolderIO
 from .manifest import MANIFEST, read_manifest
+from .reclaim import Reclaimed
 from .resume import download_newest, fetch_newest, find_resumable, load_resumable
 from .state import capture_state, load_state, restore, saved_values
 from .writer import Checkpointer
 
 __all__ = ["MANIFEST", "CheckpointDestination", "CheckpointError", "CheckpointWarning",
-           "Checkpointer", "FolderIO", "ManifestUnreadable", "capture_state", "download_newest",
-           "fetch_newest", "find_resumable", "load_resumable", "load_state", "open_checkpoints",
-           "open_destination", "read_manifest", "restore", "saved_values"]
+           "Checkpointer", "FolderIO", "ManifestUnreadable", "Reclaimed", "capture_state",
+           "download_newest", "fetch_newest", "find_resumable", "load_resumable", "load_state",
+           "open_checkpoints", "open_destination", "read_manifest", "restore", "saved_values"]

@@ -17,8 +17,17 @@ from ..drive.client import DriveFile, DriveFolder
 from ..drive.errors import ChecksumMismatch, DriveAuthError, DriveNotFound, DriveRateLimited
 from ..drive.url import parse_gdrive_url
 from .errors import CheckpointError, ManifestUnreadable
-from .manifest import MANIFEST, ManifestEntry, aside_name, manifest_bytes, parse_entries
-from .replica import Progress, RemoteCopy
+from .manifest import (
+    MANIFEST,
+    ManifestEntry,
+    RetainedFile,
+    aside_name,
+    manifest_bytes,
+    parse_entries,
+    parse_listing,
+)
+from .reclaim import FolderFile
+from .remote import Progress, RemoteCopy
 
 __all__ = ["DriveReplica"]
 
@@ -98,6 +107,15 @@ class DriveReplica:
         return f"{self.dest}/{MANIFEST} (file id {file_id})"
 
     def read_manifest(self) -> list[ManifestEntry] | None:
+        got = self._manifest_raw()
+        return None if got is None else parse_entries(*got)
+
+    def read_listing(self) -> tuple[list[ManifestEntry], list[RetainedFile] | None] | None:
+        got = self._manifest_raw()
+        return None if got is None else parse_listing(*got)
+
+    def _manifest_raw(self) -> tuple[bytes, str] | None:
+        """(the manifest's bytes, where it is for messages), or None when there is none."""
         try:
             folder = self.folder()
         except DriveNotFound:
@@ -107,8 +125,7 @@ class DriveReplica:
         found = folder.find(MANIFEST)
         if found is None:
             return None
-        raw = folder.read_bytes(found)
-        return parse_entries(raw, self._manifest_where(found.id))
+        return folder.read_bytes(found), self._manifest_where(found.id)
 
     def set_aside_manifest(self) -> str:
         folder = self.folder()
@@ -121,6 +138,29 @@ class DriveReplica:
 
     def names(self) -> set[str]:
         return {f.title for f in self.folder().list()}
+
+    def files(self) -> list[FolderFile]:
+        """Every file in the folder (not subfolders), its time Drive's ``modifiedDate``.
+
+        Raises:
+            DriveError: Drive cannot be reached or refuses.
+        """
+        return [FolderFile(f.title, f.size or 0, f.modified, f.id)
+                for f in self.folder().list() if not f.is_folder]
+
+    def remove(self, file: FolderFile) -> None:
+        """Delete a file :meth:`files` reported, by its id (for good, not to the trash).
+
+        Raises:
+            DriveError: Drive refuses (a missing file is not an error).
+        """
+        self.folder().delete(file.id)
+        self._ids.pop(file.name, None)
+
+    def reclaim_blocked(self) -> str | None:
+        """None: a Drive folder has no writer lock (two runtimes on one folder already
+        overwrite each other's manifest)."""
+        return None
 
     def put(self, local_path: str, name: str, *, progress: Progress | None = None,
             md5: str | None = None) -> RemoteCopy:
@@ -135,8 +175,9 @@ class DriveReplica:
         self._ids[name] = f.id
         return RemoteCopy(name=name, bytes=f.size, md5=f.md5, file_id=f.id)
 
-    def write_manifest(self, entries: list[ManifestEntry]) -> None:
-        self.folder().write_bytes(MANIFEST, manifest_bytes(entries))
+    def write_manifest(self, entries: list[ManifestEntry],
+                       retained: list[RetainedFile] = ()) -> None:
+        self.folder().write_bytes(MANIFEST, manifest_bytes(entries, retained=retained))
 
     def delete(self, entry: ManifestEntry) -> None:
         folder = self.folder()

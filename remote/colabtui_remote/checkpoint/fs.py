@@ -86,6 +86,10 @@ class FolderIO:
     def lexists(self, path: str) -> bool:
         return os.path.lexists(path)
 
+    def lstat(self, path: str) -> os.stat_result:
+        """The file's own status (a link is not followed): size in bytes, mtime in seconds."""
+        return os.lstat(path)
+
     def fsync_dir(self, path: str) -> None:
         fsync_dir(path)
 

@@ -10,7 +10,15 @@ fields: the md5 checked there, when, and Drive's file id::
     {"format": "colabtui-checkpoints", "version": 1,
      "checkpoints": [{"file": "ckpt-000001200.pt", "step": 1200, "epoch": 3, "bytes": 183000000,
                       "sha256": "…", "saved_at": 1700000000.0, "seconds": 2.4,
-                      "md5": "…", "verified_at": 1700000050.0, "file_id": "1AbC…"}, ...]}
+                      "md5": "…", "verified_at": 1700000050.0, "file_id": "1AbC…"}, ...],
+     "retained": [{"file": "ckpt-000001300.pt", "why": "…", "step": 1300, "sha256": "…"}]}
+
+``retained`` (only present when not empty) names checkpoint files that were unlisted on purpose
+and are kept: an abandoned future after a resume, a checkpoint that failed verification or its
+download checksum, the files found in a folder that had no readable manifest. They are never
+loaded (resume reads ``checkpoints`` only, and ignores ``retained`` entirely) and never reclaimed
+(:mod:`.reclaim`); writers carry the list forward, so the protection outlives the session that
+unlisted them.
 """
 
 from __future__ import annotations
@@ -27,11 +35,14 @@ from ..schema import CheckpointInfo, ReplicaCopy
 from .errors import CheckpointError, ManifestUnreadable
 from .fs import OS_IO, FolderIO, atomic_write
 
-__all__ = ["MANIFEST", "ManifestEntry", "aside_name", "checkpoint_name", "entry_key",
-           "file_order", "is_checkpoint_name", "manifest_bytes", "name_step", "parse_entries",
-           "read_manifest", "write_manifest"]
+__all__ = ["ASIDE_PREFIX", "MANIFEST", "ManifestEntry", "RetainedFile", "aside_name",
+           "checkpoint_name", "entry_key", "file_order", "is_checkpoint_name", "manifest_bytes",
+           "merge_retained", "name_step", "parse_entries", "parse_listing", "parse_retained",
+           "read_folder", "read_manifest", "write_manifest"]
 
 MANIFEST = "manifest.json"
+ASIDE_PREFIX = "manifest.unreadable-"
+"""How the name of a manifest kept aside begins (see :func:`aside_name`)."""
 FORMAT = "colabtui-checkpoints"
 _NAME_RE = re.compile(r"^ckpt-(\d{9,})(?:-(\d+))?\.pt$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -68,7 +79,7 @@ def name_step(name: str) -> int:
 def aside_name() -> str:
     """A fresh name for a manifest kept aside: ``manifest.unreadable-20240101T120000Z-ab12.json``."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return f"manifest.unreadable-{stamp}-{secrets.token_hex(2)}.json"
+    return f"{ASIDE_PREFIX}{stamp}-{secrets.token_hex(2)}.json"
 
 
 # --------------------------------------------------------------------------- entries
@@ -127,6 +138,41 @@ class ManifestEntry:
         return doc
 
 
+@dataclass(frozen=True)
+class RetainedFile:
+    """A checkpoint file unlisted on purpose and kept (the manifest's ``retained``): never
+    loaded, never reclaimed.
+
+    Attributes:
+        file: its name in the folder (a checkpoint file name).
+        why: why it is kept, for the person reading the manifest.
+        step: the step it holds, when known.
+        sha256: its sha256 hex digest when it was listed, when known.
+    """
+
+    file: str
+    why: str
+    step: int | None = None
+    sha256: str | None = None
+
+    @classmethod
+    def of(cls, entry: CheckpointInfo | ManifestEntry, why: str) -> RetainedFile:
+        """The record for a listed entry taken off the list."""
+        return cls(file=entry_key(entry)[0], why=why, step=entry.step, sha256=entry.sha256)
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "why": self.why, "step": self.step, "sha256": self.sha256}
+
+
+def merge_retained(*lists: list[RetainedFile]) -> list[RetainedFile]:
+    """The records of ``lists``, one per file name (the first seen wins), in order."""
+    out: dict[str, RetainedFile] = {}
+    for records in lists:
+        for r in records:
+            out.setdefault(r.file, r)
+    return list(out.values())
+
+
 def entry_key(entry: CheckpointInfo | ManifestEntry) -> tuple[str, str]:
     """(file name, sha256): how an entry is known in any copy of a folder's manifest."""
     name = entry.file if isinstance(entry, ManifestEntry) else os.path.basename(entry.path)
@@ -148,6 +194,36 @@ def parse_entries(raw: bytes, where: str) -> list[ManifestEntry]:
         ManifestUnreadable: not UTF-8 JSON, not a colabtui manifest, or an entry is malformed;
             the message names the place and the field.
     """
+    doc = _parse_doc(raw, where)
+    return [_parse_entry(e, f"{where}: checkpoints[{i}]")
+            for i, e in enumerate(doc["checkpoints"])]
+
+
+def parse_retained(raw: bytes, where: str) -> list[RetainedFile]:
+    """The files a manifest's bytes list as retained (empty when it has no ``retained``).
+
+    Raises:
+        ManifestUnreadable: the manifest, or a record of ``retained``, is malformed.
+    """
+    doc = _parse_doc(raw, where)
+    records = doc.get("retained", [])
+    if not isinstance(records, list):
+        raise ManifestUnreadable(f"{where}: retained: not a list")
+    out = []
+    for i, r in enumerate(records):
+        at = f"{where}: retained[{i}]"
+        if not isinstance(r, dict) or not isinstance(r.get("file"), str) \
+                or not is_checkpoint_name(r["file"]):
+            raise ManifestUnreadable(f"{at}.file: missing or not a checkpoint file name")
+        step, sha = r.get("step"), r.get("sha256")
+        out.append(RetainedFile(
+            file=r["file"], why=r["why"] if isinstance(r.get("why"), str) else "",
+            step=step if isinstance(step, int) and not isinstance(step, bool) else None,
+            sha256=sha if isinstance(sha, str) and _SHA_RE.match(sha) else None))
+    return out
+
+
+def _parse_doc(raw: bytes, where: str) -> dict:
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -155,8 +231,7 @@ def parse_entries(raw: bytes, where: str) -> list[ManifestEntry]:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT \
             or not isinstance(doc.get("checkpoints"), list):
         raise ManifestUnreadable(f"{where}: not a colabtui checkpoint manifest")
-    return [_parse_entry(e, f"{where}: checkpoints[{i}]")
-            for i, e in enumerate(doc["checkpoints"])]
+    return doc
 
 
 def _parse_entry(e: Any, where: str) -> ManifestEntry:
@@ -188,10 +263,14 @@ def _parse_entry(e: Any, where: str) -> ManifestEntry:
                          seconds=None if seconds is None else float(seconds))
 
 
-def manifest_bytes(entries: list[ManifestEntry], *, replica: bool = True) -> bytes:
-    """A manifest (oldest entry first) as UTF-8 JSON; see :meth:`ManifestEntry.to_json`."""
-    doc = {"format": FORMAT, "version": 1,
-           "checkpoints": [e.to_json(replica=replica) for e in entries]}
+def manifest_bytes(entries: list[ManifestEntry], *, replica: bool = True,
+                   retained: list[RetainedFile] = ()) -> bytes:
+    """A manifest (oldest entry first) as UTF-8 JSON; see :meth:`ManifestEntry.to_json`.
+    ``retained`` is written only when not empty (a manifest without it reads as before)."""
+    doc: dict[str, Any] = {"format": FORMAT, "version": 1,
+                           "checkpoints": [e.to_json(replica=replica) for e in entries]}
+    if retained:
+        doc["retained"] = [r.to_json() for r in retained]
     return json.dumps(doc, indent=1).encode("utf-8") + b"\n"
 
 
@@ -209,25 +288,67 @@ def read_manifest(directory: str | os.PathLike, io: FolderIO | None = None
         CheckpointError: it cannot be read; ``__cause__`` is the OSError.
     """
     directory = os.path.abspath(directory)
+    raw = _read_raw(directory, io)
+    if raw is None:
+        return None
+    return [e.info(directory) for e in parse_entries(raw, os.path.join(directory, MANIFEST))]
+
+
+def read_folder(directory: str | os.PathLike, io: FolderIO | None = None
+                ) -> tuple[list[CheckpointInfo], list[RetainedFile] | None] | None:
+    """What a writer needs of a folder's manifest: the checkpoints it lists (as
+    :func:`read_manifest`) and the files it retains, ``None`` for those when its ``retained``
+    does not parse (the checkpoints still count); ``None`` if there is no manifest.
+
+    Raises:
+        ManifestUnreadable: the manifest's checkpoints are malformed.
+        CheckpointError: it cannot be read; ``__cause__`` is the OSError.
+    """
+    directory = os.path.abspath(directory)
+    raw = _read_raw(directory, io)
+    if raw is None:
+        return None
+    where = os.path.join(directory, MANIFEST)
+    entries, retained = parse_listing(raw, where)
+    return [e.info(directory) for e in entries], retained
+
+
+def parse_listing(raw: bytes, where: str
+                  ) -> tuple[list[ManifestEntry], list[RetainedFile] | None]:
+    """A manifest's entries (as :func:`parse_entries`) and retained files (as
+    :func:`parse_retained`; None when those do not parse, the entries still count).
+
+    Raises:
+        ManifestUnreadable: the manifest's checkpoints are malformed.
+    """
+    entries = parse_entries(raw, where)
+    try:
+        return entries, parse_retained(raw, where)
+    except ManifestUnreadable:
+        return entries, None
+
+
+def _read_raw(directory: str, io: FolderIO | None) -> bytes | None:
     path = os.path.join(directory, MANIFEST)
     try:
         with (io or OS_IO).open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read: {exc}") from exc
-    return [e.info(directory) for e in parse_entries(raw, path)]
 
 
 def write_manifest(directory: str, entries: list[CheckpointInfo], io: FolderIO | None = None,
-                   *, sync_dir: bool = False) -> None:
+                   *, sync_dir: bool = False, retained: list[RetainedFile] = ()) -> None:
     """Replace a checkpoint folder's ``manifest.json`` atomically (see
-    :func:`~colabtui_remote.checkpoint.fs.atomic_write`) with ``entries``, oldest first.
+    :func:`~colabtui_remote.checkpoint.fs.atomic_write`) with ``entries``, oldest first, and
+    the ``retained`` records.
 
     Raises:
         OSError: it cannot be written; the old manifest stays as it was.
     """
-    data = manifest_bytes([ManifestEntry.of(e) for e in entries], replica=False)
+    data = manifest_bytes([ManifestEntry.of(e) for e in entries], replica=False,
+                          retained=retained)
     atomic_write(os.path.join(directory, MANIFEST), lambda f: f.write(data), io=io,
                  sync_dir=sync_dir)

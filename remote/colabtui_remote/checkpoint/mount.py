@@ -26,8 +26,20 @@ from typing import Any
 from ..schema import ReplicaCopy
 from .errors import CheckpointError, ManifestUnreadable
 from .fs import MOUNT_GONE_ERRNOS, OS_IO, FolderIO, atomic_write, remove_quietly
-from .manifest import MANIFEST, ManifestEntry, aside_name, manifest_bytes, parse_entries
-from .replica import Progress, RemoteCopy, Replicator
+from .lock import FolderLock
+from .manifest import (
+    ASIDE_PREFIX,
+    MANIFEST,
+    ManifestEntry,
+    RetainedFile,
+    aside_name,
+    manifest_bytes,
+    parse_entries,
+    parse_listing,
+)
+from .reclaim import FolderFile, folder_files
+from .remote import Progress, RemoteCopy
+from .replica import Replicator
 
 __all__ = ["MountFallback", "MountedFolder"]
 
@@ -42,16 +54,21 @@ class MountedFolder:
     Args:
         path: the folder (it must exist; it is never created here).
         io: the filesystem calls to make on it (default: the os module's).
+        lock: the folder's writer lock, held by the
+            :class:`~colabtui_remote.checkpoint.writer.Checkpointer` whose folder it is; what
+            killed copies left here is reclaimed only while it is held (without one, never).
 
     Every method raises :class:`OSError` when the mount does not answer.
     """
 
     kind = "mount"
 
-    def __init__(self, path: str | os.PathLike, io: FolderIO | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, io: FolderIO | None = None, *,
+                 lock: FolderLock | None = None) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.dest = self.path
         self.io = io or OS_IO
+        self.lock = lock
 
     def __repr__(self) -> str:
         return f"MountedFolder({self.path!r})"
@@ -66,13 +83,27 @@ class MountedFolder:
             ManifestUnreadable: it does not parse.
             OSError: the folder cannot be listed (mount gone) or the manifest read.
         """
+        raw = self._manifest_raw()
+        return None if raw is None else parse_entries(raw, self._join(MANIFEST))
+
+    def read_listing(self) -> tuple[list[ManifestEntry], list[RetainedFile] | None] | None:
+        """The folder's manifest: its entries and the files it retains; see
+        :meth:`~colabtui_remote.checkpoint.remote.ReplicaDestination.read_listing`.
+
+        Raises:
+            ManifestUnreadable: its entries do not parse.
+            OSError: the folder cannot be listed (mount gone) or the manifest read.
+        """
+        raw = self._manifest_raw()
+        return None if raw is None else parse_listing(raw, self._join(MANIFEST))
+
+    def _manifest_raw(self) -> bytes | None:
         self.io.listdir(self.path)  # a missing folder is "unreachable", not "no manifest"
         try:
             with self.io.open(self._join(MANIFEST), "rb") as f:
-                raw = f.read()
+                return f.read()
         except FileNotFoundError:
             return None
-        return parse_entries(raw, self._join(MANIFEST))
 
     def set_aside_manifest(self) -> str:
         aside = self._join(aside_name())
@@ -82,6 +113,26 @@ class MountedFolder:
 
     def names(self) -> set[str]:
         return set(self.io.listdir(self.path))
+
+    def files(self) -> list[FolderFile]:
+        """The folder's files that are ours by name (checkpoint and temporary names) and any
+        manifest kept aside there (size 0: only its name counts)."""
+        names = self.io.listdir(self.path)
+        aside = [FolderFile(n, 0, 0.0) for n in names if n.startswith(ASIDE_PREFIX)]
+        return folder_files(self.path, self.io, names) + aside
+
+    def remove(self, file: FolderFile) -> None:
+        try:
+            self.io.remove(self._join(file.name))
+        except FileNotFoundError:
+            pass
+
+    def reclaim_blocked(self) -> str | None:
+        """None while the folder's lock is held (taking it over from a writer that is gone);
+        else why not."""
+        if self.lock is None:
+            return "no writer lock is held for this folder"
+        return self.lock.acquire()
 
     def _md5(self, path: str) -> tuple[int, str]:
         md5, size = hashlib.md5(), 0
@@ -111,8 +162,9 @@ class MountedFolder:
         size, md5 = self._md5(final)
         return RemoteCopy(name=name, bytes=size, md5=md5)
 
-    def write_manifest(self, entries: list[ManifestEntry]) -> None:
-        data = manifest_bytes(entries)
+    def write_manifest(self, entries: list[ManifestEntry],
+                       retained: list[RetainedFile] = ()) -> None:
+        data = manifest_bytes(entries, retained=retained)
         atomic_write(self._join(MANIFEST), lambda f: f.write(data), io=self.io)
 
     def delete(self, entry: ManifestEntry) -> None:
@@ -249,6 +301,8 @@ class MountFallback:
             self._primary.entries = [e for e in entries if not self._abandoned(e)]
         logger.info("checkpoint folder %s is reachable again", self.directory)
         self._offline = None
+        if self._primary.lock is not None:
+            self._primary.lock.acquire()  # unreachable at the start: locked from now on
         return self._primary
 
     def _go_offline(self, reason: str) -> None:
@@ -260,7 +314,8 @@ class MountFallback:
     def _mount_replica(self) -> Any:
         if self.mount_replica is None:
             first, longest = self._mount_retry_s
-            replica = Replicator(MountedFolder(self.directory, io=self._io), keep=self.keep,
+            replica = Replicator(MountedFolder(self.directory, io=self._io,
+                                               lock=self._primary.lock), keep=self.keep,
                                  retry_min_s=first, retry_max_s=longest, start=False)
             if self._resume_point is not None:
                 replica.resumed_from(*self._resume_point, abandoned=self._folder_abandoned())

@@ -19,10 +19,16 @@ list are never pruned (pruning only touches entries of the new manifest).
 After a resume (:meth:`Replicator.resumed_from`) the entries that were read listed there by
 then, with a greater step and saved before the resume, are an abandoned future, and entries
 whose download failed their md5 or sha256 are unusable (:meth:`Replicator.unlist`): both are
-left off the next manifest written there (their files stay, unlisted; they are never deleted by
-us), never count toward ``keep`` and are never reported as verified. Entries never read before
-the resume (the destination was unreachable then) are never unlisted because of it: a newer
-checkpoint there stays listed, and ``keep`` applies there by ``saved_at`` as usual.
+left off the next manifest written there (their files stay, unlisted, and are named in its
+``retained`` list, so no later session deletes them either), never count toward ``keep`` and are
+never reported as verified. Entries never read before the resume (the destination was
+unreachable then) are never unlisted because of it: a newer checkpoint there stays listed, and
+``keep`` applies there by ``saved_at`` as usual.
+
+After each manifest written there, what killed copies and prunes left (unlisted ``ckpt-*``
+files and temporary names older than the newest listed checkpoint) is removed by the rule of
+:mod:`.reclaim`; never in a session that kept a manifest there aside, never while one kept aside
+is there, and on a mounted folder only while its Checkpointer holds the folder's lock.
 
 Which destination a folder or URL gets is :mod:`.destinations`'; reading a checkpoint back from
 one at resume is :mod:`.resume`'s.
@@ -35,94 +41,24 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Iterable
 
 from ..schema import CheckpointInfo, ReplicaStatus, UploadProgress
 from .errors import ManifestUnreadable, ReplicaChecksumError
 from .fs import hash_local
-from .manifest import ManifestEntry, checkpoint_name, is_checkpoint_name
+from .manifest import ManifestEntry, RetainedFile, checkpoint_name, is_checkpoint_name
+from .reclaim import ReplicaReclaiming
+from .remote import Progress, RemoteCopy, ReplicaDestination
 
 __all__ = ["Progress", "RemoteCopy", "ReplicaDestination", "Replicator"]
 
 logger = logging.getLogger("colabtui_remote.replica")
 
 
-Progress = Callable[[int, int], None]
-"""``progress(bytes_done, bytes_total)``, called after each chunk."""
-
-
-@dataclass(frozen=True)
-class RemoteCopy:
-    """What a destination reports about a file it holds."""
-
-    name: str
-    bytes: int | None
-    md5: str | None
-    file_id: str | None = None
-
-
-class ReplicaDestination(Protocol):
-    """Where a :class:`Replicator` copies checkpoints. One thread uses an instance at a time.
-
-    Attributes:
-        kind: ``"drive"`` or ``"mount"`` (see :data:`~colabtui_remote.schema.REPLICA_KINDS`).
-        dest: where it is, as the user gave it (``gdrive://ID/runs/x`` or a path).
-    """
-
-    kind: str
-    dest: str
-
-    def read_manifest(self) -> list[ManifestEntry] | None:
-        """The manifest there, oldest first; None when there is none.
-
-        Raises:
-            ManifestUnreadable: it exists but does not parse.
-            OSError: the destination cannot be reached (DriveError is an OSError).
-        """
-
-    def set_aside_manifest(self) -> str:
-        """Keep the (unparseable) manifest under :func:`aside_name`; returns where it is now.
-        The next :meth:`write_manifest` may then replace ``manifest.json``."""
-
-    def names(self) -> set[str]:
-        """Names of the files there (to never overwrite one that is not ours)."""
-
-    def put(self, local_path: str, name: str, *, progress: Progress | None = None,
-            md5: str | None = None) -> RemoteCopy:
-        """Copy a local file there under ``name`` (replacing a file of that name); returns
-        what the destination reports about the copy, md5 included. ``md5``: the local file's,
-        when the caller has it (spares hashing it again on the way)."""
-
-    def write_manifest(self, entries: list[ManifestEntry]) -> None:
-        """Replace the manifest there (atomically where the destination allows)."""
-
-    def delete(self, entry: ManifestEntry) -> None:
-        """Remove an entry's file; a missing file is not an error."""
-
-    def fetch(self, entry: ManifestEntry, to_path: str, *, progress: Progress | None = None) -> None:
-        """Copy an entry's file to ``to_path`` (a new file), checking its md5 when the entry
-        has one.
-
-        Raises:
-            CheckpointError: this file is missing there or its md5 differs (try another).
-            OSError: the destination cannot be reached.
-        """
-
-    def failure(self, exc: BaseException) -> tuple[str, float | None]:
-        """How to show and retry an exception raised by the methods above: (state, seconds to
-        wait or None). State ``offline`` (unreachable, rate limited) or ``error`` (refuses:
-        credentials, folder not shared; needs the user)."""
-
-    def reset(self) -> None:
-        """Forget cached connections and ids (after a failure; the next call reconnects)."""
-
-
 # --------------------------------------------------------------------------- the thread
 
 
-class Replicator:
+class Replicator(ReplicaReclaiming):
     """Copies local checkpoints to one destination on a daemon thread, newest first.
 
     Args:
@@ -166,6 +102,8 @@ class Replicator:
         self._if_newer: set[str] = set()  # local paths queued by submit(only_if_newer=True)
         self._read_tried = False  # a read of the manifest there has finished (or failed)
         self._aside: str | None = None  # where it was kept, until a new one is written
+        self._aside_seen = False  # one was kept aside in this session: reclaim nothing
+        self._retained_there: list[RetainedFile] | None = None  # None: read none yet
         self._closing = False
         self._deadline = float("inf")
         self._thread: threading.Thread | None = None
@@ -208,6 +146,11 @@ class Replicator:
         with self._cond:
             self._retry_at = 0.0
             self._cond.notify_all()
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is alive (after :meth:`close`: a copy still under way)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def settled(self) -> bool:
         """True when every submitted checkpoint is verified there (or dropped) and the last
@@ -419,8 +362,9 @@ class Replicator:
         if self._aside is not None:
             return []  # kept aside already; the next write replaces it
         try:
-            entries = self._read_manifest()
+            listing = self._read_manifest()
         except ManifestUnreadable as exc:
+            self._retained_there = None
             if self._unreadable != str(exc):
                 self._unreadable = str(exc)
                 # Nothing is done yet, and a resume may stop the run before anything is: the
@@ -433,27 +377,30 @@ class Replicator:
                     self._last_error, self._last_error_at = note, time.time()
             return []
         self._unreadable = None
+        entries, self._retained_there = listing or ([], None)
         return entries
 
-    def _read_manifest(self) -> list[ManifestEntry]:
-        """``dest.read_manifest()``; marks that a read was tried (see :meth:`resumed_from`)."""
+    def _read_manifest(self) -> tuple[list[ManifestEntry], list[RetainedFile] | None] | None:
+        """``dest.read_listing()``; marks that a read was tried (see :meth:`resumed_from`)."""
         try:
-            return self.dest.read_manifest() or []
+            return self.dest.read_listing()
         finally:
             with self._cond:
                 self._read_tried = True
                 self._cond.notify_all()
 
-    def _write_manifest(self, entries: list[ManifestEntry]) -> None:
+    def _write_manifest(self, entries: list[ManifestEntry], retained: list[RetainedFile]) -> None:
         if self._unreadable is not None and self._aside is None:
+            self._aside_seen = True
             self._aside = self.dest.set_aside_manifest()
             note = (f"{self._unreadable}; kept it as {self._aside} and started a new manifest "
                     "(no file it may list is deleted or overwritten)")
             logger.warning("%s", note)
             with self._cond:
                 self._last_error, self._last_error_at = note, time.time()
-        self.dest.write_manifest(entries)
+        self.dest.write_manifest(entries, retained)
         self._aside = self._unreadable = None
+        self._retained_there = retained
 
     def _copy(self, info: CheckpointInfo) -> None:
         path = info.path
@@ -525,7 +472,7 @@ class Replicator:
         merged = sorted([e for e in current if e.file != name] + [entry],
                         key=lambda e: (e.saved_at, e.step))
         kept, dropped = merged[-self.keep:], merged[:-self.keep]
-        self._write_manifest(kept)
+        self._write_manifest(kept, self._retained_for(listed, current, merged))
         for e in listed:
             if e not in current:
                 logger.info("replica %s: unlisted %s (step %d): saved before this run resumed "
@@ -533,16 +480,18 @@ class Replicator:
                             "file is kept there", self.dest.dest, e.file, e.step)
         with self._cond:
             self._entries = kept
-            self._queue.pop(path, None)
-            self._if_newer.discard(path)
-            self._names.pop(path, None)
-            self._md5.pop(path, None)
         logger.info("replica %s: step %d verified (md5 %s)", where, info.step, md5)
         for old in dropped:
             try:
                 self.dest.delete(old)
-            except Exception as exc:  # listed nowhere now; a leftover file costs only space
+            except Exception as exc:  # listed nowhere now; reclaimed later if it stays
                 logger.warning("replica %s: could not delete %s: %s", self.dest.dest, old.file, exc)
+        self._reclaim_there(kept)  # before the queue empties: a mount's writer waits till then
+        with self._cond:
+            self._queue.pop(path, None)
+            self._if_newer.discard(path)
+            self._names.pop(path, None)
+            self._md5.pop(path, None)
 
     def _failed(self, exc: Exception) -> None:
         if isinstance(exc, ReplicaChecksumError):

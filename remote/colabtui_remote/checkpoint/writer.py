@@ -5,7 +5,8 @@ A checkpoint is announced only once it is durable: written through
 fsync, ``os.replace``, the folder fsynced), read back and its sha256 compared, and only then
 listed in ``manifest.json`` (:mod:`.manifest`, itself written atomically). Old checkpoints are
 pruned to ``keep`` after that. A temporary file, or a file the manifest does not list, is never
-loaded.
+loaded; what killed saves leave is removed by the next good save, by the rule of
+:mod:`.reclaim`, while this writer holds the folder's lock (:mod:`.lock`).
 
 Where the checkpoint folder is on a mount that can drop (Drive on Colab), the routing of saves
 to a local fallback folder and back is :class:`~colabtui_remote.checkpoint.mount.MountFallback`'s;
@@ -20,6 +21,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,8 +38,17 @@ from .fs import (
     remove_quietly,
     sha256_file,
 )
-from .manifest import checkpoint_name, entry_key, read_manifest, write_manifest
+from .lock import FolderLock, release_all
+from .manifest import (
+    RetainedFile,
+    checkpoint_name,
+    entry_key,
+    merge_retained,
+    read_folder,
+    write_manifest,
+)
 from .mount import MountFallback
+from .reclaim import Reclaiming, retain_unlisted
 from .state import FORMAT, HashingWriter, capture_state, require_torch, save_state, state_nbytes
 
 __all__ = ["Checkpointer", "OnDone"]
@@ -68,9 +79,11 @@ class _Folder:
     io: FolderIO
     early_writeback: bool
     entries: list[CheckpointInfo]
+    retained: list[RetainedFile] = dataclasses.field(default_factory=list)
+    lock: FolderLock | None = None
 
 
-class Checkpointer(MountFallback):
+class Checkpointer(MountFallback, Reclaiming):
     """Writes checkpoints of one run into one folder, on a single writer thread.
 
     The training thread calls :meth:`capture` (the only stall: copying state to CPU) and
@@ -78,6 +91,9 @@ class Checkpointer(MountFallback):
     prunes. One checkpoint is in flight at a time. A failed write leaves earlier checkpoints and
     the manifest as they were and is reported through :attr:`last_error` and ``on_done``; it
     never raises on the training thread.
+
+    It holds each folder's lock (:mod:`.lock`) until :meth:`close`; after each good save, what
+    killed saves left there is removed by the rule of :mod:`.reclaim` (:attr:`last_reclaim`).
 
     With ``fallback_dir`` (for a checkpoint folder on a mounted Drive): when a save finds the
     folder's filesystem gone (an errno in :data:`MOUNT_GONE_ERRNOS`, or the folder missing or
@@ -134,6 +150,9 @@ class Checkpointer(MountFallback):
         self._last_error_at: float | None = None
         self._resume_point: tuple[int, float] | None = None  # see resumed_from
         self._abandoned_keys: set[tuple[str, str]] = set()  # the folder's: see _abandoned
+        self._locks: list[FolderLock] = []
+        # A Checkpointer dropped without close() (or alive at exit) lets its locks go.
+        weakref.finalize(self, release_all, self._locks)
         self._primary = self._open_folder(self.directory, self._io, create=True)
         self._fallback = (self._open_folder(self.fallback_dir, OS_IO, create=True)
                           if self.fallback_dir else None)
@@ -148,11 +167,14 @@ class Checkpointer(MountFallback):
     def _open_folder(self, directory: str, io: FolderIO, create: bool) -> _Folder:
         early = (early_writeback_default(directory) if self._early_writeback_arg is None
                  else self._early_writeback_arg)
-        folder = _Folder(directory, io, early, [])
+        folder = _Folder(directory, io, early, [],
+                         lock=FolderLock(directory, io, writing=self._writing_probe()))
+        self._locks.append(folder.lock)
         try:
             if create:
                 io.makedirs(directory)
             folder.entries = self._load_entries(folder)
+            folder.lock.acquire()  # says so when another runtime has the folder open
         except OSError as exc:
             if directory != self.directory or self.fallback_dir is None \
                     or not self._mount_gone(exc):
@@ -164,14 +186,22 @@ class Checkpointer(MountFallback):
 
     @staticmethod
     def _load_entries(folder: _Folder) -> list[CheckpointInfo]:
+        """The entries of the folder's manifest; sets ``folder.retained`` (without a readable
+        manifest: every checkpoint file there, which load_resumable may still load)."""
         try:
-            return read_manifest(folder.directory, folder.io) or []
+            there = read_folder(folder.directory, folder.io)
+            why = "in the folder when it had no manifest"
         except CheckpointError as exc:
             if isinstance(exc.__cause__, OSError):
                 raise exc.__cause__ from None
             # Nothing is lost: files stay on disk and load_resumable can still find them.
             logger.warning("%s; starting a new manifest (older files are kept, unlisted)", exc)
-            return []
+            there, why = None, "in the folder when its manifest did not parse"
+        entries, retained = there if there is not None else ([], None)
+        folder.retained = retained if retained is not None else retain_unlisted(
+            folder.directory, folder.io, entries,
+            why if there is None else "in the folder when its retained list did not parse")
+        return entries
 
     # ---- training thread
 
@@ -312,13 +342,19 @@ class Checkpointer(MountFallback):
             self._closing = True
             self._cond.notify_all()
             thread = self._thread
+        busy = False
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
+                busy = True
                 logger.warning("checkpoint writer still busy after %ss; left running", timeout)
         for replica in (self.replica, self.mount_replica):
             if replica is not None:
                 replica.close(replica_timeout)
+        busy = busy or (self.mount_replica is not None and self.mount_replica.running)
+        if not busy:  # a write still going on keeps its folders locked until the process ends
+            release_all(self._locks)
+            self._stop_reclaiming()
 
     # ---- writer thread
 
@@ -415,6 +451,7 @@ class Checkpointer(MountFallback):
         self._prune(dropped)
         logger.info("checkpoint step %d saved: %s, %d bytes in %.2fs", info.step, final,
                     info.bytes, info.seconds)
+        self._reclaim(folder)
         return info
 
     def _publish(self, folder: _Folder, info: CheckpointInfo) -> list[CheckpointInfo]:
@@ -423,7 +460,7 @@ class Checkpointer(MountFallback):
         with self._cond:
             entries = [*folder.entries, info]
         kept, dropped = entries[-self.keep:], entries[:-self.keep]
-        write_manifest(folder.directory, kept, folder.io)
+        write_manifest(folder.directory, kept, folder.io, retained=folder.retained)
         with self._cond:
             folder.entries = kept
         folder.io.fsync_dir(folder.directory)
@@ -518,13 +555,16 @@ class Checkpointer(MountFallback):
                 gone = [e for e in folder.entries if e not in kept]
                 if not gone:
                     continue
+                retained = merge_retained(folder.retained, [RetainedFile.of(e, _why(e, info))
+                                                            for e in gone])
                 if folder is self._primary and self._offline is not None:
                     folder.entries = kept  # unreachable: its next manifest leaves them off
+                    folder.retained = retained
                     bad += gone
                     continue
                 try:
-                    write_manifest(folder.directory, kept, folder.io)
-                    folder.entries = kept
+                    write_manifest(folder.directory, kept, folder.io, retained=retained)
+                    folder.entries, folder.retained = kept, retained
                     folder.io.fsync_dir(folder.directory)
                 except OSError as exc:
                     failure = failure or exc
@@ -535,10 +575,8 @@ class Checkpointer(MountFallback):
         if self.mount_replica is not None:
             self.mount_replica.resumed_from(info.step, at, abandoned=self._folder_abandoned())
         for entry in bad:
-            why = (f"saved before the resume at the earlier step {info.step}"
-                   if entry.step > info.step else "it failed verification on resume")
             logger.info("unlisted %s (step %d): %s; the file is kept but never loaded",
-                        entry.path, entry.step, why)
+                        entry.path, entry.step, _why(entry, info))
         if failure is not None:
             raise failure
         return bad
@@ -558,3 +596,9 @@ class Checkpointer(MountFallback):
         for entry in dropped:
             inside = os.path.dirname(entry.path) == self.directory
             remove_quietly(entry.path, self._io if inside else OS_IO)
+
+
+def _why(entry: CheckpointInfo, resumed: CheckpointInfo) -> str:
+    """Why ``entry`` was unlisted at the resume from ``resumed``."""
+    return (f"saved before the resume at the earlier step {resumed.step}"
+            if entry.step > resumed.step else "it failed verification on resume")
