@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..schema import CheckpointInfo, CheckpointStatus, ReplicaStatus, SaveProgress
+from ..schema import CheckpointInfo, ReplicaStatus, SaveProgress
 from .errors import CheckpointError
 from .fs import (
     OS_IO,
@@ -317,17 +317,6 @@ class Checkpointer(MountFallback, Reclaiming):
             return None
         status = self.mount_replica.status()
         return dataclasses.replace(status, verified=self._verified_in_folder())
-
-    def status(self, next_autosave_at: float | None = None,
-               autosave_every_s: float | None = None) -> CheckpointStatus:
-        """The ``checkpoint`` block of the status: the last durable checkpoint, the save in
-        flight, the last error, the replica's state, and the autosave times given (Unix
-        seconds; seconds)."""
-        return CheckpointStatus(
-            dir=str(self.directory), last=self.last, in_progress=self.progress(),
-            last_error=self.last_error, last_error_at=self.last_error_at,
-            next_autosave_at=next_autosave_at, autosave_every_s=autosave_every_s,
-            count=len(self.list()), replica=self.replica_status())
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until no save is in flight (its ``on_done`` has run). False on timeout."""
