@@ -18,7 +18,7 @@ class TrainingLoops:
     """The loops of a :class:`~.monitor.Monitor`, mixed into it. It uses the Monitor's
     ``run``, ``step``, ``epoch``, ``total_steps``, ``state``, ``error``, ``finished``,
     :meth:`~.monitor.Monitor.resume`, :meth:`~.monitor.Monitor.at_step_boundary` and the
-    private ``_resumed``, ``_stop``, ``_interrupt``, ``_loaders``, ``_saver``,
+    private ``_resumed``, ``_stop``, ``_sigint``, ``_interrupt``, ``_loaders``, ``_saver``,
     ``_set_state``."""
 
     def steps(self, total: int) -> Iterator[int]:
@@ -48,7 +48,7 @@ class TrainingLoops:
             self._left_loop()
             raise
         finally:
-            self._interrupt.uninstall()
+            self._interrupt.restore()
 
     def epochs(self, first: int, stop: int) -> Iterator[int]:
         """Yield epochs from the one to continue in (:attr:`epoch` after a resume, else
@@ -73,7 +73,7 @@ class TrainingLoops:
     def _start_loop(self) -> None:
         """A loop starts (or a cell runs it again): clear a stop, ``running``, interrupts on."""
         self._stop = False  # a stop from the laptop ended the last loop: a re-run trains again
-        self._interrupt.clear()
+        self._sigint = False
         self._set_state("running")
         self._interrupt.install()
         watch_cells(self)
@@ -87,7 +87,7 @@ class TrainingLoops:
             return  # stopped (the run goes on next time), or finished and nothing trained since
         self.finished = True
         self._saver.finish(self.step, self.epoch)
-        self._interrupt.uninstall()
+        self._interrupt.restore()
         print(f"colabtui: {self.run} finished at step {self.step}", flush=True)
 
     def _say_finished(self) -> None:
@@ -101,16 +101,20 @@ class TrainingLoops:
             self.error = f"the loop left mon.steps() at step {self.step}"
 
     def _on_sigint(self) -> bool:
+        if self._sigint:
+            return False  # a second one before the boundary: at once, nothing saved
         if self.state == "stopping":
-            return True  # the stop under way ends the loop: let it finish, stopped
+            self._sigint = True  # the stop under way ends the loop: let it finish, stopped
+            return True
         if self.state not in ("running", "saving"):
             return False
         self._set_state("interrupted")
+        self._sigint = True
         return True
 
     def cell_ended(self) -> None:
         """A notebook cell ended: interrupts are Python's again until a loop runs."""
-        self._interrupt.uninstall()
+        self._interrupt.restore()
 
     def ended_by(self, exc: BaseException | None) -> None:
         """An exception ended the cell or the script while this run trained (see
@@ -123,4 +127,4 @@ class TrainingLoops:
         else:
             self.error = f"{type(exc).__name__}: {exc}"[: schema.MAX_TEXT]
             self._set_state("failed")
-        self._interrupt.uninstall()
+        self._interrupt.restore()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import signal
 import time
 import uuid
 from typing import Any
@@ -34,12 +35,12 @@ from .checkpoint.writer import Checkpointer
 from .commands import INTERNAL_PREFIX, CommandBook
 from .data_order import is_data_loader, make_resumable
 from .gpu import GpuSampler
-from .lifecycle import InterruptGuard, replace_live
+from .lifecycle import replace_live
 from .loops import TrainingLoops
 from .metrics import MetricsStore
 from .report import RunReport
 from .saving import Saver
-from .sigterm import SigtermHandler
+from .signals import SignalRequest
 from .throughput import MARKS
 from .transport.http import serve as http_serve
 from .transport.http.serve import DEFAULT_PORT, HttpService
@@ -122,14 +123,16 @@ class Monitor(TrainingLoops, RunReport):
         self.finished = False
         """True once the run completed (:meth:`finish`, or the end of :meth:`steps`); a
         finished run resumed again trains nothing unless asked for more steps or epochs."""
-        self._interrupt = InterruptGuard(self._on_sigint)
+        self._sigint = False
+        self._interrupt = SignalRequest(signal.SIGINT, self._on_sigint)
         self._save_on_interrupt = save_on_interrupt
         self._loaders: list[Any] = []
         self._gpu = GpuSampler()
         self._gpu_started = False
         self._http: HttpService | None = None
         self.token: str | None = None
-        self._sigterm_handler = SigtermHandler(self._on_sigterm) if handle_sigterm else None
+        self._sigterm_handler = (SignalRequest(signal.SIGTERM, self._on_sigterm)
+                                 if handle_sigterm else None)
         self._status_served_at: float | None = None
         self._mailbox: Any = None
         self._closed = False
@@ -345,10 +348,10 @@ class Monitor(TrainingLoops, RunReport):
             self.epoch = epoch
         now = time.monotonic()
         self._boundaries.append((now, step))
-        if self.commands.has_pending() or self._sigterm or now >= self._saver.next_autosave \
-                or self._interrupt.requested:
-            if self._interrupt.requested:
-                self._interrupt.clear()
+        if self.commands.has_pending() or self._sigterm or self._sigint \
+                or now >= self._saver.next_autosave:
+            if self._sigint:
+                self._sigint = False
                 self._saver.interrupt(step, self.epoch, save=self._save_on_interrupt)
                 raise KeyboardInterrupt(f"interrupted at step {step}")
             if self._sigterm and not self._stop:
@@ -397,7 +400,7 @@ class Monitor(TrainingLoops, RunReport):
         self._gpu.close()
         if self._sigterm_handler is not None:
             self._sigterm_handler.restore()
-        self._interrupt.uninstall()
+        self._interrupt.restore()
 
     def __enter__(self) -> Monitor:
         return self
