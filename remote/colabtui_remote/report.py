@@ -42,11 +42,13 @@ class RunReport:
             if self.autosave_every and self.state in ("running", "saving"):
                 next_at = now + (self._saver.next_autosave - time.monotonic())
             ckpt = self.checkpointer
+            kept = ckpt.list()  # once a poll: last and count from the same reading
             checkpoint = schema.CheckpointStatus(
-                dir=str(ckpt.directory), last=ckpt.last, in_progress=ckpt.progress(),
-                last_error=ckpt.last_error, last_error_at=ckpt.last_error_at,
-                next_autosave_at=next_at, autosave_every_s=self.autosave_every,
-                count=len(ckpt.list()), replica=ckpt.replica_status())
+                dir=str(ckpt.directory), last=kept[-1] if kept else None,
+                in_progress=ckpt.progress(), last_error=ckpt.last_error,
+                last_error_at=ckpt.last_error_at, next_autosave_at=next_at,
+                autosave_every_s=self.autosave_every, count=len(kept),
+                replica=ckpt.replica_status())
         return schema.Status(
             protocol=schema.PROTOCOL_VERSION, run=self.run, session_id=self.session_id,
             label=self.label, state=self.state, step=self.step, total_steps=self.total_steps,
