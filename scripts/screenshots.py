@@ -3,7 +3,7 @@
     python scripts/screenshots.py
 
 Layouts, from fixed realistic data with a frozen clock (tests/app/ui_fixtures.py): three
-sessions at 160x48 and 80x24, one session unreachable, one stopped, two with checkpoints on Drive (uploading; mount offline), the stop confirmation
+sessions at 160x48 and 80x24, one session unreachable, one stopped, one interrupted, two with checkpoints on Drive (uploading; mount offline), the stop confirmation
 (also at 40x12), the welcome screen, and the help screen.
 """
 
@@ -22,6 +22,7 @@ from ui_fixtures import (  # noqa: E402
     drive_sessions,
     feed,
     frozen_clock,
+    interrupted_session,
     stopped_session,
     three_sessions,
     unreachable_session,
@@ -47,6 +48,7 @@ SHOTS = [
     ("welcome", (100, 32), "none", ()),
     ("help", (100, 32), "three", ("question_mark",)),
     ("stopped", (120, 36), "stopped", ()),
+    ("interrupted", (120, 36), "interrupted", ()),
     ("checkpoints-on-drive", (120, 36), "drive", ()),
 ]
 
@@ -58,6 +60,8 @@ def _sessions(kind: str):
         return [three_sessions()[0], unreachable_session()]
     if kind == "stopped":
         return [three_sessions()[0], stopped_session()]
+    if kind == "interrupted":
+        return [three_sessions()[0], interrupted_session()]
     if kind == "drive":
         return drive_sessions()
     return []

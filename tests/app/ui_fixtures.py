@@ -212,6 +212,21 @@ def stopped_session() -> FixedSession:
     ), NOW - 190)
 
 
+def interrupted_session() -> FixedSession:
+    """A notebook run interrupted a minute ago (the kernel's stop button): it saved on the way
+    out and its server still answers, waiting for the cell to be run again."""
+    return FixedSession(
+        SessionConfig("http://127.0.0.1:8706", "tok-intr-0123456789abcdef", "mnist · colab"),
+        _status("mnist · colab", "mnist-digits-s1", 1300, 2000, epoch=4, rate=12.5, gpus=[],
+                gpu_error="NVML Shared Library Not Found",
+                checkpoint=CheckpointStatus(
+                    last=CheckpointInfo(1300, "/ck/ckpt-000001300.pt", 5 * MB, "03", NOW - 60,
+                                        0.1, 4),
+                    autosave_every_s=600, count=3),
+                loss=0.35, started_ago=1800, state="interrupted"),
+        {"loss": loss_curve(130, seed=7, start=2.3, floor=0.2, tau=300)})
+
+
 def _answered_at(session: FixedSession, at: float) -> FixedSession:
     """The session with its status as sent at ``at`` (its server clock then)."""
     session.status = replace(session.status, server_time=at)
