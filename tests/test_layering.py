@@ -18,9 +18,9 @@ PACKAGES = {"colabtui_remote": ROOT / "remote" / "colabtui_remote", "colabtui": 
 REMOTE_LAYERS = [
     ["colabtui_remote.wire"],
     ["colabtui_remote.schema"],
-    ["colabtui_remote.commands", "colabtui_remote.metrics", "colabtui_remote.gpu",
-     "colabtui_remote.host", "colabtui_remote.throughput", "colabtui_remote.signals",
-     "colabtui_remote.data_order", "colabtui_remote.lifecycle"],
+    ["colabtui_remote.commands", "colabtui_remote.metrics", "colabtui_remote.metric_values",
+     "colabtui_remote.gpu", "colabtui_remote.host", "colabtui_remote.throughput",
+     "colabtui_remote.signals", "colabtui_remote.data_order", "colabtui_remote.lifecycle"],
     ["colabtui_remote.checkpoint.errors"],
     ["colabtui_remote.checkpoint.fs", "colabtui_remote.checkpoint.manifest",
      "colabtui_remote.checkpoint.state", "colabtui_remote.checkpoint.state_dicts",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import operator
 import sys
 import threading
@@ -28,10 +27,13 @@ import time
 from array import array
 from bisect import bisect_right
 from collections import deque
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
 from colabtui_remote import schema
+from colabtui_remote.metric_values import Pending as _Pending
+from colabtui_remote.metric_values import coerce as _coerce
 
 __all__ = ["MetricsStore", "BUCKET", "LEVELS"]
 
@@ -60,7 +62,6 @@ _MAX_PENDING = 256
 far behind the host already stalls it: CUDA's launch queue is about 1024 kernels deep)."""
 
 _time = time.time
-_read_failures = 0  # device values that could not be read: warned about once per process
 
 
 class _Level:
@@ -98,53 +99,6 @@ class _Level:
                 + sys.getsizeof(self.time) + sys.getsizeof(self.value))
 
 
-class _Pending:
-    """A 0-d tensor on an accelerator whose value is not on the host yet.
-
-    For CUDA the constructor starts a non-blocking copy to (pinned) host memory and records an
-    event after it, so :meth:`ready` asks the event without waiting and :meth:`result` waits only
-    for that copy, not for the work queued after it. Other accelerators (XLA, MPS) have no such
-    event here: their value is read by a reader thread, or when too many are pending.
-    """
-
-    __slots__ = ("_tensor", "_event", "_value")
-
-    def __init__(self, tensor: Any) -> None:
-        t = tensor.detach()
-        self._event = None
-        self._value: float | None = None
-        if t.device.type == "cuda":
-            import torch
-
-            self._tensor = t.to("cpu", non_blocking=True)
-            self._event = torch.cuda.Event()
-            self._event.record(torch.cuda.current_stream(t.device))
-        else:
-            self._tensor = t
-
-    def ready(self) -> bool:
-        """True when :meth:`result` would not wait for the device."""
-        if self._value is not None:
-            return True
-        return self._event is not None and self._event.query()
-
-    def result(self) -> float:
-        """The value as a float; waits for the device when it is not there yet."""
-        if self._value is None:
-            try:
-                if self._event is not None:
-                    self._event.synchronize()
-                self._value = float(self._tensor.item())
-            except Exception as exc:  # a device error must not break a reader or the loop
-                global _read_failures
-                _read_failures += 1
-                log.log(logging.WARNING if _read_failures == 1 else logging.DEBUG,
-                        "could not read a logged device value, stored as NaN: %s", exc)
-                self._value = math.nan
-            self._tensor = None
-        return self._value
-
-
 class _Series:
     __slots__ = ("name", "levels", "pending")
 
@@ -153,45 +107,6 @@ class _Series:
         self.levels: list[_Level] = [_Level()]  # newest (full resolution) first
         # Points queued behind a device value not yet on the host: (seq, step, time, value).
         self.pending: list[tuple[int, int, float, Any]] = []
-
-
-def _coerce(name: str, value: Any) -> float | _Pending:
-    """Turn a logged value into a float, or a :class:`_Pending` for an accelerator tensor.
-
-    Raises:
-        TypeError: not a real number or a 0-d tensor/array.
-        ValueError: a tensor/array that is not 0-d, or an integer too large for a float.
-    """
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
-        # As few calls into torch as possible: right after a training step each one runs with
-        # cold caches and costs microseconds (ndim, is_cpu, item: 3 calls, not 5).
-        if value.ndim != 0:
-            raise ValueError(
-                f"metric {name!r}: expected a number or a 0-d tensor, got a tensor of shape "
-                f"{tuple(value.shape)}; log a reduction such as loss.mean()")
-        if value.is_cpu:
-            number = value.item()
-            if isinstance(number, complex):
-                raise TypeError(f"metric {name!r}: complex tensors are not supported")
-            return float(number)
-        if value.is_complex():
-            raise TypeError(f"metric {name!r}: complex tensors are not supported")
-        return _Pending(value)
-    if isinstance(value, numbers.Real):  # int, bool, numpy scalars, Fraction
-        try:
-            return float(value)
-        except OverflowError:
-            raise ValueError(f"metric {name!r}: {value!r} is too large for a float") from None
-    ndim = getattr(value, "ndim", None)
-    if ndim is not None and callable(getattr(value, "item", None)):  # numpy 0-d arrays
-        if ndim != 0:
-            raise ValueError(
-                f"metric {name!r}: expected a number or a 0-d array, got an array of shape "
-                f"{tuple(getattr(value, 'shape', ()))}")
-        return _coerce(name, value.item())
-    raise TypeError(
-        f"metric {name!r}: expected a number or a 0-d tensor, got {type(value).__name__}")
 
 
 def _keep_slow(vals: array) -> tuple[int, ...]:
@@ -521,6 +436,44 @@ class MetricsStore:
             ValueError: ``limit`` < 1.
             TypeError: ``after`` or ``limit`` is not an integer.
         """
+        after, cols, cutoff, last_seq, more, thinned = self._select(after, limit)
+        series: dict[str, list[schema.MetricPoint]] = {}
+        point = schema.MetricPoint
+        for name, (seqs, steps, times, vals) in cols.items():
+            k = bisect_right(seqs, cutoff)
+            if k:
+                series[name] = [point(seqs[i], steps[i], times[i], vals[i]) for i in range(k)]
+        return schema.MetricsPage(after=after, next_after=cutoff, last_seq=last_seq,
+                                  more=more, thinned=thinned, series=series)
+
+    def page_wire(self, after: int, limit: int = schema.MAX_METRICS_POINTS) -> dict:
+        """``page(after, limit).to_wire()``, built straight from the columns.
+
+        What the servers send: a poll of a fast run carries thousands of points, and building
+        a :class:`~colabtui_remote.schema.MetricPoint` per point first costs the server thread
+        (and so, through the GIL, the training thread) about twice as much. Same arguments and
+        errors as :meth:`page`.
+        """
+        after, cols, cutoff, last_seq, more, thinned = self._select(after, limit)
+        series: dict[str, list[list]] = {}
+        for name, (seqs, steps, times, vals) in cols.items():
+            k = bisect_right(seqs, cutoff)
+            if not k:
+                continue
+            if k < len(seqs):
+                seqs, steps, times, vals = seqs[:k], steps[:k], times[:k], vals[:k]
+            rounded = [round(t, 3) for t in times]
+            if math.isfinite(sum(vals)):  # no NaN or ±inf (a sum past 1e308: the slow way)
+                series[name] = list(map(list, zip(seqs, steps, rounded, vals, repeat(None))))
+            else:
+                series[name] = [schema.MetricPoint(*row).to_wire()
+                                for row in zip(seqs, steps, times, vals, strict=True)]
+        return {"protocol": schema.PROTOCOL_VERSION, "after": after, "next_after": cutoff,
+                "last_seq": last_seq, "more": more, "thinned": thinned, "series": series}
+
+    def _select(self, after: int, limit: int) -> tuple[int, dict, int, int, bool, bool]:
+        """What a page holds: ``(after, columns by series, cutoff seq, last seq, more,
+        thinned)``; each series' columns may run past the cutoff."""
         limit = operator.index(limit)
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
@@ -557,14 +510,7 @@ class MetricsStore:
             cutoff = max(c[0][-1] for c in cols.values())
         else:
             cutoff = after
-        series: dict[str, list[schema.MetricPoint]] = {}
-        point = schema.MetricPoint
-        for name, (seqs, steps, times, vals) in cols.items():
-            k = bisect_right(seqs, cutoff)
-            if k:
-                series[name] = [point(seqs[i], steps[i], times[i], vals[i]) for i in range(k)]
-        return schema.MetricsPage(after=after, next_after=cutoff, last_seq=last_seq,
-                                  more=total > limit, thinned=thinned, series=series)
+        return after, cols, cutoff, last_seq, total > limit, thinned
 
     def latest(self) -> dict[str, float]:
         """The newest value of each series (NaN/±inf kept), by name. May wait for a GPU."""

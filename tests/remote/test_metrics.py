@@ -181,6 +181,29 @@ def test_nonfinite_values_are_stored_and_go_on_the_wire_as_null_with_a_marker():
     assert math.isnan(values[1]) and values[2] == math.inf and values[3] == -math.inf
 
 
+@pytest.mark.parametrize("values", [
+    [0.5, 1.25, 3.0],  # finite: the fast way
+    [1.5, math.nan, math.inf, -math.inf, 2.5],  # markers
+    [1e308, 1e308],  # finite, but their sum is not
+])
+@pytest.mark.parametrize("limit", [2, 7, schema.MAX_METRICS_POINTS])
+def test_the_wire_page_the_server_sends_is_the_page_encoded(values, limit):
+    store = MetricsStore(recent_points=16)
+    for step in range(60):
+        store.append("loss", values[step % len(values)], step)
+        if step % 3 == 0:
+            store.append("lr", 0.1 / (step + 1), step)
+    after = 0
+    while True:  # the same cut, the same rows, page after page, thinned levels included
+        page = store.page(after, limit)
+        assert store.page_wire(after, limit) == page.to_wire()
+        assert wire.dumps(store.page_wire(after, limit)) == wire.dumps(page.to_wire())
+        after = page.next_after
+        if not page.more:
+            break
+    assert store.page_wire(after, limit)["series"] == {}
+
+
 @pytest.mark.parametrize("thinning", [False, True])
 def test_a_reader_paging_while_the_training_thread_appends(thinning):
     store = (MetricsStore(recent_points=200, max_bytes=64 * 1024) if thinning

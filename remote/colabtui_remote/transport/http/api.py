@@ -131,7 +131,7 @@ class Api:
         except ValueError:
             return _error(400, "bad_request", "'after' and 'limit' must be integers")
         limit = max(1, min(limit, schema.MAX_METRICS_POINTS))
-        return 200, self._source.metrics.page(after, limit).to_wire()
+        return 200, self._source.metrics.page_wire(after, limit)
 
     def _post_command(self, body: bytes) -> tuple[int, Any]:
         try:
