@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 CONNECT_LINE = re.compile(r"^colabtui connect (http://\S+):(\d+) --token (\S+)")
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0
 
 
 @dataclass

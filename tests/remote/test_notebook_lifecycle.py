@@ -76,11 +76,21 @@ class Notebook:
             except queue.Empty:
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
+                if msg["content"]["status"] == "error":
+                    self.run("pass")  # past ipykernel's abort window (see run) before going on
                 return msg["content"]
         raise AssertionError("the cell did not end")
 
     def run(self, code: str, timeout: float = 60) -> dict:
-        return self.reply(self.start(code), timeout)
+        """Run a cell and wait for its reply. Right after a cell that raised, ipykernel aborts
+        the requests that reach it within a short window (``stop_on_error``), longer on a
+        loaded machine: such a cell is sent again, as a user would run it again."""
+        for _ in range(5):
+            reply = self.reply(self.start(code), timeout)
+            if reply["status"] != "aborted":
+                return reply
+            time.sleep(0.5)
+        return reply
 
     def output(self) -> str:
         """What the cells printed since the last call."""
