@@ -5,8 +5,8 @@ iterated with a plain DataLoader and with the same DataLoader tracked by a Monit
 in front), alternating, with a real training step per batch (the MLP of the demo on one torch
 thread) so that the ratio is of an epoch's time, not of the loader alone. On a shared machine
 that ratio carries a few % of noise, so the cost is also measured where it arises: the loaders
-alone (no training), alternating, 400 epochs each; their difference in µs per epoch,
-(the median of back-to-back pairs) over the epoch's time with training, is the figure held to the target (issue "Resume
+alone (no training), 400 back-to-back pairs; the median of their differences in µs per
+epoch, over the epoch's time with training, is the figure held to the target (issue "Resume
 exactly"): ≤ 1 % of an epoch's time.
 
     python bench/bench_data_order.py
