@@ -12,23 +12,41 @@ Rules kept here (see DESIGN.md, "The wire protocol"):
 * Units are in the field names: ``_bytes``, ``_s`` (seconds), ``_c`` (°C), ``_w`` (watts),
   ``_pct`` (percent, 0–100). Times (``_at``) are Unix seconds (float, UTC).
 * A change to the wire format bumps :data:`PROTOCOL_VERSION`.
+
+Everything a peer sends is hostile until parsed here (DESIGN.md, "The laptop side"):
+
+* Every string is one line of plain text, at most :data:`.wire.MAX_TEXT` characters, cleaned by
+  :func:`.wire.clean_text`: control characters, bidirectional controls and lone surrogates
+  become ``\ufffd`` (:data:`.wire.PLACEHOLDER`), line breaks ``⏎``, tabs ``⇥``.
+* Every number is in range: steps, totals, counts and sizes are integers from 0 to
+  :data:`.wire.MAX_INT`, times and rates finite floats. A field the peer sent out of range is
+  ``None`` and named in its object's ``invalid`` (a tuple of field names, never on the wire;
+  :func:`invalid_paths` gathers them), so the laptop shows "invalid" there and keeps the rest.
+  Sequence numbers (``last_seq``, ``after``, ``next_after``) out of range make the document a
+  :class:`SchemaError`: a run whose points cannot be followed is not followed wrongly. A metric
+  point out of range is left out of its page (named in the page's ``invalid``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Any, NamedTuple
 
 from .wire import (
-    MAX_TEXT,
+    MAX_INT,
+    MAX_TEXT,  # noqa: F401 - public as schema.MAX_TEXT
+    MIN_INT,
+    MISSING,
     NONFINITE_MARKERS,
     NUM,
-    OPT_INT,
-    OPT_NUM,
     OPT_STR,
     SchemaError,
+    clean_text,
     expect_object,
     get_field,
+    get_int,
+    get_real,
     marker_value,
     nonfinite_marker,
 )
@@ -56,6 +74,9 @@ so a response stays well under 256 KB (the limit set in the notebook-side issue)
 MAX_METRIC_NAMES = 64
 """Most metric series a status or a metrics response may carry."""
 
+MAX_INVALID_NAMED = 16
+"""Most out-of-range points a :class:`MetricsPage` names in ``invalid``."""
+
 
 # --------------------------------------------------------------------------- types
 
@@ -65,10 +86,10 @@ class GpuStats:
     """One GPU as NVML reports it. Any field may be ``None``; ``unsupported`` says why.
 
     ``unsupported`` maps a field name (e.g. ``"power_w"``) to the reason NVML gave
-    (e.g. ``"NVML_ERROR_NOT_SUPPORTED"``).
+    (e.g. ``"NVML_ERROR_NOT_SUPPORTED"``). ``invalid`` names the fields sent out of range.
     """
 
-    index: int
+    index: int | None
     name: str | None = None
     uuid: str | None = None
     utilization_pct: float | None = None
@@ -78,31 +99,35 @@ class GpuStats:
     power_w: float | None = None
     power_limit_w: float | None = None
     unsupported: dict[str, str] = field(default_factory=dict)
+    invalid: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """A durable checkpoint: written, fsynced, renamed, verified and listed in the manifest."""
+    """A durable checkpoint: written, fsynced, renamed, verified and listed in the manifest.
+    ``step``, ``bytes`` and ``saved_at`` are ``None`` only when named in ``invalid``."""
 
-    step: int
+    step: int | None
     path: str
-    bytes: int
+    bytes: int | None
     sha256: str
-    saved_at: float
+    saved_at: float | None
     seconds: float | None = None
     """Wall time the writer took (copy excluded), seconds."""
     epoch: int | None = None
+    invalid: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SaveProgress:
     """A checkpoint being written. ``phase``: copying, writing, verifying, publishing."""
 
-    step: int
+    step: int | None
     phase: str
-    bytes_written: int = 0
+    bytes_written: int | None = 0
     bytes_total: int | None = None
     started_at: float | None = None
+    invalid: tuple[str, ...] = ()
 
 
 REPLICA_KINDS = ("drive", "mount")
@@ -120,28 +145,30 @@ folder not shared): retried too, but it needs the user."""
 class ReplicaCopy:
     """A checkpoint verified at the replica: its md5 there matched the local file's."""
 
-    step: int
+    step: int | None
     name: str
-    bytes: int
+    bytes: int | None
     md5: str | None
     """md5 hex of the copy; ``None`` for a checkpoint written straight onto a reachable
     mount (verified by its sha256 read-back instead)."""
-    verified_at: float
+    verified_at: float | None
     file_id: str | None = None
     """Drive's file id (``drive`` replicas), ``None`` for a mount."""
     saved_at: float | None = None
     """When the checkpoint itself was saved (its ``saved_at``), Unix seconds: work after it is
     at risk until a newer copy is verified."""
+    invalid: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class UploadProgress:
     """A copy to the replica in flight: bytes the destination acknowledged so far."""
 
-    step: int
-    bytes_sent: int
-    bytes_total: int
+    step: int | None
+    bytes_sent: int | None
+    bytes_total: int | None
     started_at: float | None = None
+    invalid: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -157,10 +184,11 @@ class ReplicaStatus:
     state: str
     verified: ReplicaCopy | None = None
     uploading: UploadProgress | None = None
-    pending: int = 0
+    pending: int | None = 0
     last_error: str | None = None
     last_error_at: float | None = None
     next_retry_at: float | None = None
+    invalid: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,8 +203,9 @@ class CheckpointStatus:
     last_error_at: float | None = None
     next_autosave_at: float | None = None
     autosave_every_s: float | None = None
-    count: int = 0
+    count: int | None = 0
     replica: ReplicaStatus | None = None
+    invalid: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,7 +222,8 @@ class Status:
 
     ``metrics`` maps a series name to its latest value (``None`` for non-finite; the marker is
     in ``metrics_nonfinite``). ``last_seq`` is the newest metric sequence number, so a client
-    knows whether to fetch ``/v1/metrics``.
+    knows whether to fetch ``/v1/metrics``. ``invalid`` names the fields of this object the
+    session sent out of range (``None`` here); nested objects carry their own.
     """
 
     protocol: int
@@ -217,6 +247,7 @@ class Status:
     host: HostInfo = field(default_factory=HostInfo)
     error: str | None = None
     """Why the run failed, when ``state == "failed"``."""
+    invalid: tuple[str, ...] = ()
 
 
 class MetricPoint(NamedTuple):
@@ -247,6 +278,8 @@ class MetricsPage:
         thinned: ``True`` when some points logged after ``after`` were dropped by thinning
             (min/max kept per bucket), so the client's history has a gap at lower resolution.
         series: name → points in seq order.
+        invalid: the points left out as out of range, e.g. ``"series.loss[3]"`` (at most
+            :data:`MAX_INVALID_NAMED`).
     """
 
     after: int
@@ -255,6 +288,7 @@ class MetricsPage:
     more: bool
     thinned: bool
     series: dict[str, list[MetricPoint]]
+    invalid: tuple[str, ...] = ()
 
     def to_wire(self) -> dict:
         return {
@@ -276,11 +310,12 @@ class CommandRecord:
     id: str
     action: str
     state: str
-    created_at: float
+    created_at: float | None
     started_at: float | None = None
     finished_at: float | None = None
     checkpoint: CheckpointInfo | None = None
     error: str | None = None
+    invalid: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -296,35 +331,78 @@ def error_body(code: str, message: str) -> dict:
     return {"error": {"code": code, "message": message}}
 
 
+# --------------------------------------------------------------------------- wire form
+
+
+def _wire_fields(items: list[tuple[str, Any]]) -> dict:
+    return {k: v for k, v in items if k != "invalid"}  # the laptop's own finding
+
+
+def _to_wire(obj: Any) -> dict:
+    return asdict(obj, dict_factory=_wire_fields)
+
+
+def invalid_paths(obj: Any) -> list[str]:
+    """Every field named invalid in ``obj`` and the objects in it, as dotted paths:
+    ``["total_steps", "gpus[0].memory_used_bytes", "checkpoint.last.bytes"]``."""
+    if not is_dataclass(obj):
+        return []
+    paths: list[str] = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if f.name == "invalid":
+            paths.extend(value)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                paths.extend(f"{f.name}[{i}].{p}" for p in invalid_paths(item))
+        else:
+            paths.extend(f"{f.name}.{p}" for p in invalid_paths(value))
+    return paths
+
+
 # --------------------------------------------------------------------------- parsing
+
+def _sequence_number(o: dict, key: str, where: str, default: Any = MISSING) -> int:
+    """A sequence number: 0 to MAX_INT, else the document is a :class:`SchemaError`."""
+    bad: list[str] = []
+    value = get_int(o, key, where, bad, default)
+    if bad:
+        raise SchemaError(f"{where}.{key}: out of range (0 to 2**63-1)")
+    return value
+
 
 def parse_checkpoint_info(obj: Any, where: str = "checkpoint") -> CheckpointInfo:
     o = expect_object(obj, where)
+    bad: list[str] = []
     return CheckpointInfo(
-        step=get_field(o, "step", (int,), where),
+        step=get_int(o, "step", where, bad),
         path=get_field(o, "path", (str,), where),
-        bytes=get_field(o, "bytes", (int,), where),
+        bytes=get_int(o, "bytes", where, bad),
         sha256=get_field(o, "sha256", (str,), where, ""),
-        saved_at=float(get_field(o, "saved_at", NUM, where)),
-        seconds=get_field(o, "seconds", OPT_NUM, where, None),
-        epoch=get_field(o, "epoch", OPT_INT, where, None),
+        saved_at=get_real(o, "saved_at", where, bad),
+        seconds=get_real(o, "seconds", where, bad, None),
+        epoch=get_int(o, "epoch", where, bad, None),
+        invalid=tuple(bad),
     )
 
 
 def _parse_gpu(obj: Any, where: str) -> GpuStats:
     o = expect_object(obj, where)
+    bad: list[str] = []
     unsupported = get_field(o, "unsupported", (dict,), where, {})
     return GpuStats(
-        index=get_field(o, "index", (int,), where, 0),
+        index=get_int(o, "index", where, bad, 0),
         name=get_field(o, "name", OPT_STR, where, None),
         uuid=get_field(o, "uuid", OPT_STR, where, None),
-        utilization_pct=get_field(o, "utilization_pct", OPT_NUM, where, None),
-        memory_used_bytes=get_field(o, "memory_used_bytes", OPT_INT, where, None),
-        memory_total_bytes=get_field(o, "memory_total_bytes", OPT_INT, where, None),
-        temperature_c=get_field(o, "temperature_c", OPT_NUM, where, None),
-        power_w=get_field(o, "power_w", OPT_NUM, where, None),
-        power_limit_w=get_field(o, "power_limit_w", OPT_NUM, where, None),
-        unsupported={str(k)[:64]: str(v)[:MAX_TEXT] for k, v in list(unsupported.items())[:16]},
+        utilization_pct=get_real(o, "utilization_pct", where, bad, None),
+        memory_used_bytes=get_int(o, "memory_used_bytes", where, bad, None),
+        memory_total_bytes=get_int(o, "memory_total_bytes", where, bad, None),
+        temperature_c=get_real(o, "temperature_c", where, bad, None),
+        power_w=get_real(o, "power_w", where, bad, None),
+        power_limit_w=get_real(o, "power_limit_w", where, bad, None),
+        unsupported={clean_text(str(k), 64): clean_text(str(v))
+                     for k, v in list(unsupported.items())[:16]},
+        invalid=tuple(bad),
     )
 
 
@@ -332,12 +410,14 @@ def _parse_progress(obj: Any, where: str) -> SaveProgress | None:
     if obj is None:
         return None
     o = expect_object(obj, where)
+    bad: list[str] = []
     return SaveProgress(
-        step=get_field(o, "step", (int,), where),
+        step=get_int(o, "step", where, bad),
         phase=get_field(o, "phase", (str,), where),
-        bytes_written=get_field(o, "bytes_written", (int,), where, 0),
-        bytes_total=get_field(o, "bytes_total", OPT_INT, where, None),
-        started_at=get_field(o, "started_at", OPT_NUM, where, None),
+        bytes_written=get_int(o, "bytes_written", where, bad, 0),
+        bytes_total=get_int(o, "bytes_total", where, bad, None),
+        started_at=get_real(o, "started_at", where, bad, None),
+        invalid=tuple(bad),
     )
 
 
@@ -345,17 +425,19 @@ def _parse_checkpoint_status(obj: Any, where: str) -> CheckpointStatus:
     if obj is None:
         return CheckpointStatus()
     o = expect_object(obj, where)
+    bad: list[str] = []
     last = o.get("last")
     return CheckpointStatus(
         dir=get_field(o, "dir", OPT_STR, where, None),
         last=None if last is None else parse_checkpoint_info(last, f"{where}.last"),
         in_progress=_parse_progress(o.get("in_progress"), f"{where}.in_progress"),
         last_error=get_field(o, "last_error", OPT_STR, where, None),
-        last_error_at=get_field(o, "last_error_at", OPT_NUM, where, None),
-        next_autosave_at=get_field(o, "next_autosave_at", OPT_NUM, where, None),
-        autosave_every_s=get_field(o, "autosave_every_s", OPT_NUM, where, None),
-        count=get_field(o, "count", (int,), where, 0),
+        last_error_at=get_real(o, "last_error_at", where, bad, None),
+        next_autosave_at=get_real(o, "next_autosave_at", where, bad, None),
+        autosave_every_s=get_real(o, "autosave_every_s", where, bad, None),
+        count=get_int(o, "count", where, bad, 0),
         replica=_parse_replica(o.get("replica"), f"{where}.replica"),
+        invalid=tuple(bad),
     )
 
 
@@ -371,28 +453,28 @@ def _parse_replica(obj: Any, where: str) -> ReplicaStatus | None:
         raise SchemaError(f"{where}.state: unknown state {state[:40]!r}")
     verified = o.get("verified")
     if verified is not None:
-        v, vw = expect_object(verified, f"{where}.verified"), f"{where}.verified"
+        v, vw, vbad = expect_object(verified, f"{where}.verified"), f"{where}.verified", []
         verified = ReplicaCopy(
-            step=get_field(v, "step", (int,), vw), name=get_field(v, "name", (str,), vw)[:MAX_TEXT],
-            bytes=get_field(v, "bytes", (int,), vw),
+            step=get_int(v, "step", vw, vbad), name=get_field(v, "name", (str,), vw),
+            bytes=get_int(v, "bytes", vw, vbad),
             md5=(get_field(v, "md5", OPT_STR, vw, None) or None),
-            verified_at=float(get_field(v, "verified_at", NUM, vw)),
+            verified_at=get_real(v, "verified_at", vw, vbad),
             file_id=get_field(v, "file_id", OPT_STR, vw, None),
-            saved_at=get_field(v, "saved_at", OPT_NUM, vw, None))
+            saved_at=get_real(v, "saved_at", vw, vbad, None), invalid=tuple(vbad))
     uploading = o.get("uploading")
     if uploading is not None:
-        u, uw = expect_object(uploading, f"{where}.uploading"), f"{where}.uploading"
+        u, uw, ubad = expect_object(uploading, f"{where}.uploading"), f"{where}.uploading", []
         uploading = UploadProgress(
-            step=get_field(u, "step", (int,), uw), bytes_sent=get_field(u, "bytes_sent", (int,), uw),
-            bytes_total=get_field(u, "bytes_total", (int,), uw),
-            started_at=get_field(u, "started_at", OPT_NUM, uw, None))
-    error = get_field(o, "last_error", OPT_STR, where, None)
+            step=get_int(u, "step", uw, ubad), bytes_sent=get_int(u, "bytes_sent", uw, ubad),
+            bytes_total=get_int(u, "bytes_total", uw, ubad),
+            started_at=get_real(u, "started_at", uw, ubad, None), invalid=tuple(ubad))
+    bad: list[str] = []
     return ReplicaStatus(
-        dest=get_field(o, "dest", (str,), where)[:MAX_TEXT], kind=kind, state=state,
-        verified=verified, uploading=uploading, pending=get_field(o, "pending", (int,), where, 0),
-        last_error=None if error is None else error[:MAX_TEXT],
-        last_error_at=get_field(o, "last_error_at", OPT_NUM, where, None),
-        next_retry_at=get_field(o, "next_retry_at", OPT_NUM, where, None))
+        dest=get_field(o, "dest", (str,), where), kind=kind, state=state,
+        verified=verified, uploading=uploading, pending=get_int(o, "pending", where, bad, 0),
+        last_error=get_field(o, "last_error", OPT_STR, where, None),
+        last_error_at=get_real(o, "last_error_at", where, bad, None),
+        next_retry_at=get_real(o, "next_retry_at", where, bad, None), invalid=tuple(bad))
 
 
 def check_protocol(obj: Any) -> dict:
@@ -416,14 +498,36 @@ class ProtocolMismatch(SchemaError):
 
     def __init__(self, server_version: int):
         self.server_version = server_version
+        shown = server_version if abs(server_version) <= MAX_INT else "(out of range)"
         super().__init__(
-            f"protocol mismatch: the session speaks v{server_version}, this colabtui speaks "
+            f"protocol mismatch: the session speaks v{shown}, this colabtui speaks "
             f"v{PROTOCOL_VERSION}; install the same version of colabtui-remote on both sides"
         )
 
 
+def _parse_metric_values(o: dict) -> tuple[dict[str, float | None], dict[str, str]]:
+    """``status.metrics`` and ``status.metrics_nonfinite``; a value beyond the float range
+    (``1e400`` decodes as ``inf``) is ``None`` with its marker, as a logged inf is."""
+    metrics_raw = get_field(o, "metrics", (dict,), "status", {})
+    nonfinite_raw = get_field(o, "metrics_nonfinite", (dict,), "status", {})
+    nonfinite = {clean_text(str(k)): v for k, v in list(nonfinite_raw.items())[:MAX_METRIC_NAMES]
+                 if v in NONFINITE_MARKERS}
+    metrics: dict[str, float | None] = {}
+    for name, value in list(metrics_raw.items())[:MAX_METRIC_NAMES]:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, NUM)):
+            raise SchemaError(f"status.metrics.{clean_text(str(name), 40)}: expected a number "
+                              "or null")
+        name = clean_text(str(name))
+        value = None if value is None else float(value)
+        if value is not None and not math.isfinite(value):
+            nonfinite[name] = nonfinite_marker(value)
+            value = None
+        metrics[name] = value
+    return metrics, nonfinite
+
+
 def parse_status(obj: Any) -> Status:
-    """Parse a decoded ``/v1/status`` body.
+    """Parse a decoded ``/v1/status`` body (strings cleaned, numbers bounded: see the module).
 
     Raises:
         ProtocolMismatch: another protocol version.
@@ -431,18 +535,11 @@ def parse_status(obj: Any) -> Status:
     """
     o = check_protocol(obj)
     w = "status"
+    bad: list[str] = []
     state = get_field(o, "state", (str,), w)
     if state not in STATES:
         raise SchemaError(f"status.state: unknown state {state[:40]!r}")
-    metrics_raw = get_field(o, "metrics", (dict,), w, {})
-    metrics: dict[str, float | None] = {}
-    for name, value in list(metrics_raw.items())[:MAX_METRIC_NAMES]:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, NUM)):
-            raise SchemaError(f"status.metrics.{str(name)[:40]}: expected a number or null")
-        metrics[str(name)[:MAX_TEXT]] = None if value is None else float(value)
-    nonfinite_raw = get_field(o, "metrics_nonfinite", (dict,), w, {})
-    nonfinite = {str(k)[:MAX_TEXT]: str(v) for k, v in list(nonfinite_raw.items())[:MAX_METRIC_NAMES]
-                 if v in NONFINITE_MARKERS}
+    metrics, nonfinite = _parse_metric_values(o)
     gpus_raw = get_field(o, "gpus", (list,), w, [])
     host = expect_object(o.get("host") or {}, "status.host")
     return Status(
@@ -451,16 +548,16 @@ def parse_status(obj: Any) -> Status:
         session_id=get_field(o, "session_id", (str,), w),
         label=get_field(o, "label", (str,), w, ""),
         state=state,
-        step=get_field(o, "step", OPT_INT, w, None),
-        total_steps=get_field(o, "total_steps", OPT_INT, w, None),
-        epoch=get_field(o, "epoch", OPT_INT, w, None),
-        steps_per_s=get_field(o, "steps_per_s", OPT_NUM, w, None),
+        step=get_int(o, "step", w, bad, None),
+        total_steps=get_int(o, "total_steps", w, bad, None),
+        epoch=get_int(o, "epoch", w, bad, None),
+        steps_per_s=get_real(o, "steps_per_s", w, bad, None),
         metrics=metrics,
         metrics_nonfinite=nonfinite,
-        last_seq=get_field(o, "last_seq", (int,), w, 0),
-        started_at=get_field(o, "started_at", OPT_NUM, w, None),
-        uptime_s=get_field(o, "uptime_s", OPT_NUM, w, None),
-        server_time=get_field(o, "server_time", OPT_NUM, w, None),
+        last_seq=_sequence_number(o, "last_seq", w, 0),
+        started_at=get_real(o, "started_at", w, bad, None),
+        uptime_s=get_real(o, "uptime_s", w, bad, None),
+        server_time=get_real(o, "server_time", w, bad, None),
         gpus=[_parse_gpu(g, f"status.gpus[{i}]") for i, g in enumerate(gpus_raw[:16])],
         gpu_error=get_field(o, "gpu_error", OPT_STR, w, None),
         checkpoint=_parse_checkpoint_status(o.get("checkpoint"), "status.checkpoint"),
@@ -471,54 +568,74 @@ def parse_status(obj: Any) -> Status:
             hostname=get_field(host, "hostname", OPT_STR, "status.host", None),
         ),
         error=get_field(o, "error", OPT_STR, w, None),
+        invalid=tuple(bad),
     )
 
 
 def status_to_wire(status: Status) -> dict:
     """The JSON object for a :class:`Status` (``protocol`` included)."""
-    return asdict(status)
+    return _to_wire(status)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, NUM) and not isinstance(value, bool)
+
+
+def _parse_points(name: str, pts: Any, invalid: list[str]) -> list[MetricPoint]:
+    if not isinstance(pts, list):
+        raise SchemaError(f"metrics.series.{name[:40]}: expected a list")
+    parsed = []
+    for i, p in enumerate(pts):
+        if not isinstance(p, list) or len(p) != 5:
+            raise SchemaError(f"metrics.series.{name[:40]}[{i}]: expected "
+                              "[seq, step, time, value, marker]")
+        seq, step, t, value, marker = p
+        if (not _is_number(seq) or not _is_number(step) or not _is_number(t)
+                or (value is not None and not _is_number(value))
+                or (marker is not None and marker not in NONFINITE_MARKERS)
+                or (value is None and marker is None)):
+            raise SchemaError(f"metrics.series.{name[:40]}[{i}]: bad point")
+        if (type(seq) is not int or type(step) is not int or not 0 <= seq <= MAX_INT
+                or not MIN_INT <= step <= MAX_INT or not math.isfinite(t)):
+            invalid.append(f"series.{name}[{i}]")  # left out: it cannot be placed or stored
+            continue
+        parsed.append(MetricPoint(seq, step, float(t),
+                                  marker_value(marker, None if value is None else float(value))))
+    return parsed
 
 
 def parse_metrics(obj: Any) -> MetricsPage:
-    """Parse a decoded ``/v1/metrics`` body. Non-finite points come back as NaN/±inf floats.
+    """Parse a decoded ``/v1/metrics`` body. Non-finite points come back as NaN/±inf floats;
+    a point whose seq, step or time is out of range is left out and named in ``invalid``.
 
     Raises:
-        ProtocolMismatch, SchemaError: as :func:`parse_status`.
+        ProtocolMismatch, SchemaError: as :func:`parse_status`; also a sequence number out
+            of range.
     """
     o = check_protocol(obj)
     w = "metrics"
     series_raw = get_field(o, "series", (dict,), w, {})
     if len(series_raw) > MAX_METRIC_NAMES:
         raise SchemaError(f"metrics.series: {len(series_raw)} series, at most {MAX_METRIC_NAMES}")
+    if sum(len(pts) for pts in series_raw.values() if isinstance(pts, list)) \
+            > MAX_METRICS_POINTS * 4:
+        raise SchemaError("metrics.series: too many points in one response")
     series: dict[str, list[MetricPoint]] = {}
-    total = 0
-    for name, pts in series_raw.items():
-        if not isinstance(pts, list):
-            raise SchemaError(f"metrics.series.{str(name)[:40]}: expected a list")
-        total += len(pts)
-        if total > MAX_METRICS_POINTS * 4:
-            raise SchemaError("metrics.series: too many points in one response")
-        parsed = []
-        for i, p in enumerate(pts):
-            if not isinstance(p, list) or len(p) != 5:
-                raise SchemaError(f"metrics.series.{str(name)[:40]}[{i}]: expected "
-                                  "[seq, step, time, value, marker]")
-            seq, step, t, value, marker = p
-            if (not isinstance(seq, int) or not isinstance(step, int)
-                    or isinstance(t, bool) or not isinstance(t, NUM)
-                    or (value is not None and (isinstance(value, bool) or not isinstance(value, NUM)))
-                    or (marker is not None and marker not in NONFINITE_MARKERS)
-                    or (value is None and marker is None)):
-                raise SchemaError(f"metrics.series.{str(name)[:40]}[{i}]: bad point")
-            parsed.append(MetricPoint(seq, step, float(t), marker_value(marker, None if value is None else float(value))))
-        series[str(name)[:MAX_TEXT]] = parsed
+    invalid: list[str] = []
+    for raw_name, pts in series_raw.items():
+        name = clean_text(str(raw_name))
+        parsed = _parse_points(name, pts, invalid)
+        if name in series:  # two names that differ only in what cleaning replaced
+            parsed = sorted(series[name] + parsed, key=lambda p: p.seq)
+        series[name] = parsed
     return MetricsPage(
-        after=get_field(o, "after", (int,), w, 0),
-        next_after=get_field(o, "next_after", (int,), w),
-        last_seq=get_field(o, "last_seq", (int,), w),
+        after=_sequence_number(o, "after", w, 0),
+        next_after=_sequence_number(o, "next_after", w),
+        last_seq=_sequence_number(o, "last_seq", w),
         more=bool(get_field(o, "more", (bool,), w, False)),
         thinned=bool(get_field(o, "thinned", (bool,), w, False)),
         series=series,
+        invalid=tuple(invalid[:MAX_INVALID_NAMED]),
     )
 
 
@@ -530,6 +647,7 @@ def parse_command(obj: Any) -> CommandRecord:
     """
     o = check_protocol(obj)
     w = "command"
+    bad: list[str] = []
     state = get_field(o, "state", (str,), w)
     if state not in COMMAND_STATES:
         raise SchemaError(f"command.state: unknown state {state[:40]!r}")
@@ -538,16 +656,17 @@ def parse_command(obj: Any) -> CommandRecord:
         id=get_field(o, "id", (str,), w),
         action=get_field(o, "action", (str,), w),
         state=state,
-        created_at=float(get_field(o, "created_at", NUM, w)),
-        started_at=get_field(o, "started_at", OPT_NUM, w, None),
-        finished_at=get_field(o, "finished_at", OPT_NUM, w, None),
+        created_at=get_real(o, "created_at", w, bad),
+        started_at=get_real(o, "started_at", w, bad, None),
+        finished_at=get_real(o, "finished_at", w, bad, None),
         checkpoint=None if ckpt is None else parse_checkpoint_info(ckpt, "command.checkpoint"),
         error=get_field(o, "error", OPT_STR, w, None),
+        invalid=tuple(bad),
     )
 
 
 def command_to_wire(record: CommandRecord) -> dict:
-    return {"protocol": PROTOCOL_VERSION, **asdict(record)}
+    return {"protocol": PROTOCOL_VERSION, **_to_wire(record)}
 
 
 def parse_checkpoint_list(obj: Any) -> CheckpointList:
@@ -565,13 +684,14 @@ def parse_checkpoint_list(obj: Any) -> CheckpointList:
 
 
 def checkpoint_list_to_wire(listing: CheckpointList) -> dict:
-    return {"protocol": PROTOCOL_VERSION, **asdict(listing)}
+    return {"protocol": PROTOCOL_VERSION, **_to_wire(listing)}
 
 
 def parse_error(obj: Any) -> str | None:
-    """The message of an error body, or ``None`` if ``obj`` is not one."""
+    """The message of an error body (cleaned, see :func:`.wire.clean_text`), or ``None`` if
+    ``obj`` is not one."""
     if isinstance(obj, dict) and isinstance(obj.get("error"), dict):
         msg = obj["error"].get("message")
         if isinstance(msg, str):
-            return msg[:MAX_TEXT]
+            return clean_text(msg)
     return None
