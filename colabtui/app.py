@@ -20,7 +20,7 @@ from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
 from colabtui.config import Config, ConfigError, SessionConfig, load_config, save_config
-from colabtui.formatting import fmt_bytes
+from colabtui.formatting import fmt_bytes, fmt_field
 from colabtui.ledger import Ledger
 from colabtui.screens.add_session import AddSessionScreen
 from colabtui.screens.confirm_stop import ConfirmStopScreen
@@ -318,8 +318,8 @@ class ColabTuiApp(App):
             self.notify(f"{message.label}: {what} requested", timeout=3, markup=False)
         elif record.state == "done":
             ck = record.checkpoint
-            where = (f"checkpoint at step {ck.step:,} written ({fmt_bytes(ck.bytes)})"
-                     if ck is not None else "done")
+            where = (f"checkpoint at step {fmt_field(ck, 'step', '{:,}'.format)} written "
+                     f"({fmt_field(ck, 'bytes', fmt_bytes)})" if ck is not None else "done")
             verb = "saved" if what == "save" else "stopped"
             self.notify(f"{message.label}: {verb} — {where}", title=f"{what} done",
                         timeout=8, markup=False)

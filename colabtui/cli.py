@@ -11,11 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from colabtui_remote.wire import clean_text
 
 from colabtui import __version__, cli_drive
 from colabtui.config import (
@@ -34,12 +35,11 @@ from colabtui.config import (
 
 EXIT_OK, EXIT_SESSION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
 def plain(text: Any) -> str:
-    """Text from a session made safe for a terminal: control characters (ANSI escapes) removed."""
-    return _CONTROL.sub("", str(text))
+    """Text from a session made safe for a terminal, on one line: control characters (ANSI
+    escapes), bidirectional controls and line breaks replaced by visible symbols
+    (:func:`colabtui_remote.wire.clean_text`)."""
+    return clean_text(str(text), None)
 
 
 def _protocol_version() -> int:
@@ -292,7 +292,9 @@ async def poll_all(config: Config, timeout_s: float) -> list[dict[str, Any]]:
 
     Returns:
         One JSON-ready dict per session, in config order (see ``colabtui status --json``);
-        tokens masked, remote text with control characters removed. ``work_at_risk`` is the
+        tokens masked, remote text cleaned (control characters shown as ``\ufffd``). A field
+        the session sent out of range is ``null`` and its path in ``/v1/status`` is listed in
+        ``invalid`` (``["total_steps", "gpus[0].memory_used_bytes"]``). ``work_at_risk`` is the
         panel's figure: its state, seconds, and whether it reached the config's
         ``risk_warning_min`` (see :class:`colabtui.figures.WorkAtRisk`).
     """
@@ -307,6 +309,8 @@ def _round1(seconds: float | None) -> float | None:
 
 async def _poll_one(session: SessionConfig, timeout_s: float,
                     warning_after_s: float) -> dict[str, Any]:
+    from colabtui_remote.schema import invalid_paths
+
     from colabtui.client import SessionError
     from colabtui.figures import ENDED_STATES, age_s, clock_offset_s, work_at_risk
     from colabtui.transport import make_client
@@ -367,6 +371,7 @@ async def _poll_one(session: SessionConfig, timeout_s: float,
         error=None if st.error is None else {"kind": "run_failed", "message": plain(st.error)},
         status_age_s=_round1(status_age),
         stale=stale,
+        invalid=invalid_paths(st),
     )
     return entry
 
@@ -381,7 +386,9 @@ def _fmt_bytes(n: int | None) -> str:
     return "-"
 
 
-def _fmt_age(seconds: float) -> str:
+def _fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
     if seconds < 90:
         return f"{seconds:.0f} s ago"
     if seconds < 5400:
@@ -394,19 +401,26 @@ def _row(e: dict[str, Any]) -> list[str]:
 
     if not e["ok"]:
         return [e["label"], "error", "", "", "", e["error"]["message"]]
-    step = "-" if e["step"] is None else str(e["step"])
-    if e["total_steps"]:
-        step += f"/{e['total_steps']}"
+    invalid = e.get("invalid", ())
+
+    def shown(path: str, value: Any, fmt=str) -> str:  # "invalid": out of range as sent
+        return "invalid" if path in invalid else "-" if value is None else fmt(value)
+
+    step = shown("step", e["step"])
+    if e["total_steps"] or "total_steps" in invalid:
+        step += f"/{shown('total_steps', e['total_steps'])}"
     loss = e["loss_nonfinite"] or ("-" if e["loss"] is None else f"{e['loss']:.4g}")
     gpu = "none"
     if e["gpu"]:
         g = e["gpu"]
         gpu = g["name"] or "GPU"
-        if g["utilization_pct"] is not None:
-            gpu += f" {g['utilization_pct']:.0f}%"
+        if g["utilization_pct"] is not None or "gpus[0].utilization_pct" in invalid:
+            gpu += f" {shown('gpus[0].utilization_pct', g['utilization_pct'], '{:.0f}%'.format)}"
     ck = e["checkpoint"]
-    ckpt = "none yet" if ck is None else \
-        f"step {ck['step']}, {_fmt_bytes(ck['bytes'])}, {_fmt_age(ck['age_s'])}"
+    ckpt = "none yet" if ck is None else (
+        f"step {shown('checkpoint.last.step', ck['step'])}, "
+        f"{shown('checkpoint.last.bytes', ck['bytes'], _fmt_bytes)}, "
+        f"{shown('checkpoint.last.saved_at', ck['age_s'], _fmt_age)}")
     rep = e.get("replica")
     if rep is not None:  # what survives the runtime: verified on Drive
         where = "Drive" if rep["kind"] == "drive" else "Drive mount"

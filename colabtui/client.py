@@ -4,7 +4,8 @@ One long-lived :class:`httpx.AsyncClient` per session, explicit timeouts, bearer
 body is parsed with :mod:`colabtui_remote.schema`; every failure becomes a :class:`SessionError`
 whose message a user understands (a refused connection, a tunnel's HTML error page, a token the
 session refused…). Text from a session is untrusted: it stays a plain ``str`` (the UI renders it
-literally), bounded in length by the schema.
+literally), cleaned and bounded in length by the schema; an error's message is cleaned the same
+way (:func:`colabtui_remote.wire.clean_text`) whatever it quotes.
 """
 
 from __future__ import annotations
@@ -34,15 +35,16 @@ class SessionError(Exception):
         kind: ``"unreachable"`` (refused, DNS, timeout, dropped connection), ``"token_refused"``
             (401/403), ``"protocol"`` (the session speaks another protocol version) or
             ``"bad_response"`` (an HTML page from a tunnel, 5xx, malformed JSON, schema error).
-        message: words a user understands; never holds the token.
+        message: words a user understands, one line of plain text (cleaned by
+            :func:`colabtui_remote.wire.clean_text`); never holds the token.
         status_code: the HTTP status, when there was one.
     """
 
     def __init__(self, kind: str, message: str, status_code: int | None = None) -> None:
         self.kind = kind
-        self.message = message
+        self.message = wire.clean_text(message)  # it may quote a session, a tunnel, Drive
         self.status_code = status_code
-        super().__init__(message)
+        super().__init__(self.message)
 
 
 def _chain(exc: BaseException):

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 import tomli_w
+from colabtui_remote.wire import clean_text
 
 try:
     import tomllib
@@ -179,9 +180,11 @@ class SessionConfig:
 
     @property
     def display_label(self) -> str:
-        """The label, or ``host:port`` of the URL when there is none."""
+        """The label, or ``host:port`` of the URL when there is none; one line of plain text
+        (a label saved by ``colabtui connect`` may be a session's own, so it is cleaned as the
+        session's text is: :func:`colabtui_remote.wire.clean_text`)."""
         if self.label:
-            return self.label
+            return clean_text(self.label)
         folder = mailbox_path(self.url)
         if folder is not None:
             return folder.name or str(folder)

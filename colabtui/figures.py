@@ -217,7 +217,7 @@ def work_at_risk(status: Status, now: float, offset: float = 0.0, *,
         return WorkAtRisk("lost")
     if status.state in ENDED_STATES:
         failed_after = (ck.last_error_at is not None and ck.last is not None
-                        and ck.last_error_at > ck.last.saved_at)
+                        and ck.last.saved_at is not None and ck.last_error_at > ck.last.saved_at)
         return WorkAtRisk("saved" if ck.last is not None and not failed_after else "ended")
     found = at_risk_since(status)
     seconds = None if found is None else age_s(found[0], now, offset)

@@ -9,11 +9,17 @@ The figures themselves (ages, ETA, throughput, work at risk) are computed in
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from colabtui.figures import age_s, eta_s, throughput
 
 NA = "n/a"
 """Shown for a value the session did not report (null on the wire)."""
+
+INVALID = "invalid"
+"""Shown for a value the session sent out of range (named in the parsed object's
+``invalid``, see :mod:`colabtui_remote.schema`): a step of ``1e30``, a size of ``10**400``."""
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -74,6 +80,16 @@ def fmt_age(then: float | None, now: float) -> str:
         h, m = divmod(int(s // 60), 60)
         return f"{h} h ago" if m == 0 else f"{h} h {m} min ago"
     return f"{int(s // 86400)} d ago"
+
+
+def fmt_field(obj: Any, name: str, fmt: Callable[[Any], str] = str) -> str:
+    """Field ``name`` of a parsed object (a status, a GPU, a checkpoint…) as text:
+    :data:`INVALID` when the session sent it out of range, :data:`NA` when not reported,
+    else ``fmt(value)``."""
+    if name in getattr(obj, "invalid", ()):
+        return INVALID
+    value = getattr(obj, name)
+    return NA if value is None else fmt(value)
 
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")

@@ -11,6 +11,11 @@ about ``max_points`` points and never scans the raw table of a long run.
 
 Non-finite values are stored as ``NULL`` with a marker (``"nan"``, ``"inf"``, ``"-inf"``) beside
 them, because SQLite turns NaN into ``NULL``.
+
+What comes from a session is parsed (cleaned, bounded) before it gets here; the ledger still
+stores no integer outside SQLite's range (a point outside it is left out, a step is stored as
+unknown) and cleans the text it reads back (:func:`colabtui_remote.wire.clean_text`), which an
+older colabtui may have written raw.
 """
 
 from __future__ import annotations
@@ -136,6 +141,15 @@ class SessionRow:
     last_seq: int
 
 
+def _int64(value: int | None) -> int | None:
+    """``value`` when SQLite can store it as an INTEGER, else ``None``."""
+    return value if value is None or wire.MIN_INT <= value <= wire.MAX_INT else None
+
+
+def _clean(text: str | None) -> str | None:
+    return None if text is None else wire.clean_text(text)
+
+
 def _gpu_name(status: schema.Status) -> str | None:
     names = [g.name for g in status.gpus if g.name]
     if not names:
@@ -143,6 +157,14 @@ def _gpu_name(status: schema.Status) -> str | None:
     if len(set(names)) == 1 and len(names) > 1:
         return f"{len(names)}× {names[0]}"
     return ", ".join(dict.fromkeys(names))
+
+
+def _session_row(session_id, session_key, run, label, url, gpu, started_at, first_seen,
+                 last_seen, state, step, ended, ended_at, last_seq) -> SessionRow:
+    """A row of ``sessions`` with its text cleaned (the ids stay keys)."""
+    return SessionRow(session_id, session_key, wire.clean_text(run), _clean(label), _clean(url),
+                      _clean(gpu), started_at, first_seen, last_seen, _clean(state), step,
+                      _clean(ended), ended_at, last_seq)
 
 
 class _Bucket:
@@ -242,7 +264,7 @@ class Ledger:
                        step = COALESCE(excluded.step, step),
                        ended = excluded.ended, ended_at = excluded.ended_at""",
                 (status.session_id, session_key, url, label or status.label, status.run,
-                 _gpu_name(status), status.started_at, now, now, status.state, status.step,
+                 _gpu_name(status), status.started_at, now, now, status.state, _int64(status.step),
                  ended, ended_at),
             )
 
@@ -265,10 +287,11 @@ class Ledger:
         with self._lock, self._db:
             self._db.execute("BEGIN")
             sess, last_seq, min_step = self._session_for_points(run, session_id)
-            new_last = max(last_seq, page.next_after)
+            new_last = max(last_seq, _int64(page.next_after) or 0)
             page_min = None
             for name, pts in page.series.items():
-                fresh = [p for p in pts if p.seq > last_seq]
+                fresh = [p for p in pts if last_seq < p.seq <= wire.MAX_INT
+                         and wire.MIN_INT <= p.step <= wire.MAX_INT]
                 if not fresh:
                     continue
                 sid = self._series_id(run, name)
@@ -350,12 +373,13 @@ class Ledger:
                           last_seen, state, step, ended, ended_at, last_seq
                    FROM sessions ORDER BY COALESCE(last_seen, first_seen, 0) DESC, id DESC"""
             ).fetchall()
-        return [SessionRow(*r) for r in rows]
+        return [_session_row(*r) for r in rows]
 
     def runs(self) -> list[str]:
         """Names of every run with stored points."""
         with self._lock:
-            return [r[0] for r in self._db.execute("SELECT DISTINCT run FROM series ORDER BY run")]
+            return [wire.clean_text(r[0])
+                    for r in self._db.execute("SELECT DISTINCT run FROM series ORDER BY run")]
 
     def load_series(self, run: str, max_points: int = 4000) -> dict[str, list[schema.MetricPoint]]:
         """The run's curves across all its sessions, by step.
@@ -382,7 +406,8 @@ class Ledger:
                 limit = min(limit, first_step)
             series = self._db.execute("SELECT id, name FROM series WHERE run = ? ORDER BY name",
                                       (run,)).fetchall()
-            return {name: self._load_one(sid, cutoff, max_points) for sid, name in series}
+            return {wire.clean_text(name): self._load_one(sid, cutoff, max_points)
+                    for sid, name in series}
 
     def _load_one(self, sid: int, cutoff: dict[int, float],
                   max_points: int) -> list[schema.MetricPoint]:

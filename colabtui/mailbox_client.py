@@ -260,7 +260,7 @@ class MailboxClient:
             after=after, next_after=-neg_last, last_seq=max(last_seq, page.last_seq),
             more=-neg_last < last_seq,
             thinned=page.thinned or chunk_after > after,  # older points were pruned: a gap
-            series={k: v for k, v in series.items() if v})
+            series={k: v for k, v in series.items() if v}, invalid=page.invalid)
 
     def _session_of_status(self) -> str | None:
         data = self._read(STATUS, "no status.json yet in the mailbox")
@@ -310,6 +310,7 @@ class MailboxClient:
             sent_at = obj.get("sent_at") if isinstance(obj, dict) else None
         except (schema.SchemaError, KeyError):
             action, sent_at = "?", None
-        created = sent_at if isinstance(sent_at, (int, float)) else self._clock()
-        return schema.CommandRecord(id=command_id, action=str(action)[:40], state="pending",
-                                    created_at=float(created))
+        created = wire.finite_or_none(sent_at) if isinstance(sent_at, (int, float)) else None
+        return schema.CommandRecord(id=command_id, action=wire.clean_text(str(action), 40),
+                                    state="pending",
+                                    created_at=self._clock() if created is None else created)

@@ -14,11 +14,32 @@ from colabtui_remote.schema import Status
 from rich.text import Text
 
 from colabtui.figures import age_s, until_s, work_at_risk
-from colabtui.formatting import fmt_age, fmt_bytes, fmt_duration, fmt_minutes, short_count
+from colabtui.formatting import (
+    fmt_age,
+    fmt_bytes,
+    fmt_duration,
+    fmt_field,
+    fmt_minutes,
+    short_count,
+)
 from colabtui.widgets.progress_view import COMPACT_BELOW
 from colabtui.widgets.text_block import TextBlock
 
 _REPLICA_NAMES = {"drive": "Drive", "mount": "Drive mount"}
+
+
+def _ago(obj: object, name: str, now: float, offset: float, *, compact: bool = False) -> str:
+    """How long ago field ``name`` (a time on the session's clock) of ``obj`` was."""
+    if compact:
+        return fmt_field(obj, name, lambda t: fmt_duration(age_s(t, now, offset)))
+    return fmt_field(obj, name, lambda t: fmt_age(t + offset, now))
+
+
+def _step(obj: object, compact: bool) -> str:
+    """Field ``step`` of ``obj``: ``s8.0k`` when ``compact``, else ``step 8,000``."""
+    if compact:
+        return f"s{fmt_field(obj, 'step', short_count)}"
+    return f"step {fmt_field(obj, 'step', '{:,}'.format)}"
 
 
 def replica_lines(status: Status, now: float, offset: float, *, compact: bool = False) -> Text:
@@ -41,8 +62,8 @@ def replica_lines(status: Status, now: float, offset: float, *, compact: bool = 
         text.append("\n")
         text.append(f"{name} {r.state}", style="bold white on dark_red" if r.state == "offline"
                     else "bold red")
-        if r.pending:
-            text.append(f" · {r.pending} local only", style="yellow")
+        if r.pending or "pending" in r.invalid:
+            text.append(f" · {fmt_field(r, 'pending')} local only", style="yellow")
         if r.next_retry_at is not None:
             left = until_s(r.next_retry_at, now, offset)
             text.append(f" · retry in {fmt_duration(left)}", style="dim")
@@ -51,21 +72,20 @@ def replica_lines(status: Status, now: float, offset: float, *, compact: bool = 
     v = r.verified
     if v is None:
         text.append("nothing verified yet", style="yellow")
-    elif compact:
-        text.append(f"✓ s{short_count(v.step)}", style="bold green")
     else:
-        text.append(f"✓ step {v.step:,}", style="bold green")
-        text.append(f" verified {fmt_age(v.verified_at + offset, now)}")
-    if not down and r.pending and r.uploading is None:
-        text.append(f" +{r.pending}" if compact else f" · {r.pending} local only",
-                    style="yellow")
+        text.append(f"✓ {_step(v, compact)}", style="bold green")
+        if not compact:
+            text.append(f" verified {_ago(v, 'verified_at', now, offset)}")
+    if not down and (r.pending or "pending" in r.invalid) and r.uploading is None:
+        pending = fmt_field(r, "pending")
+        text.append(f" +{pending}" if compact else f" · {pending} local only", style="yellow")
     if r.uploading is not None:
         u = r.uploading
         text.append("\n")
-        step = f"s{short_count(u.step)}" if compact else f"step {u.step:,}"
-        text.append(f"uploading {step}: ", style="bold yellow")
-        text.append(f"{fmt_bytes(u.bytes_sent)}/{fmt_bytes(u.bytes_total)}")
-        if u.bytes_total:
+        text.append(f"uploading {_step(u, compact)}: ", style="bold yellow")
+        text.append(f"{fmt_field(u, 'bytes_sent', fmt_bytes)}/"
+                    f"{fmt_field(u, 'bytes_total', fmt_bytes)}")
+        if u.bytes_total and u.bytes_sent is not None:
             text.append(f" ({100 * u.bytes_sent / u.bytes_total:.0f}%)")
     if r.last_error and r.state != "ok":
         text.append("\n")
@@ -98,25 +118,25 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
     if ck.last is None:
         text.append("none yet", style="yellow")
     elif compact:
-        text.append(fmt_duration(age_s(ck.last.saved_at, now, offset)), style="bold")
-        size = fmt_bytes(ck.last.bytes).replace(" ", "")
-        text.append(f" · s{short_count(ck.last.step)} {size}")
+        text.append(_ago(ck.last, "saved_at", now, offset, compact=True), style="bold")
+        size = fmt_field(ck.last, "bytes", fmt_bytes).replace(" ", "")
+        text.append(f" · {_step(ck.last, compact)} {size}")
     else:
-        text.append(fmt_age(ck.last.saved_at + offset, now), style="bold")
-        text.append(f" · step {ck.last.step:,} · {fmt_bytes(ck.last.bytes)}")
+        text.append(_ago(ck.last, "saved_at", now, offset), style="bold")
+        text.append(f" · {_step(ck.last, compact)} · {fmt_field(ck.last, 'bytes', fmt_bytes)}")
     if ck.in_progress is not None:
         p = ck.in_progress
         text.append("\n")
-        step = f"s{short_count(p.step)}" if compact else f"step {p.step:,}"
-        text.append(f"saving {step}: ", style="bold yellow")
+        text.append(f"saving {_step(p, compact)}: ", style="bold yellow")
         text.append(p.phase)  # from the session: plain text
-        done = fmt_bytes(p.bytes_written)
+        done = fmt_field(p, "bytes_written", fmt_bytes)
         # bytes_total is the tensor data's size while writing: the file's framing can pass it
-        known = p.bytes_total and p.bytes_written <= p.bytes_total
+        known = p.bytes_total and p.bytes_written is not None and p.bytes_written <= p.bytes_total
         text.append(f" {done}" + (f"/{fmt_bytes(p.bytes_total)}" if known else ""))
     text.append_text(replica_lines(status, now, offset, compact=compact))
     failed_since_last = ck.last_error is not None and (
-        ck.last is None or ck.last_error_at is None or ck.last_error_at > ck.last.saved_at)
+        ck.last is None or ck.last_error_at is None or ck.last.saved_at is None
+        or ck.last_error_at > ck.last.saved_at)
     if failed_since_last:  # a later good save makes an old failure history, not news
         text.append("\n")
         text.append("save failed", style="bold red")
@@ -133,7 +153,7 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         if ck.last is None:
             text.append("all work (no checkpoint)", style="bold red")
         else:
-            text.append(f"work after step {ck.last.step:,}", style="bold red")
+            text.append(f"work after {_step(ck.last, False)}", style="bold red")
         return text
     text.append("at risk ", style="dim")
     if risk.state in ("saved", "ended"):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from colabtui_remote.schema import GpuStats
 from rich.text import Text
 
-from colabtui.formatting import NA, bar, fmt_gib
+from colabtui.formatting import NA, bar, fmt_field, fmt_gib
 from colabtui.widgets.text_block import TextBlock
 
 MAX_GPUS_SHOWN = 2
@@ -37,25 +37,27 @@ def gpu_lines(gpus: list[GpuStats], gpu_error: str | None, width: int) -> Text:
 
 def _one_gpu(text: Text, gpu: GpuStats, width: int, numbered: bool) -> None:
     if numbered:
-        text.append(f"GPU{gpu.index} ", style="dim")
+        text.append(f"GPU{fmt_field(gpu, 'index')} ", style="dim")
     text.append(gpu.name if gpu.name is not None else NA, style="bold")
     text.append("\n")
-    util = NA if gpu.utilization_pct is None else f"{gpu.utilization_pct:.0f}%"
+    util = fmt_field(gpu, "utilization_pct", "{:.0f}%".format)
     text.append(util, style="bold")
     text.append(" util", style="dim")
     if gpu.temperature_c is None:
-        text.append(f"  {NA} °C")
+        text.append(f"  {fmt_field(gpu, 'temperature_c')} °C")
     else:
         style = "bold red" if gpu.temperature_c >= HOT_C else ""
         text.append(f"  {gpu.temperature_c:.0f}°C", style=style)
     if gpu.power_w is None:
-        text.append(f"  {NA} W")
+        text.append(f"  {fmt_field(gpu, 'power_w')} W")
     else:
-        limit = "" if gpu.power_limit_w is None else f"/{gpu.power_limit_w:.0f}"
+        limit = fmt_field(gpu, "power_limit_w", "{:.0f}".format)
+        limit = "" if limit == NA else f"/{limit}"
         text.append(f"  {gpu.power_w:.0f}{limit} W")
     text.append("\n")
     used, total = gpu.memory_used_bytes, gpu.memory_total_bytes
-    figures = f" {fmt_gib(used)}/{fmt_gib(total)} GiB"
+    figures = (f" {fmt_field(gpu, 'memory_used_bytes', fmt_gib)}"
+               f"/{fmt_field(gpu, 'memory_total_bytes', fmt_gib)} GiB")
     fraction = used / total if used is not None and total else None
     bar_width = max(3, min(24, width - len(figures) - 4))
     text.append("mem ", style="dim")

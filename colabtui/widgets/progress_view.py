@@ -10,9 +10,10 @@ from rich.text import Text
 
 from colabtui.figures import ENDED_STATES, LIVE_STATES, age_s, fraction_done
 from colabtui.formatting import (
-    NA,
+    INVALID,
     fmt_duration,
     fmt_eta,
+    fmt_field,
     fmt_minutes,
     fmt_number,
     fmt_rate,
@@ -57,28 +58,28 @@ def progress_lines(status: Status, width: int, *, live: bool = True,
     if not live and seen_ago_s is not None:
         text.append(f" · {fmt_duration(seen_ago_s)} ago", style="dim")
     compact = width < COMPACT_BELOW
-    step = NA if status.step is None else f"{status.step:,}"
+    step = fmt_field(status, "step", "{:,}".format)
     text.append("  " if compact else "  step ", style="dim")
     text.append(step, style="bold")
-    if status.total_steps is not None:
-        total = short_count(status.total_steps) if compact else f"{status.total_steps:,}"
+    if status.total_steps is not None or "total_steps" in status.invalid:
+        total = fmt_field(status, "total_steps", short_count if compact else "{:,}".format)
         text.append(f"/{total}")
         done = fraction_done(status.step, status.total_steps)
         if done is not None:
             text.append(f" {100 * done:.0f}%", style="dim")
-    if status.epoch is not None and not compact:
+    if (status.epoch is not None or "epoch" in status.invalid) and not compact:
         text.append("  ep ", style="dim")
-        text.append(str(status.epoch))
+        text.append(fmt_field(status, "epoch"))
     text.append("\n")
-    text.append(fmt_rate(status.steps_per_s))
+    text.append(INVALID if "steps_per_s" in status.invalid else fmt_rate(status.steps_per_s))
     text.append("  ETA ", style="dim")
     if live and status.state in LIVE_STATES:
         text.append(fmt_eta(status.step, status.total_steps, status.steps_per_s))
     else:
         text.append("—")
-    if width >= 40 and status.uptime_s is not None:
+    if width >= 40 and (status.uptime_s is not None or "uptime_s" in status.invalid):
         text.append("  up ", style="dim")
-        text.append(fmt_minutes(status.uptime_s))  # to the minute: it moves every poll
+        text.append(fmt_field(status, "uptime_s", fmt_minutes))  # to the minute: moves every poll
     if "loss" in status.metrics:
         value = status.metrics["loss"]
         marker = status.metrics_nonfinite.get("loss")
