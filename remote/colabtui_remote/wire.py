@@ -142,7 +142,7 @@ def dumps(obj: Any) -> bytes:
     except ValueError:
         text = json.dumps(_sanitize(obj), allow_nan=False, separators=(",", ":"),
                           ensure_ascii=False)
-    return text.encode("utf-8")
+    return text.encode("utf-8", errors="replace")  # a lone surrogate in a name: "?", no error
 
 
 def loads(data: bytes | str) -> Any:

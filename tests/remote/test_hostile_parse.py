@@ -259,3 +259,10 @@ def test_the_invalid_names_never_go_on_the_wire() -> None:
     assert "invalid" not in schema.command_to_wire(record)
     status = dataclasses.replace(hostile_status(), run="r", label="l", session_id="s")
     assert schema.parse_status(wire.loads(ascii_json(schema.status_to_wire(status)))).run == "r"
+
+
+def test_a_lone_surrogate_in_a_name_goes_on_the_wire_as_valid_utf8() -> None:
+    # A run, label or metric name may hold one (a file name decoded with surrogateescape);
+    # the status reply must still encode, and the laptop's parse sees a placeholder.
+    body = wire.dumps({"run": "r\udcff", "label": "ok"})
+    assert body.decode("utf-8") == '{"run":"r?","label":"ok"}'
