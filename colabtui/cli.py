@@ -214,8 +214,10 @@ async def _connect(config_path: Path, args: argparse.Namespace) -> int:
             else:
                 _err(f"{url} did not answer as a colabtui session: {plain(exc.message)}")
             return EXIT_SESSION
-    session = SessionConfig(url=url, token=args.token, label=args.label or status.label)
-    replaced = config.find(url) is not None
+    saved = config.find(url)  # a new token for it: its label stays unless one is given
+    label = args.label or (saved.label if saved is not None else "") or status.label
+    session = SessionConfig(url=url, token=args.token, label=label)
+    replaced = saved is not None
     save_config(config.with_session(session), config_path)
     step = "-" if status.step is None else status.step
     print(f"{'updated' if replaced else 'saved'} {plain(session.display_label)} ({url}, token "
