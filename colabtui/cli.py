@@ -118,11 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "digits on the CPU, at different learning rates, and open the app on them. "
                     "Quitting ends them; running the demo again resumes each run from its "
                     "checkpoints. Needs: pip install 'colabtui[demo]'.",
-        epilog="examples:\n  colabtui demo\n  colabtui demo --sessions 2")
+        epilog="examples:\n  colabtui demo\n  colabtui demo --sessions 2\n"
+               "  colabtui demo --fresh       the runs start over from step 0")
     p.add_argument("--sessions", type=int, default=3, metavar="N",
                    help="number of sessions, 1 to 9 (default 3)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="training steps per run (default: a run of a few minutes)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start the demo runs over: delete their checkpoints and the demo's "
+                        "history first (it says what it deletes)")
     cli_drive.add_parsers(sub, fmt)
     return parser
 
@@ -177,7 +181,7 @@ def _demo(args: argparse.Namespace) -> int:
         _err("--steps must be at least 1")
         return EXIT_USAGE
     try:
-        return run_demo(args.sessions, steps=args.steps)
+        return run_demo(args.sessions, steps=args.steps, fresh=args.fresh)
     except DemoError as exc:
         _err(str(exc))
         return EXIT_SESSION
