@@ -11,7 +11,7 @@ they run in their own process group, and on Linux the kernel also sends them SIG
 process dies (``PR_SET_PDEATHSIG``).
 
 The app opens at once: the ports and tokens are chosen and the config is written first, the
-children start once the app has drawn its first frame (at a lower CPU priority), and the panels
+children start once the app has drawn its first frame (at the lowest CPU priority), and the panels
 say "starting…" while each child imports torch (seconds on a laptop); a child that fails to
 start is reported in the app, with the end of its stderr.
 """
@@ -150,9 +150,9 @@ def free_port(preferred: int | None = None) -> int:
     raise OSError("no free TCP port on 127.0.0.1")
 
 
-CHILD_NICENESS = 10
-"""Added to the children's niceness: the app, not three ``import torch``, gets the CPU first
-(its first frame), and stays responsive while they train."""
+CHILD_NICENESS = 19
+"""Added to the children's niceness (19: the lowest priority): the app, not three ``import
+torch``, gets the CPU first (its first frame), and stays responsive while they train."""
 
 
 def _child_setup() -> None:  # runs in the child between fork and exec
@@ -537,7 +537,10 @@ def run_demo(n: int = 3, *, steps: int | None = None, root: Path | None = None,
 
         class DemoApp(ColabTuiApp):
             def on_ready(self) -> None:
-                # after the first frame: three `import torch` would hold it back for seconds
+                # once the first frame is out: three `import torch` would hold it back
+                self.call_after_refresh(self.start_runs)
+
+            def start_runs(self) -> None:
                 demo.spawn()
                 demo.watch(failed, served)
 
