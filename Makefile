@@ -6,18 +6,33 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench screenshots setup clean
 
+DEMO_STAMP := $(VENV)/.demo-installed
+
+# On Linux a bare "torch" from PyPI is the CUDA build (several GB); the demo trains on the CPU,
+# so its install takes torch from PyTorch's CPU wheel index. macOS wheels on PyPI are CPU builds
+# already. constraints.txt pins the version only. `make setup` and `make test` stay on PyPI
+# alone (CI runs offline but for PyPI); run `make demo` first for the CPU build in .venv.
+ifeq ($(shell uname -s),Linux)
+TORCH_INDEX := --extra-index-url https://download.pytorch.org/whl/cpu
+endif
+
 setup: $(STAMP)
 
-# torch is pinned to its CPU build through constraints.txt: a bare "torch" pulls a CUDA build of
-# several GB.
 $(STAMP): pyproject.toml remote/pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e './remote[drive]' -e '.[demo,dev,drive]'
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/colabtui demo
+# Only what the demo needs, with the CPU build of torch on Linux.
+$(DEMO_STAMP): pyproject.toml remote/pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH_INDEX) -e './remote' -e '.[demo]'
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(BIN)/colabtui demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from colabtui.mailbox_client import MailboxClient
-from colabtui.widgets.session_panel import COMMAND_POLL_S
+from colabtui.widgets.panel_commands import COMMAND_POLL_S
 
 
 async def wait_for(probe, limit_s: float = 60.0):

@@ -2,19 +2,27 @@
 
 Keys (also in the footer and the command palette): ``s`` save the focused session, ``S`` save
 all, ``x`` stop the focused one after a confirmation, ``a`` add, ``d`` remove (config only; the
-ledger keeps the history), ``1``-``9`` focus, ``l`` log scale, ``?`` help, ``q`` quit.
+ledger keeps the history; asks first), ``1``-``9`` focus, ``l`` log scale, ``?`` help, ``q`` quit.
+
+Keys act on what the user sees: a digit moves the focus at once, so a key typed right after it
+in one burst acts on the newly focused panel; one save (and one stop) is in flight per session;
+each session has one toast per kind of message, which a newer one replaces. The config file is
+read again when it changes (or a session refuses its token), so a token given to ``colabtui
+connect`` reaches the running app within a second.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Header
 from textual.worker import Worker, WorkerState
@@ -23,11 +31,13 @@ from colabtui.config import Config, ConfigError, SessionConfig, load_config, sav
 from colabtui.formatting import fmt_bytes, fmt_field
 from colabtui.ledger import Ledger
 from colabtui.screens.add_session import AddSessionScreen
+from colabtui.screens.confirm_remove import ConfirmRemoveScreen
 from colabtui.screens.confirm_stop import ConfirmStopScreen
 from colabtui.screens.help import HelpScreen
 from colabtui.screens.welcome import WelcomeScreen
 from colabtui.widgets.app_footer import AppFooter, footer_tier
-from colabtui.widgets.session_panel import CommandUpdate, SessionPanel
+from colabtui.widgets.panel_commands import CommandUpdate, TokenRefused
+from colabtui.widgets.session_panel import SessionPanel
 
 COMPACT_BELOW_ROWS = 36
 """Terminals shorter than this get panels without blank lines between blocks."""
@@ -47,6 +57,8 @@ class ColabTuiApp(App):
         poll: poll the sessions (``False``: no network workers; panels take data from
             :meth:`SessionPanel.apply`).
         backoff_max_s: longest wait between polls of a session that fails, seconds.
+        starting: for a session key, whether that session is still starting (the demo's runs
+            while they import torch): its panel says "starting…" until it answers.
     """
 
     CSS_PATH = "app.tcss"
@@ -68,13 +80,17 @@ class ColabTuiApp(App):
 
     def __init__(self, config_path: Path, ledger_path: Path, *,
                  clock: Callable[[], float] = time.time, poll: bool = True,
-                 backoff_max_s: float = 30.0) -> None:
+                 backoff_max_s: float = 30.0,
+                 starting: Callable[[str], bool] | None = None) -> None:
         super().__init__()
         self.config_path = Path(config_path)
         self.ledger_path = Path(ledger_path)
         self.clock = clock
         self.poll = poll
         self.backoff_max_s = backoff_max_s
+        self.starting = starting
+        self._toasts: dict[tuple[str, str], Notification] = {}
+        self._config_stamp = self._stat_config()
         self.config_error: ConfigError | None = None
         try:
             self.config = load_config(self.config_path)
@@ -102,7 +118,7 @@ class ColabTuiApp(App):
             self._mount_panel(session, n)
         if self.config_error is not None:
             self.notify(f"{self.config_error}\nStarting with no sessions; the file is left as "
-                        "it is: fix it and start colabtui again.", title="config error",
+                        "it is: fix it, and its sessions show up here.", title="config error",
                         severity="error", timeout=30, markup=False)
         if self.ledger_error is not None:
             self.notify(self.ledger_error, severity="warning", timeout=20, markup=False)
@@ -137,9 +153,10 @@ class ColabTuiApp(App):
         return self.query_one(f"#{key}", SessionPanel)
 
     def _mount_panel(self, session: SessionConfig, index: int) -> SessionPanel:
+        starting = None if self.starting is None else partial(self.starting, session.key)
         panel = SessionPanel(session, index, clock=self.clock, settings=self.config.settings,
                              ledger=self.ledger, poll=self.poll, backoff_max_s=self.backoff_max_s,
-                             log_scale=self.log_scale)
+                             log_scale=self.log_scale, starting=starting)
         self.query_one("#panels", Horizontal).mount(panel)
         return panel
 
@@ -149,6 +166,7 @@ class ColabTuiApp(App):
             for panel in self.panels:
                 panel.tick()
         self._warn_shared_runs()
+        self.check_config()
 
     def _warn_shared_runs(self) -> None:
         """Say once per run name when two live sessions report the same run: history is kept
@@ -168,46 +186,99 @@ class ColabTuiApp(App):
                             severity="warning", timeout=20, markup=False)
 
     def focused_panel(self) -> SessionPanel | None:
-        """The panel holding the focus, else the first one, else ``None``."""
-        node = self.focused
+        """The panel holding the focus on the main screen (also while a dialog or the command
+        palette is on top), else the first one, else ``None``."""
+        panels = self.panels
+        if not panels:
+            return None
+        node = panels[0].screen.focused
         while node is not None:
             if isinstance(node, SessionPanel):
                 return node
             node = node.parent
-        panels = self.panels
-        return panels[0] if panels else None
+        return panels[0]
+
+    # ----------------------------------------------------------------- toasts
+
+    def toast(self, key: str, kind: str, message: str, *, title: str = "",
+              severity: SeverityLevel = "information", timeout: float | None = None) -> None:
+        """Show ``message`` (plain text, never markup) as the one toast of ``kind`` for
+        ``key`` (a session's key, or ``"app"``): it replaces the previous one, so a burst of
+        keys never piles up toasts.
+
+        Args:
+            key: whose toast it is.
+            kind: what it is about (``"save"``, ``"stop"``, ``"config"``…).
+            message: the text (may hold text from a session).
+            title: a title line above it.
+            severity: ``"information"``, ``"warning"`` or ``"error"``.
+            timeout: seconds on screen; ``None`` for the app's default.
+        """
+        note = Notification(message, title, severity,
+                            self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
+                            markup=False)
+        old = self._toasts.pop((key, kind), None)
+        self._toasts[(key, kind)] = note
+        # Textual has no public call to replace a toast. notify() posts a message, so a toast
+        # replaced before that message is handled would still appear: swap them at once.
+        if old is not None:
+            self._unnotify(old, refresh=False)
+        self._on_notify(Notify(note))
 
     # ----------------------------------------------------------------- actions
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self._allowed(action, self.screen)
+
+    def _allowed(self, action: str, screen: Screen) -> bool:
+        """Whether ``action`` can run with ``screen`` on top (the command palette asks for the
+        screen it was opened from, not for itself)."""
         if action in PANEL_ACTIONS:
-            if isinstance(self.screen, (ModalScreen, WelcomeScreen)):
+            if isinstance(screen, (ModalScreen, WelcomeScreen)):
                 return False
             if action != "log_scale" and not self.config.sessions:
                 return False
-        return not (action == "add" and isinstance(self.screen, ModalScreen))
+        return not (action == "add" and isinstance(screen, ModalScreen))
+
+    def _send(self, panel: SessionPanel, action: str) -> None:
+        """Send ``action`` to ``panel``'s session, unless one is still in flight: then say so."""
+        if panel.send(action):
+            return
+        step = panel.in_flight.get(action)
+        saving = panel.status.checkpoint.in_progress if panel.status is not None else None
+        if action == "save" and saving is not None:
+            step = saving.step
+        at = f" at step {step:,}" if step is not None else ""
+        self.toast(panel.session.key, action,
+                   f"{panel.session.display_label}: {action} already in progress{at}",
+                   timeout=3)
 
     def action_save(self) -> None:
         """Save a checkpoint of the focused session now."""
         panel = self.focused_panel()
         if panel is not None:
-            panel.send("save")
+            self._send(panel, "save")
 
     def action_save_all(self) -> None:
         """Save a checkpoint of every session now."""
         for panel in self.panels:
-            panel.send("save")
+            self._send(panel, "save")
 
     def action_stop(self) -> None:
-        """Stop the focused session after a confirmation (No is the default)."""
+        """Stop the focused session after a confirmation (No is the default); the dialog
+        shows the step the run is at while it is open."""
         panel = self.focused_panel()
         if panel is None:
             return
-        step = panel.status.step if panel.status is not None else None
+        key = panel.session.key
+
+        def step() -> int | None:
+            status = panel.status
+            return status.step if status is not None else None
 
         def answered(yes: bool | None) -> None:
-            if yes:
-                panel.send("stop")
+            if yes and panel.is_attached and panel.session.key == key:
+                self._send(panel, "stop")
 
         self.push_screen(ConfirmStopScreen(panel.session.display_label, step), answered)
 
@@ -217,19 +288,26 @@ class ColabTuiApp(App):
             self.notify("The config file could not be read, so it is not changed: fix it "
                         f"first.\n{self.config_error}", severity="error", markup=False)
             return
-        known = [s.url for s in self.config.sessions]
-        self.push_screen(AddSessionScreen(known), self._added)
+        self.push_screen(AddSessionScreen(self.config.sessions), self._added)
 
     def _added(self, session: SessionConfig | None) -> None:
         if session is None:
             return
+        known = self.config.find(session.url)
         if not self._save_config(self.config.with_session(session)):
+            return
+        if known is not None:  # a new token (or label) for a saved session
+            panel = self.panel(session.key)
+            panel.set_session(session)
+            panel.screen.set_focus(panel)
+            self.toast(session.key, "config", f"updated {session.display_label} "
+                       f"(token {session.masked_token or 'none'})")
             return
         if isinstance(self.screen, WelcomeScreen):
             self.pop_screen()
         panel = self._mount_panel(session, len(self.config.sessions))
         self.call_after_refresh(panel.focus)
-        self.notify(f"added {session.display_label}", markup=False)
+        self.toast(session.key, "config", f"added {session.display_label}")
 
     def _save_config(self, config: Config) -> bool:
         """Write ``config`` to the file and make it current; on failure say why, keep the old."""
@@ -240,21 +318,85 @@ class ColabTuiApp(App):
                         markup=False)
             return False
         self.config = config
+        self._config_stamp = self._stat_config()  # our own write is no news
         return True
 
+    # ----------------------------------------------------------------- the config file
+
+    def _stat_config(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.config_path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def check_config(self, *, force: bool = False) -> None:
+        """Read the config file again if it changed since it was last read (``force``: even
+        if it looks unchanged), and follow it: a new token or label goes to its panel, a new
+        session gets a panel, a removed one loses its panel. A file that does not parse is
+        said once per change and changes nothing; so does a file that is gone."""
+        stamp = self._stat_config()
+        if stamp is None or (stamp == self._config_stamp and not force):
+            return
+        self._config_stamp = stamp
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.toast("app", "config", f"{exc}\nThe sessions shown stay as they were.",
+                       title="config error", severity="error", timeout=15)
+            return
+        self.config_error = None
+        for name in ("poll_interval_s", "risk_warning_min", "chart_refresh_s"):
+            setattr(self.config.settings, name, getattr(config.settings, name))  # panels read it
+        self.config = Config(config.sessions, self.config.settings)
+        self._follow_config()
+
+    def _follow_config(self) -> None:
+        panels = {p.session.key: p for p in self.panels}
+        wanted = {s.key: s for s in self.config.sessions}
+        for key, panel in panels.items():
+            if key not in wanted:
+                panel.remove()
+            elif wanted[key] != panel.session:
+                panel.set_session(wanted[key])
+        for n, session in enumerate(self.config.sessions, start=1):
+            if session.key not in panels:
+                if isinstance(self.screen, WelcomeScreen):
+                    self.pop_screen()
+                self._mount_panel(session, n)
+        if any(key not in wanted for key in panels):
+            self.call_after_refresh(self._after_remove)  # renumbers, and moves the focus
+
+    @on(TokenRefused)
+    def _token_refused(self, message: TokenRefused) -> None:
+        self.check_config(force=True)  # the file may hold a newer token
+
     def action_remove(self) -> None:
-        """Remove the focused session from the config (the ledger keeps its history)."""
+        """Remove the focused session from the config after a confirmation that says its
+        token is forgotten (No is the default); the ledger keeps its history."""
         if self.config_error is not None:
             return
         panel = self.focused_panel()
         if panel is None:
             return
-        if not self._save_config(self.config.without(panel.session.key)):
+        session = panel.session
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._remove(session)
+
+        self.push_screen(ConfirmRemoveScreen(session.display_label, session.url,
+                                             session.masked_token), answered)
+
+    def _remove(self, session: SessionConfig) -> None:
+        if self.config.find(session.key) is None:  # gone meanwhile (the file changed)
             return
-        label = panel.session.display_label
-        panel.remove()
+        if not self._save_config(self.config.without(session.key)):
+            return
+        self.panel(session.key).remove()
         self.call_after_refresh(self._after_remove)
-        self.notify(f"removed {label} from the config (its history is kept)", markup=False)
+        self.toast(session.key, "config", f"removed {session.display_label} from the config; "
+                   "its token is forgotten, its history kept")
 
     def _after_remove(self) -> None:
         panels = self.panels
@@ -266,17 +408,23 @@ class ColabTuiApp(App):
             self.push_screen(WelcomeScreen())
 
     def action_focus_panel(self, number: int) -> None:
-        """Focus panel ``number`` (1-based)."""
+        """Focus panel ``number`` (1-based) at once, so that a key typed right after the digit
+        (one burst: ``2s``) acts on it; with no such panel, nothing changes (a bell)."""
         panels = self.panels
-        if 1 <= number <= len(panels):
-            panels[number - 1].focus()
+        if not 1 <= number <= len(panels):
+            self.bell()
+            return
+        panel = panels[number - 1]
+        # Widget.focus() would wait for the next idle moment, after keys already queued
+        panel.screen.set_focus(panel)
 
     def action_log_scale(self) -> None:
         """Toggle the log scale of every loss chart."""
         self.log_scale = not self.log_scale
         for panel in self.panels:
             panel.set_log_scale(self.log_scale)
-        self.notify(f"log scale {'on' if self.log_scale else 'off'}", timeout=2, markup=False)
+        self.toast("app", "log_scale", f"log scale {'on' if self.log_scale else 'off'}",
+                   timeout=2)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -296,36 +444,41 @@ class ColabTuiApp(App):
             ("Help", "Every key (?)", "help"),
         ]
         for title, help_text, action in commands:
-            if self.check_action(action, ()):
+            if self._allowed(action, screen):
                 yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
+        if self._allowed("focus_panel", screen):
+            for n, panel in enumerate(self.panels[:9], start=1):
+                yield SystemCommand(f"Focus session {n}: {panel.session.display_label}",
+                                    f"Move the focus to session {n} ({n})",
+                                    partial(self.action_focus_panel, n))
 
     # ----------------------------------------------------------------- messages
 
     @on(CommandUpdate)
     def _command_update(self, message: CommandUpdate) -> None:
         what = message.action
+        toast = partial(self.toast, message.key, what)
         if message.ended:
-            self.notify(f"{message.label}: stop sent; the session has ended", title="stop",
-                        severity="warning", timeout=10, markup=False)
+            toast(f"{message.label}: stop sent; the session has ended", title="stop",
+                  severity="warning", timeout=10)
             return
         if message.error is not None:
-            self.notify(f"{message.label}: could not {what}: {message.error.message}",
-                        severity="error", timeout=10, markup=False)
+            toast(f"{message.label}: could not {what}: {message.error.message}",
+                  severity="error", timeout=10)
             return
         record = message.record
         assert record is not None
         if record.state in ("pending", "running"):
-            self.notify(f"{message.label}: {what} requested", timeout=3, markup=False)
+            toast(f"{message.label}: {what} requested", timeout=3)
         elif record.state == "done":
             ck = record.checkpoint
             where = (f"checkpoint at step {fmt_field(ck, 'step', '{:,}'.format)} written "
                      f"({fmt_field(ck, 'bytes', fmt_bytes)})" if ck is not None else "done")
             verb = "saved" if what == "save" else "stopped"
-            self.notify(f"{message.label}: {verb} — {where}", title=f"{what} done",
-                        timeout=8, markup=False)
+            toast(f"{message.label}: {verb} — {where}", title=f"{what} done", timeout=8)
         else:
-            self.notify(f"{message.label}: {what} failed: {record.error or 'no reason given'}",
-                        title=f"{what} failed", severity="error", timeout=15, markup=False)
+            toast(f"{message.label}: {what} failed: {record.error or 'no reason given'}",
+                  title=f"{what} failed", severity="error", timeout=15)
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:

@@ -1,8 +1,9 @@
 """The ``colabtui`` command: open the app, add a session, print status, run the demo.
 
-Errors are printed as one message on stderr, never as a traceback. Exit codes: 0 success;
-1 a session did not answer usably (unreachable, token refused, bad answer, other protocol
-version) or the demo failed; 2 bad input (usage, a bad URL or token, a config file that does not
+Errors are printed as one message on stderr, never as a traceback. Exit codes: 0 success
+(for ``status``: every session answered, or had ended and is gone since, as the history
+says); 1 a session did not answer usably (unreachable, token refused, bad answer, other
+protocol version) or the demo failed; 2 bad input (usage, a bad URL or token, a config file that does not
 parse); 130 interrupted.
 """
 
@@ -14,7 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from colabtui_remote.wire import clean_text
 
@@ -32,6 +33,11 @@ from colabtui.config import (
     validate_token,
     validate_url,
 )
+
+if TYPE_CHECKING:
+    from colabtui_remote.schema import Status
+
+    from colabtui.ledger import Ledger
 
 EXIT_OK, EXIT_SESSION, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -96,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "status", formatter_class=fmt, help="poll every saved session once and print a table",
         description="Poll every saved session once, without the app, and print state, step, "
-                    "loss, GPU and last checkpoint, or why it did not answer. Exits 1 if any "
-                    "session did not answer.",
+                    "loss, GPU and last checkpoint, or why it did not answer. A session that "
+                    "finished, stopped or failed and whose server is gone since is shown as it "
+                    "ended, from the history. Exits 1 if any other session did not answer.",
         epilog="examples:\n"
                "  colabtui status\n"
                "  colabtui status --json | jq '.sessions[] | {label, state, step}'")
@@ -111,11 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "digits on the CPU, at different learning rates, and open the app on them. "
                     "Quitting ends them; running the demo again resumes each run from its "
                     "checkpoints. Needs: pip install 'colabtui[demo]'.",
-        epilog="examples:\n  colabtui demo\n  colabtui demo --sessions 2")
+        epilog="examples:\n  colabtui demo\n  colabtui demo --sessions 2\n"
+               "  colabtui demo --fresh       the runs start over from step 0")
     p.add_argument("--sessions", type=int, default=3, metavar="N",
                    help="number of sessions, 1 to 9 (default 3)")
     p.add_argument("--steps", type=int, default=None, metavar="N",
                    help="training steps per run (default: a run of a few minutes)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start the demo runs over: delete their checkpoints and the demo's "
+                        "history first (it says what it deletes)")
     cli_drive.add_parsers(sub, fmt)
     return parser
 
@@ -170,7 +181,7 @@ def _demo(args: argparse.Namespace) -> int:
         _err("--steps must be at least 1")
         return EXIT_USAGE
     try:
-        return run_demo(args.sessions, steps=args.steps)
+        return run_demo(args.sessions, steps=args.steps, fresh=args.fresh)
     except DemoError as exc:
         _err(str(exc))
         return EXIT_SESSION
@@ -207,8 +218,10 @@ async def _connect(config_path: Path, args: argparse.Namespace) -> int:
             else:
                 _err(f"{url} did not answer as a colabtui session: {plain(exc.message)}")
             return EXIT_SESSION
-    session = SessionConfig(url=url, token=args.token, label=args.label or status.label)
-    replaced = config.find(url) is not None
+    saved = config.find(url)  # a new token for it: its label stays unless one is given
+    label = args.label or (saved.label if saved is not None else "") or status.label
+    session = SessionConfig(url=url, token=args.token, label=label)
+    replaced = saved is not None
     save_config(config.with_session(session), config_path)
     step = "-" if status.step is None else status.step
     print(f"{'updated' if replaced else 'saved'} {plain(session.display_label)} ({url}, token "
@@ -287,19 +300,29 @@ async def _save_mailbox(config_path: Path, args: argparse.Namespace, url: str, c
 # --------------------------------------------------------------------------- status
 
 
-async def poll_all(config: Config, timeout_s: float) -> list[dict[str, Any]]:
+async def poll_all(config: Config, timeout_s: float,
+                   ledger: Ledger | None = None) -> list[dict[str, Any]]:
     """Ask every session in ``config`` for its status once, all at the same time.
+
+    Args:
+        config: the sessions and the work-at-risk threshold.
+        timeout_s: per-request timeout, seconds.
+        ledger: the history: each status that answers is recorded there, and a session that
+            does not answer but whose last recorded status had ended (finished, stopped,
+            failed) is reported from it.
 
     Returns:
         One JSON-ready dict per session, in config order (see ``colabtui status --json``);
-        tokens masked, remote text cleaned (control characters shown as ``\ufffd``). A field
-        the session sent out of range is ``null`` and its path in ``/v1/status`` is listed in
-        ``invalid`` (``["total_steps", "gpus[0].memory_used_bytes"]``). ``work_at_risk`` is the
-        panel's figure: its state, seconds, and whether it reached the config's
-        ``risk_warning_min`` (see :class:`colabtui.figures.WorkAtRisk`).
+        tokens masked, remote text cleaned (control characters shown as ``\ufffd``). ``ok`` is
+        true when the session answered, or had ended and is gone since (then ``source`` is
+        ``"history"`` and ``unreachable`` says why it did not answer; else ``source`` is
+        ``"session"``). A field the session sent out of range is ``null`` and its path in
+        ``/v1/status`` is listed in ``invalid`` (``["total_steps", "gpus[0].memory_used_bytes"]``).
+        ``work_at_risk`` is the panel's figure: its state, seconds, and whether it reached the
+        config's ``risk_warning_min`` (see :class:`colabtui.figures.WorkAtRisk`).
     """
     warning_after_s = config.settings.risk_warning_min * 60
-    return list(await asyncio.gather(*(_poll_one(s, timeout_s, warning_after_s)
+    return list(await asyncio.gather(*(_poll_one(s, timeout_s, warning_after_s, ledger)
                                        for s in config.sessions)))
 
 
@@ -307,12 +330,10 @@ def _round1(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 1)
 
 
-async def _poll_one(session: SessionConfig, timeout_s: float,
-                    warning_after_s: float) -> dict[str, Any]:
-    from colabtui_remote.schema import invalid_paths
-
+async def _poll_one(session: SessionConfig, timeout_s: float, warning_after_s: float,
+                    ledger: Ledger | None) -> dict[str, Any]:
     from colabtui.client import SessionError
-    from colabtui.figures import ENDED_STATES, age_s, clock_offset_s, work_at_risk
+    from colabtui.figures import ENDED_STATES, clock_offset_s
     from colabtui.transport import make_client
 
     entry: dict[str, Any] = {"label": plain(session.display_label), "url": session.url,
@@ -321,19 +342,39 @@ async def _poll_one(session: SessionConfig, timeout_s: float,
         try:
             st = await client.status()
         except SessionError as exc:
-            entry.update(ok=False, error={"kind": exc.kind, "message": plain(exc.message)})
-            return entry
+            error = {"kind": exc.kind, "message": plain(exc.message)}
+            ended = ledger.ended_status(session.key) \
+                if ledger is not None and exc.kind == "unreachable" else None
+            if ended is None:
+                entry.update(ok=False, error=error)
+                return entry
+            row, st = ended
+            entry.update(source="history", unreachable=error, ended_at=row.ended_at)
+            # its clock then is not comparable with ours now: ages on our clock
+            return _entry(entry, st, time.time(), 0.0, None, False, warning_after_s)
         now = time.time()
-        transport = client.transport
-        status_age = client.status_age_s
+        if ledger is not None:
+            ledger.record_status(session.key, session.url, session.display_label, st, now)
         stale = client.stale and st.state not in ENDED_STATES
+        # ages on the session's clock over HTTP (its answer is fresh); a mailbox's status may
+        # be old (a stopped run's last file), so there our own clock is the reference
+        offset = clock_offset_s(st.server_time, now, client.transport)
+        entry.update(source="session")
+        return _entry(entry, st, now, 0.0 if offset is None else offset,
+                      client.status_age_s, stale, warning_after_s)
+
+
+def _entry(entry: dict[str, Any], st: Status, now: float, offset: float,
+           status_age: float | None, stale: bool, warning_after_s: float) -> dict[str, Any]:
+    """``entry`` filled from the status ``st``: its ages at ``now`` (local Unix seconds),
+    with ``offset`` = local − session clock (seconds)."""
+    from colabtui_remote.schema import invalid_paths
+
+    from colabtui.figures import age_s, work_at_risk
+
     loss = st.metrics.get("loss")
     gpu = st.gpus[0] if st.gpus else None
     last = st.checkpoint.last
-    # ages on the session's clock over HTTP (its answer is fresh); a mailbox's status may be
-    # old (a stopped run's last file), so there our own clock is the reference
-    offset = clock_offset_s(st.server_time, now, transport)
-    offset = 0.0 if offset is None else offset
     risk = work_at_risk(st, now, offset, warning_after_s=warning_after_s)
     rep = st.checkpoint.replica
     entry.update(
@@ -376,6 +417,18 @@ async def _poll_one(session: SessionConfig, timeout_s: float,
     return entry
 
 
+def _open_ledger() -> Ledger | None:
+    """The history the app keeps, or ``None`` (said on stderr) when it cannot be opened."""
+    from colabtui.ledger import Ledger
+
+    path = default_ledger_path()
+    try:
+        return Ledger(path)
+    except Exception as exc:  # noqa: BLE001 - any failure: go on without history, say why
+        _err(f"history is off: cannot open {path}: {exc}")
+        return None
+
+
 def _fmt_bytes(n: int | None) -> str:
     if n is None:
         return "-"
@@ -401,6 +454,7 @@ def _row(e: dict[str, Any]) -> list[str]:
 
     if not e["ok"]:
         return [e["label"], "error", "", "", "", e["error"]["message"]]
+    ended = e.get("source") == "history"  # its server is gone since it ended
     invalid = e.get("invalid", ())
 
     def shown(path: str, value: Any, fmt=str) -> str:  # "invalid": out of range as sent
@@ -413,7 +467,7 @@ def _row(e: dict[str, Any]) -> list[str]:
     gpu = "none"
     if e["gpu"]:
         g = e["gpu"]
-        gpu = g["name"] or "GPU"
+        gpu = g["name"] or "Unknown GPU"
         if g["utilization_pct"] is not None or "gpus[0].utilization_pct" in invalid:
             gpu += f" {shown('gpus[0].utilization_pct', g['utilization_pct'], '{:.0f}%'.format)}"
     ck = e["checkpoint"]
@@ -438,6 +492,8 @@ def _row(e: dict[str, Any]) -> list[str]:
         if risk["warning"]:
             ckpt += f" (past {fmt_minutes(risk['warning_after_s'])})"
     state = e["state"]
+    if ended:
+        ckpt = f"{state} at step {step.split('/')[0]} (server gone since); " + ckpt
     if e.get("stale"):  # a mailbox the runtime stopped writing to: it may be dead
         state += f"? (status {e['status_age_s']:.0f} s old)"
     return [e["label"], state, step, loss, gpu, ckpt]
@@ -445,7 +501,12 @@ def _row(e: dict[str, Any]) -> list[str]:
 
 async def _status(config_path: Path, args: argparse.Namespace) -> int:
     config = load_config(config_path)
-    entries = await poll_all(config, args.timeout)
+    ledger = _open_ledger() if config.sessions else None
+    try:
+        entries = await poll_all(config, args.timeout, ledger)
+    finally:
+        if ledger is not None:
+            ledger.close()
     if args.json:
         print(json.dumps({"config": str(config_path), "sessions": entries}, indent=2,
                          allow_nan=False))

@@ -3,10 +3,17 @@
 Each session is a ``python -m colabtui_remote.examples.digits`` child process training a small
 network on scikit-learn's digits on the CPU, each at its own learning rate, each with its own
 checkpoint folder under ``data_dir()/"demo"/<run>``, so running the demo again resumes every run
-from its checkpoints. The children die with the demo: on quit, Ctrl+C, SIGTERM or SIGHUP they
-are asked to stop (save, then end), then terminated, then killed; they run in their own process
-group, and on Linux the kernel also sends them SIGTERM if the demo process dies
-(``PR_SET_PDEATHSIG``).
+from its checkpoints (``--fresh`` deletes them and the demo's history first). Each run keeps its
+port from one demo to the next when it is free, so its panel finds its history: a run that
+finished shows "finished at step N" with its curves. The children die with the demo: on quit,
+Ctrl+C, SIGTERM or SIGHUP they are asked to stop (save, then end), then terminated, then killed;
+they run in their own process group, and on Linux the kernel also sends them SIGTERM if the demo
+process dies (``PR_SET_PDEATHSIG``).
+
+The app opens at once: the ports and tokens are chosen and the config is written first, the
+children start once the app has drawn its first frame (at the lowest CPU priority), and the panels
+say "starting…" while each child imports torch (seconds on a laptop); a child that fails to
+start is reported in the app, with the end of its stderr.
 """
 
 from __future__ import annotations
@@ -19,15 +26,18 @@ import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from colabtui.config import Config, SessionConfig, data_dir, save_config
+from colabtui.config import Config, ConfigError, SessionConfig, data_dir, load_config, save_config
 
 LEARNING_RATES = (3e-3, 1e-3, 3e-4, 1e-2, 1e-4, 3e-2, 3e-5, 1e-5, 3e-1)
 """Adam learning rates of sessions 1 to 9: the first three bracket the usual 1e-3."""
@@ -71,6 +81,14 @@ class DemoSession:
     proc: subprocess.Popen | None = None
     url: str | None = None
     log_dir: Path = field(default=Path("."))
+    port: int = 0
+    serving: bool = False
+    """It printed its connect line: it answers."""
+
+    @property
+    def key(self) -> str:
+        """Its session key in the demo config (:attr:`SessionConfig.key`)."""
+        return SessionConfig(self.url or "", self.token).key
 
     @property
     def stdout_path(self) -> Path:
@@ -116,6 +134,33 @@ def parse_connect_line(line: str) -> tuple[str, str, str | None]:
     return url, token, label
 
 
+def free_port(preferred: int | None = None) -> int:
+    """A TCP port on 127.0.0.1 that is free now: ``preferred`` when it is, else one the
+    system picks. Another program could take it before the child binds it; the child then
+    fails to start with "port … is in use", and the demo says so."""
+    for port in ((preferred,) if preferred else ()) + (0,):
+        with socket.socket() as sock:
+            # as the child's server will: a port in TIME_WAIT from the last demo is free
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free TCP port on 127.0.0.1")
+
+
+CHILD_NICENESS = 19
+"""Added to the children's niceness (19: the lowest priority): the app, not three ``import
+torch``, gets the CPU first (its first frame), and stays responsive while they train."""
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICENESS)
+    _die_with_parent()
+
+
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         try:
@@ -140,6 +185,8 @@ class Demo:
         start_timeout_s: seconds to wait for all children to print their connect line.
         python: interpreter for the children, with any options (``[sys.executable, "-X", …]``).
         env: extra environment variables for the children.
+        say: where to tell the user what the demo does meanwhile (a line at a time), e.g.
+            "stopping 3 demo runs…"; ``None`` says nothing.
 
     Raises:
         ValueError: ``n`` is outside 1–9.
@@ -150,7 +197,8 @@ class Demo:
                  autosave_every_s: float = AUTOSAVE_EVERY_S,
                  start_timeout_s: float = START_TIMEOUT_S,
                  python: str | Sequence[str] = sys.executable,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None,
+                 say: Callable[[str], object] | None = None) -> None:
         if not 1 <= n <= 9:
             raise ValueError("the demo runs 1 to 9 sessions")
         self.root = Path(root) if root is not None else demo_dir()
@@ -165,6 +213,7 @@ class Demo:
             for lr in LEARNING_RATES[:n]
         ]
         self._stopped = False
+        self._say = say or (lambda line: None)
 
     @property
     def config_path(self) -> Path:
@@ -188,34 +237,144 @@ class Demo:
     # ----------------------------------------------------------------- start
 
     def start(self) -> list[DemoSession]:
-        """Start every child, wait for their connect lines and write the demo config.
+        """Start every child and wait until each serves (:meth:`launch`, then wait).
 
         Raises:
             DemoError: torch or scikit-learn missing, a child exited or stayed silent (the
-                message carries the end of its stderr); every child started is ended first.
+                message carries the end of its stderr); every child started is ended first,
+                and the demo config is removed.
+        """
+        self.launch()
+        try:
+            self._wait_for_urls()
+        except BaseException:
+            self.stop(graceful=False)
+            self.config_path.unlink(missing_ok=True)
+            raise
+        return self.sessions
+
+    def launch(self) -> list[DemoSession]:
+        """:meth:`prepare`, then :meth:`spawn`: every child started, none waited for.
+
+        Raises:
+            DemoError: torch or scikit-learn missing, or a child could not be started; every
+                child started is ended first.
+        """
+        self.prepare()
+        self.spawn()
+        return self.sessions
+
+    def prepare(self) -> None:
+        """Choose each run's port (its port of the last demo when it is free) and write the
+        demo config, so the app can open before any child starts.
+
+        Raises:
+            DemoError: torch or scikit-learn missing.
         """
         missing = [m for m in ("torch", "sklearn") if importlib.util.find_spec(m) is None]
         if missing:
             raise DemoError(f"the demo trains for real and needs {' and '.join(missing)}: "
                             f"{INSTALL_HINT}")
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        previous = self._previous_ports()
         for s in self.sessions:
             s.log_dir.mkdir(parents=True, exist_ok=True)
+            s.port = free_port(previous.get(s.label))
+            s.url = f"http://127.0.0.1:{s.port}"
+        save_config(self.config(), self.config_path)
+
+    def spawn(self) -> None:
+        """Start every child (:meth:`prepare` first); :meth:`watch` follows their start.
+
+        Raises:
+            OSError: a child could not be started; every child started is ended first.
+        """
         atexit.register(self.stop)
         try:
             for s in self.sessions:
                 self._spawn(s)
-            self._wait_for_urls()
-            save_config(self.config(), self.config_path)
         except BaseException:
             self.stop(graceful=False)
             raise
-        return self.sessions
+
+    def _previous_ports(self) -> dict[str, int]:
+        """Each run's port in the last demo's config, by label (none if there is no usable
+        config)."""
+        try:
+            config = load_config(self.config_path)
+        except ConfigError:
+            return {}
+        ports = {}
+        for c in config.sessions:
+            port = c.url.rpartition(":")[2]
+            if c.url.startswith("http://127.0.0.1:") and port.isdigit():
+                ports[c.label] = int(port)
+        return ports
+
+    def is_starting(self, key: str) -> bool:
+        """Whether the session with this key (:attr:`DemoSession.key`) is still starting:
+        its child is about to start, or runs and has not printed its connect line yet."""
+        for s in self.sessions:
+            if s.key == key:
+                return not s.serving and not self._stopped and (
+                    s.proc is None or s.proc.poll() is None)
+        return False
+
+    def watch(self, failed: Callable[[str], object],
+              served: Callable[[str], object] = lambda key: None) -> threading.Thread:
+        """Follow the children's start on a daemon thread: mark each one serving once it
+        printed its connect line and call ``served(key)``; call ``failed(message)`` for one
+        that exited first or stayed silent past ``start_timeout_s``. Both are called from
+        that thread."""
+        thread = threading.Thread(target=self._watch, args=(failed, served), name="demo-watch",
+                                  daemon=True)
+        thread.start()
+        return thread
+
+    def _watch(self, failed: Callable[[str], object], served: Callable[[str], object]) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        waiting = [s for s in self.sessions if not s.serving]
+        while waiting and not self._stopped:
+            for s in list(waiting):
+                if self._connect_line(s) is not None:
+                    s.serving = True
+                    waiting.remove(s)
+                    served(s.key)
+                elif s.proc.poll() is not None:
+                    waiting.remove(s)
+                    failed(self._failure(s, f"exited with code {s.proc.returncode}"))
+                elif time.monotonic() > deadline:
+                    waiting.remove(s)
+                    failed(self._failure(s, "printed no connect line within "
+                                            f"{self.start_timeout_s:g} s"))
+            time.sleep(0.1)
+
+    def start_over(self) -> list[Path]:
+        """Delete what earlier demos left: each run's checkpoint folder, the demo's history
+        (its ledger) and its logs, so the runs train from step 0. Call before :meth:`launch`.
+
+        Returns:
+            The paths deleted (those that were there).
+        """
+        paths = [s.checkpoint_dir for s in self.sessions]
+        paths += [self.ledger_path.with_name(self.ledger_path.name + suffix)
+                  for suffix in ("", "-wal", "-shm")]
+        paths += [s.stdout_path for s in self.sessions] + [s.stderr_path for s in self.sessions]
+        gone = []
+        for path in paths:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+            else:
+                continue
+            gone.append(path)
+        return gone
 
     def _spawn(self, s: DemoSession) -> None:
         # Every value as --opt=value: a value that starts with "-" (a token can) would
         # otherwise be read by argparse as an option of its own.
-        options = {"port": 0, "host": "127.0.0.1", "token": s.token,
+        options = {"port": s.port, "host": "127.0.0.1", "token": s.token,
                    "checkpoint-dir": s.checkpoint_dir, "steps": self.steps, "lr": repr(s.lr),
                    "run": s.run, "label": s.label, "autosave-every": self.autosave_every_s,
                    "step-delay": self.step_delay_s}
@@ -228,7 +387,7 @@ class Demo:
                 cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
                 start_new_session=True,  # Ctrl+C in the terminal reaches the demo, which ends them
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_child_setup,
             )
 
     def _wait_for_urls(self) -> None:
@@ -242,6 +401,7 @@ class Demo:
                         s.url, _token, _label = parse_connect_line(line)
                     except ValueError as exc:
                         raise DemoError(f"{s.label}: {exc}") from None
+                    s.serving = True
                     waiting.remove(s)
                 elif s.proc.poll() is not None:
                     raise DemoError(self._failure(s, f"exited with code {s.proc.returncode}"))
@@ -290,6 +450,9 @@ class Demo:
             atexit.unregister(self.stop)
         alive = [s for s in self.sessions if s.proc is not None and s.proc.poll() is None]
         if graceful and alive:
+            runs = f"{len(alive)} demo run{'s' if len(alive) > 1 else ''}"
+            self._say(f"stopping {runs} (each saves a checkpoint, then ends; up to "
+                      f"{grace_s + term_s:g} s)…")
             with contextlib.suppress(Exception):
                 asyncio.run(self._ask_to_stop([s for s in alive if s.url]))
             _wait_all(alive, grace_s)
@@ -339,21 +502,65 @@ def _signals_end(demo: Demo):
         demo.stop()
 
 
-def run_demo(n: int = 3, *, steps: int | None = None, root: Path | None = None) -> int:
-    """Start the demo, run the app on it, and end the children when the app quits.
+def _tell(line: str) -> None:
+    print(f"colabtui demo: {line}", file=sys.stderr, flush=True)
+
+
+def run_demo(n: int = 3, *, steps: int | None = None, root: Path | None = None,
+             fresh: bool = False) -> int:
+    """Start the demo, open the app on it at once (the panels say "starting…" until each run
+    serves), and end the children when the app quits, saying so.
+
+    Args:
+        n: number of sessions, 1–9.
+        steps: training steps per run.
+        root: the demo's folder (default ``data_dir()/"demo"``).
+        fresh: start the runs over: delete their checkpoints and the demo's history first
+            (:meth:`Demo.start_over`), after saying what goes.
 
     Returns:
         The exit code (0).
 
     Raises:
-        DemoError: the sessions could not start (see :meth:`Demo.start`).
+        DemoError: the sessions could not start (see :meth:`Demo.launch`).
     """
-    demo = Demo(n, root=root, steps=steps or DEFAULT_STEPS)
+    demo = Demo(n, root=root, steps=steps or DEFAULT_STEPS, say=_tell)
+    if fresh:
+        _tell(f"starting over: deleting the checkpoints of {n} demo run{'s' if n > 1 else ''} "
+              f"and the demo's history, under {demo.root}")
+        for path in demo.start_over():
+            _tell(f"  deleted {path}")
     with _signals_end(demo):
-        print(f"starting {n} demo session{'s' if n > 1 else ''} (logs in {demo.root / 'logs'})…",
-              file=sys.stderr)
-        demo.start()
+        _tell(f"starting {n} session{'s' if n > 1 else ''} (logs in {demo.root / 'logs'})")
+        demo.prepare()
         from colabtui.app import ColabTuiApp
 
-        ColabTuiApp(demo.config_path, demo.ledger_path).run()
+        class DemoApp(ColabTuiApp):
+            def on_ready(self) -> None:
+                # once the first frame is out: three `import torch` would hold it back
+                self.call_after_refresh(self.start_runs)
+
+            def start_runs(self) -> None:
+                demo.spawn()
+                demo.watch(failed, served)
+
+            def poll_session(self, key: str) -> None:
+                for panel in self.panels:
+                    if panel.session.key == key:
+                        panel.poll_now()
+
+        app = DemoApp(demo.config_path, demo.ledger_path, starting=demo.is_starting)
+
+        def failed(message: str) -> None:
+            try:
+                app.call_from_thread(app.notify, message, title="demo run did not start",
+                                     severity="error", timeout=60, markup=False)
+            except RuntimeError:  # the app is not running (yet, or any more)
+                _tell(message)
+
+        def served(key: str) -> None:  # its panel asks at once, not at its next poll
+            with contextlib.suppress(RuntimeError):
+                app.call_from_thread(app.poll_session, key)
+
+        app.run()
     return 0

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from colabtui_remote import schema, wire
 
+from colabtui.figures import ENDED_STATES
+
 ROLLUP_WIDTHS = (32, 1024, 32768)
 """Bucket widths of the roll-ups, in steps. A ratio of 32 between levels bounds what one
 :meth:`Ledger.load_series` reads to about 32 × ``max_points`` rows per session."""
@@ -90,6 +92,12 @@ CREATE TABLE IF NOT EXISTS rollup (
     max_v REAL, max_step INTEGER, max_seq INTEGER, max_time REAL,
     nf_marker TEXT, nf_step INTEGER, nf_seq INTEGER, nf_time REAL,
     PRIMARY KEY (series_id, session, width, bucket)
+) WITHOUT ROWID;
+-- Each session's last /v1/status as it came (wire JSON): what a session that ended showed
+-- last, for the panel and `colabtui status` once its server is gone.
+CREATE TABLE IF NOT EXISTS last_status (
+    session_id TEXT PRIMARY KEY,
+    status     TEXT NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -267,6 +275,10 @@ class Ledger:
                  _gpu_name(status), status.started_at, now, now, status.state, _int64(status.step),
                  ended, ended_at),
             )
+            self._db.execute(
+                """INSERT INTO last_status VALUES (?, ?)
+                   ON CONFLICT (session_id) DO UPDATE SET status = excluded.status""",
+                (status.session_id, wire.dumps(schema.status_to_wire(status)).decode("utf-8")))
 
     def record_end(self, session_id: str, how: str, now: float) -> None:
         """Record how a session ended: ``"finished"``, ``"stopped"``, ``"failed"`` or ``"lost"``.
@@ -374,6 +386,33 @@ class Ledger:
                    FROM sessions ORDER BY COALESCE(last_seen, first_seen, 0) DESC, id DESC"""
             ).fetchall()
         return [_session_row(*r) for r in rows]
+
+    def ended_status(self, session_key: str) -> tuple[SessionRow, schema.Status] | None:
+        """How the newest session seen under ``session_key`` ended, if it did.
+
+        Returns:
+            Its row and its last status as it came, parsed again like any answer; ``None``
+            when it has not ended (or was lost: its last status is no final word), or its
+            last status was not kept or no longer parses (another protocol version).
+        """
+        with self._lock:
+            row = self._db.execute(
+                """SELECT s.session_id, session_key, run, label, url, gpu, started_at,
+                          first_seen, last_seen, state, step, ended, ended_at, last_seq, l.status
+                   FROM sessions s LEFT JOIN last_status l USING (session_id)
+                   WHERE session_key = ?
+                   ORDER BY COALESCE(last_seen, first_seen, 0) DESC, id DESC LIMIT 1""",
+                (session_key,)).fetchone()
+        if row is None or row[-1] is None:
+            return None
+        found = SessionRow(*row[:-1])
+        if found.ended not in ("finished", "stopped", "failed") \
+                and found.state not in ENDED_STATES:
+            return None
+        try:
+            return found, schema.parse_status(wire.loads(row[-1]))
+        except wire.SchemaError:
+            return None
 
     def runs(self) -> list[str]:
         """Names of every run with stored points."""

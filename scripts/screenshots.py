@@ -4,7 +4,7 @@
 
 Layouts, from fixed realistic data with a frozen clock (tests/app/ui_fixtures.py): three
 sessions at 160x48 and 80x24, one session unreachable, one stopped, one interrupted, two with checkpoints on Drive (uploading; mount offline), the stop confirmation
-(also at 40x12), the welcome screen, and the help screen.
+(also at 40x12), the remove confirmation, the welcome screen, and the help screen.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ SHOTS = [
     ("unreachable", (120, 36), "unreachable", ()),
     ("stop-confirmation", (120, 36), "three", ("2", "x")),
     ("stop-confirmation-40x12", (40, 12), "three", ("2", "x")),
+    ("remove-confirmation", (120, 36), "three", ("3", "d")),
     ("welcome", (100, 32), "none", ()),
     ("help", (100, 32), "three", ("question_mark",)),
     ("stopped", (120, 36), "stopped", ()),

@@ -3,11 +3,15 @@ answers ``/v1/status`` with this token; every problem is shown in the form, in w
 
 The URL may also be a mailbox: a folder synced from Drive (``~/GoogleDrive/.../RUN``) or
 ``gdrive://FOLDER_ID/...`` through the Drive API; those need no token, and are added once the
-folder is there, even before the runtime has written its first status."""
+folder is there, even before the runtime has written its first status.
+
+A URL already saved updates that session: its token (a notebook that printed a new one), and
+its label when one is given."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from pathlib import Path
 
 from rich.text import Text
@@ -39,18 +43,19 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
     (Cancel, escape, or ``q`` while no text field has the focus).
 
     Args:
-        known_urls: URLs already saved (adding one again is refused with a message).
+        known: the sessions already saved. One of their URLs updates that session once it
+            answers with the token given (the label stays unless a new one is given).
     """
 
     BINDINGS = [Binding("escape,q", "cancel", "Cancel", show=True)]
 
-    def __init__(self, known_urls: list[str] | tuple[str, ...] = ()) -> None:
+    def __init__(self, known: Iterable[SessionConfig] = ()) -> None:
         super().__init__()
-        self._known = set(known_urls)
+        self._known = {s.url: s for s in known}
 
     def compose(self) -> ComposeResult:
         with Vertical(id="add-box", classes="dialog"):
-            yield Static("Add a session", classes="dialog-title")
+            yield Static("Add a session (or a new token for a saved one)", classes="dialog-title")
             yield Label("URL (printed by mon.serve()), a mailbox folder, or gdrive://ID/…")
             yield Input(placeholder="http://127.0.0.1:8765", id="url")
             yield Label("Token (not for a mailbox)")
@@ -105,12 +110,14 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
         except ConfigError as exc:
             self.show_error(str(exc))
             return
-        if url in self._known:
-            self.show_error(f"{url} is already in the config")
-            return
         label = self.query_one("#label", Input).value.strip()
+        saved = self._known.get(url)
+        if saved is not None and not label:
+            label = saved.label
         self.query_one("#add", Button).disabled = True
-        self.query_one("#form-error", Static).update(Text(f"asking {url} …", style="dim"))
+        update = f" (saved as {saved.display_label}: its token is updated)" if saved else ""
+        self.query_one("#form-error", Static).update(Text(f"asking {url} …{update}",
+                                                          style="dim"))
         self._check(SessionConfig(url=url, token=token, label=label))
 
     @work(exclusive=True, group="add-check", exit_on_error=False)

@@ -12,11 +12,11 @@ from textual.widgets import Static
 from colabtui.screens.dialog import DialogScreen
 
 KEYS = (
-    ("s", "save a checkpoint of the focused session now"),
+    ("s", "save a checkpoint of the focused session now (one at a time)"),
     ("S", "save a checkpoint of every session"),
     ("x", "stop the focused session (asks first; it saves, then ends)"),
-    ("a", "add a session (URL, token, label)"),
-    ("d", "remove the focused session from the config (its history stays)"),
+    ("a", "add a session, or give a saved URL its new token"),
+    ("d", "remove the focused session (asks first; forgets its token)"),
     ("1-9", "focus a session's panel"),
     ("tab", "focus the next panel"),
     ("l", "loss chart: log scale on/off"),

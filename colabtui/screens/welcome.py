@@ -40,7 +40,7 @@ def welcome_text() -> Group:
     add.append(" a ", style="bold reverse")
     add.append(" here, or run\n\n   ")
     add.append("colabtui connect URL --token T --label NAME", style="bold")
-    add.append("\n\n   and start colabtui again. ")
+    add.append("\n\n   in another terminal: the session shows up here. ")
     add.append("?", style="bold")
     add.append(" shows every key; ")
     add.append("q", style="bold")

@@ -27,6 +27,9 @@ from colabtui.widgets.text_block import TextBlock
 
 _REPLICA_NAMES = {"drive": "Drive", "mount": "Drive mount"}
 
+RISK_SYMBOL = "⚠"
+"""Marks work at risk past ``risk_warning_min``, with the words "past 30m"."""
+
 
 def _ago(obj: object, name: str, now: float, offset: float, *, compact: bool = False) -> str:
     """How long ago field ``name`` (a time on the session's clock) of ``obj`` was."""
@@ -101,7 +104,8 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
         status: the latest status the session sent.
         now: local Unix time, seconds.
         offset: local − session clock, seconds.
-        risk_warning_min: minutes at risk from which the figure is drawn as a warning.
+        risk_warning_min: minutes at risk from which the figure is a warning: marked
+            ``⚠ 34m  past 30m`` on a dark red ground.
         live: the status is from the latest poll. When not, the next autosave is not shown
             (it may never come) and the time at risk reads as a lower bound (``≥ 4m``).
             Time at risk and to the next autosave are to the minute (``<1m``, ``4m``).
@@ -164,9 +168,13 @@ def checkpoint_lines(status: Status, now: float, offset: float, risk_warning_min
     if risk.seconds is None:
         text.append("n/a")
         return text
-    style = "bold white on dark_red" if risk.warning else "bold"
     # to the minute (fmt_minutes): a figure ticking every second repaints every second
-    text.append(f" {'' if live else '≥'}{fmt_minutes(risk.seconds)} ", style=style)
+    figure = f"{'' if live else '≥'}{fmt_minutes(risk.seconds)}"
+    if risk.warning:  # a symbol and a word, not only a colour (NO_COLOR, colour blindness)
+        text.append(f" {RISK_SYMBOL} {figure} ", style="bold white on dark_red")
+        text.append(f" past {fmt_minutes(risk_warning_min * 60)}", style="bold red")
+    else:
+        text.append(f" {figure} ", style="bold")
     if live and ck.next_autosave_at is not None:
         text.append("  autosave in ", style="dim")
         text.append(fmt_minutes(until_s(ck.next_autosave_at, now, offset)))

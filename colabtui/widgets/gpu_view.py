@@ -1,7 +1,9 @@
 """The GPU block of a panel: name, utilization, memory bar, temperature and power.
 
-Every field NVML could not give is shown as ``n/a``; a session with no GPU says so with the
-reason the runtime gave. All text from the session is appended as plain text (never markup).
+Every field NVML could not give is shown as ``n/a``, with the reason NVML gave on a dim line
+below (``n/a: power not supported``); a GPU without a name is "Unknown GPU"; a session with no
+GPU says so with the reason the runtime gave. All text from the session is appended as plain
+text (never markup).
 """
 
 from __future__ import annotations
@@ -17,6 +19,33 @@ MAX_GPUS_SHOWN = 2
 
 HOT_C = 85.0
 """Temperature shown in warning style, °C (T4/A100 slow down from about 85-90 °C)."""
+
+UNKNOWN_GPU = "Unknown GPU"
+
+FIELD_WORDS = {"name": "name", "utilization_pct": "util", "memory_used_bytes": "memory",
+               "memory_total_bytes": "memory", "temperature_c": "temperature",
+               "power_w": "power", "power_limit_w": "power limit"}
+"""How a field of :class:`GpuStats` is named in the note on NVML's reasons."""
+
+
+def reason_words(reason: str) -> str:
+    """NVML's reason in a few words: ``NVML_ERROR_NOT_SUPPORTED`` → ``not supported``."""
+    words = reason.removeprefix("NVML_ERROR_").replace("_", " ").strip().lower()
+    return words or "unavailable"
+
+
+def unsupported_note(gpu: GpuStats) -> str | None:
+    """``"n/a: power not supported; util no permission"``: why fields are missing, one
+    phrase per reason (fields that share one are named together); ``None`` when none is."""
+    by_reason: dict[str, list[str]] = {}
+    for name, reason in gpu.unsupported.items():
+        what = FIELD_WORDS.get(name, name)
+        fields = by_reason.setdefault(reason_words(str(reason)), [])
+        if what not in fields:
+            fields.append(what)
+    if not by_reason:
+        return None
+    return "n/a: " + "; ".join(f"{', '.join(f)} {why}" for why, f in by_reason.items())
 
 
 def gpu_lines(gpus: list[GpuStats], gpu_error: str | None, width: int) -> Text:
@@ -38,7 +67,7 @@ def gpu_lines(gpus: list[GpuStats], gpu_error: str | None, width: int) -> Text:
 def _one_gpu(text: Text, gpu: GpuStats, width: int, numbered: bool) -> None:
     if numbered:
         text.append(f"GPU{fmt_field(gpu, 'index')} ", style="dim")
-    text.append(gpu.name if gpu.name is not None else NA, style="bold")
+    text.append(gpu.name or UNKNOWN_GPU, style="bold")
     text.append("\n")
     util = fmt_field(gpu, "utilization_pct", "{:.0f}%".format)
     text.append(util, style="bold")
@@ -64,6 +93,10 @@ def _one_gpu(text: Text, gpu: GpuStats, width: int, numbered: bool) -> None:
     style = "red" if fraction is not None and fraction > 0.95 else "green"
     text.append(bar(fraction, bar_width), style=f"{style} on grey23")
     text.append(figures)
+    note = unsupported_note(gpu)
+    if note is not None:
+        text.append("\n")
+        text.append(note, style="dim")  # reasons come from the session: plain text
 
 
 class GpuView(TextBlock):

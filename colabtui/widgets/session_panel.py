@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from colabtui_remote.schema import CommandRecord, MetricPoint, Status
+from colabtui_remote.schema import MetricPoint, Status
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -52,6 +52,7 @@ from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.connection_line import connection_text
 from colabtui.widgets.gpu_view import GpuView
 from colabtui.widgets.loss_chart import LossChart
+from colabtui.widgets.panel_commands import TokenRefused, follow_command
 from colabtui.widgets.progress_view import ProgressView
 from colabtui.widgets.text_block import text_key
 
@@ -61,13 +62,6 @@ MAX_PAGES_PER_POLL = 20
 MAX_POINTS_IN_MEMORY = 50_000
 """Above this many points in a series the panel reloads its downsampled history from the
 ledger instead of keeping every point."""
-
-COMMAND_POLL_S = 0.25
-"""Seconds between ``get_command`` checks while a save or stop is under way."""
-
-COMMAND_WAIT_S = 900.0
-"""How long to follow a command before saying it is still running (15 min: a large
-checkpoint to Drive can take minutes)."""
 
 IDLE_AFTER_POLLS = 3
 """Polls in a row with nothing new after which the poll interval starts to stretch."""
@@ -102,28 +96,6 @@ class PollResult(Message):
     new_points: dict[str, list[MetricPoint]] = field(default_factory=dict)
     history: dict[str, list[MetricPoint]] | None = None
     error: SessionError | None = None
-
-
-@dataclass
-class CommandUpdate(Message):
-    """A save or stop sent to a session changed state (or could not be sent).
-
-    Attributes:
-        key: the panel's session key.
-        label: the session's label (untrusted text).
-        action: ``"save"`` or ``"stop"``.
-        record: the command as the session reports it, or ``None`` when sending failed.
-        error: why sending or following it failed.
-        ended: a stop was accepted, and then the session stopped answering: it has ended
-            (the expected end of a stop, not a failure to stop).
-    """
-
-    key: str
-    label: str
-    action: str
-    record: CommandRecord | None = None
-    error: SessionError | None = None
-    ended: bool = False
 
 
 def poll_delay(interval_s: float, failures: int, quiet: int, backoff_max_s: float) -> float:
@@ -203,11 +175,14 @@ class SessionPanel(Vertical, can_focus=True):
         ledger: where status and points are recorded; history comes from it.
         poll: start polling on mount (``False`` for fixed data fed with :meth:`apply`).
         backoff_max_s: longest wait between polls while the session fails, seconds.
+        starting: whether the session is still starting (a demo run importing torch): until
+            it first answers, the panel says "starting…" and polls without back-off.
     """
 
     def __init__(self, session: SessionConfig, index: int, *, clock: Callable[[], float],
                  settings: Settings, ledger: Ledger | None, poll: bool = True,
-                 backoff_max_s: float = 30.0, log_scale: bool = False) -> None:
+                 backoff_max_s: float = 30.0, log_scale: bool = False,
+                 starting: Callable[[], bool] | None = None) -> None:
         super().__init__(id=session.key)
         self.session = session
         self.index = index
@@ -238,6 +213,10 @@ class SessionPanel(Vertical, can_focus=True):
         self._received: tuple[Status | None, str, str] = (None, "waiting", "")
         self._pending: PollResult | None = None  # for the next tick
         self._urgent = 0  # results still to apply at once (a command just ended)
+        self.in_flight: dict[str, int | None] = {}
+        """Commands sent and not yet ended, by action: the step the session was at then."""
+        self._retired: list[SessionClient] = []  # replaced while a command used them
+        self._starting = starting
 
     # ----------------------------------------------------------------- layout
 
@@ -259,12 +238,22 @@ class SessionPanel(Vertical, can_focus=True):
     async def on_unmount(self) -> None:
         if self._timer is not None:
             self._timer.stop()
-        if self._client is not None:
-            await self._client.aclose()
+        for client in (self._client, *self._retired):
+            if client is not None:
+                await client.aclose()
 
     def _load_history(self) -> None:
-        """Show the curve of this session's newest run from the ledger at once."""
+        """Show the curve of this session's newest run from the ledger at once, and, when that
+        session ended (finished, stopped, failed), its last status too: a server gone after the
+        end shows "finished at step N", not an unreachable session with nothing logged."""
         if self._ledger is None:
+            return
+        if (ended := self._ledger.ended_status(self.session.key)) is not None:
+            row, status = ended
+            seen = row.last_seen if row.last_seen is not None else self._clock()
+            self.apply(PollResult(self.session.key, seen, status=status,
+                                  history=self._ledger.load_series(row.run),
+                                  error=SessionError("unreachable", "not asked yet")))
             return
         for row in self._ledger.sessions():  # newest first
             if row.session_key == self.session.key:
@@ -283,12 +272,24 @@ class SessionPanel(Vertical, can_focus=True):
             text.append("  run ", style="dim")
             text.append(self.status.run, style="dim")
         text.append("\n")
+        if self.is_starting:
+            text.append("◌ starting…", style="dim")
+            return text
+        ended = self.ended
+        if ended is not None and self.status.step is not None:
+            ended = f"{ended} at step {self.status.step:,}"
         text.append_text(connection_text(self.conn_kind, self.conn_message,
-                                         self.unreachable_since, self._clock(), self.ended))
+                                         self.unreachable_since, self._clock(), ended))
         if self.conn_kind == "connected" and self._client is not None and (
                 extra := transport_text(self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)
         return text
+
+    @property
+    def is_starting(self) -> bool:
+        """The session has not answered yet and is still starting (see ``starting``)."""
+        return (self.status is None and self.conn_kind in ("waiting", "unreachable")
+                and self._starting is not None and self._starting())
 
     @property
     def ended(self) -> str | None:
@@ -389,7 +390,7 @@ class SessionPanel(Vertical, can_focus=True):
         # an ended session's values are final, not stale, and its server going away is expected
         ended = self.ended is not None
         self.set_class(self.status is not None and not self.live and not ended, "-stale")
-        self.set_class(self.conn_kind not in ("connected", "waiting")
+        self.set_class(self.conn_kind not in ("connected", "waiting") and not self.is_starting
                        and not (ended and self.conn_kind == "unreachable"), "-error")
         if self.status is not None:
             self.query_one(GpuView).show(self.status.gpus, self.status.gpu_error)
@@ -419,8 +420,11 @@ class SessionPanel(Vertical, can_focus=True):
 
     def on_poll_result(self, message: PollResult) -> None:
         message.stop()
+        if message.error is not None and message.error.kind == "token_refused":
+            self.post_message(TokenRefused(self.session.key))  # bubbles up to the app
         news = self.receive(message)
-        self._failures = 0 if message.error is None else self._failures + 1
+        # no back-off while it starts: it answers any moment now
+        self._failures = 0 if message.error is None or self.is_starting else self._failures + 1
         self._quiet = 0 if news else self._quiet + 1
         self._schedule_next()
 
@@ -543,9 +547,17 @@ class SessionPanel(Vertical, can_focus=True):
 
     # ----------------------------------------------------------------- commands
 
-    def send(self, action: str) -> None:
+    def send(self, action: str) -> bool:
         """Send ``"save"`` or ``"stop"`` to the session and follow it until done or failed;
-        each step arrives at the app as a :class:`CommandUpdate`."""
+        each step arrives at the app as a :class:`CommandUpdate`.
+
+        Returns:
+            ``False``, sending nothing, while the same action is still in flight for this
+            session (:attr:`in_flight`).
+        """
+        if action in self.in_flight:
+            return False
+        self.in_flight[action] = self.status.step if self.status is not None else None
         self.wake()
         client = self._client
         if client is None:
@@ -553,25 +565,28 @@ class SessionPanel(Vertical, can_focus=True):
             self._client = client
         self.run_worker(self._command(client, action), group=f"cmd-{self.session.key}",
                         exit_on_error=False, description=f"{action} {self.session.key}")
+        return True
+
+    def set_session(self, session: SessionConfig) -> None:
+        """Take a new token or label for this session (same URL and key); the next poll, at
+        once, uses it. A command in flight ends on the old client, closed with the panel."""
+        self.session = session
+        if self._client is not None:
+            old, self._client = self._client, make_client(session)
+            if any(w.group == f"cmd-{session.key}" and not w.is_finished for w in self.workers):
+                self._retired.append(old)
+            else:
+                self.run_worker(old.aclose(), exit_on_error=False)
+            self._failures = 0
+            self.run_worker(self._poll_once(), group=self._poll_group, exclusive=True,
+                            exit_on_error=False, description=f"poll {session.key}")
+        self.tick()
 
     async def _command(self, client: SessionClient, action: str) -> None:
-        label = self.session.display_label
-        accepted = False
         try:
-            record = await client.send_command(action)
-            accepted = True
-            if record.state not in ("done", "failed"):
-                self.post_message(CommandUpdate(self.session.key, label, action, record))
-            waited = 0.0
-            while record.state not in ("done", "failed") and waited < COMMAND_WAIT_S:
-                await asyncio.sleep(COMMAND_POLL_S)
-                waited += COMMAND_POLL_S
-                record = await client.get_command(record.id)
-            self.post_message(CommandUpdate(self.session.key, label, action, record))
-        except SessionError as exc:
-            # a stopped session closes its server: after an accepted stop, silence is the end
-            ended = accepted and action == "stop" and exc.kind == "unreachable"
-            self.post_message(CommandUpdate(self.session.key, label, action, error=exc,
-                                            ended=ended))
+            await follow_command(client, action, self.session.key, self.session.display_label,
+                                 self.post_message)
+        finally:
+            self.in_flight.pop(action, None)
         self._urgent = URGENT_RESULTS_AFTER_COMMAND  # the user waits to see its outcome
         self.poll_now()

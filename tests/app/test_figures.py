@@ -205,9 +205,13 @@ def test_the_checkpoint_block_shows_the_figure_and_its_warning():
                            replica=_replica(_copy(1000, NOW - 1000, NOW - 900)))):
         risk = _risk(status)
         text = checkpoint_lines(status, NOW, 0.0, WARN_S / 60)
-        assert f"at risk  {fmt_minutes(risk.seconds)} " in text.plain
+        figure = fmt_minutes(risk.seconds)
         warned = [s for s in text.spans if s.style == "bold white on dark_red"]
         assert bool(warned) == risk.warning
+        if risk.warning:  # a symbol and a word besides the colour
+            assert f"at risk  ⚠ {figure}  past 30m" in text.plain, text.plain
+        else:
+            assert f"at risk  {figure} " in text.plain and "⚠" not in text.plain
     assert "at risk — (all saved, stopped)" in \
         checkpoint_lines(_status("stopped", last=_ckpt(NOW - 60)), NOW, 0.0, 30.0).plain
     assert "lost work after step 1,200" in \

@@ -70,5 +70,11 @@ def test_stop_confirmation(snap_compare, tmp_path, size):
                         run_before=_feeder(sessions))
 
 
+def test_remove_confirmation(snap_compare, tmp_path):
+    sessions = three_sessions()
+    assert snap_compare(_app(tmp_path, sessions), terminal_size=(120, 36), press=["3", "d"],
+                        run_before=_feeder(sessions))
+
+
 def test_welcome_screen(snap_compare, tmp_path):
     assert snap_compare(_app(tmp_path, []), terminal_size=(100, 32))

@@ -127,7 +127,7 @@ async def test_a_adds_after_checking_and_d_removes(tmp_path, digits_session):
                        "the new panel to connect")
         header = app.panels[0].query_one("#header").render().plain
         assert "[bold]x[/" in header
-        await pilot.press("d")
+        await pilot.press("d", "y")  # it asks first
         await wait_for(pilot, lambda: not app.panels, "the panel to go")
         assert load_config(config).sessions == []
         assert app.ledger.sessions(), "the ledger keeps the history"
