@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from framework_runs import Example
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras 3 on torch, before anything imports it
 
 
 @pytest.fixture
