@@ -27,7 +27,7 @@ from .errors import CheckpointError
 from .fs import fsync_dir
 
 __all__ = ["FileDigest", "FolderTree", "aside_folder", "is_aside_folder", "is_folder_name",
-           "folder_names", "is_packed_name", "make_durable", "name_order", "pack_folder", "packed_name", "remove_folder",
+           "folder_names", "folder_of", "is_packed_name", "make_durable", "name_order", "pack_folder", "packed_name", "remove_folder",
            "safe_relative_path", "unpack_folder", "verify_folder"]
 
 _FOLDER_RE = re.compile(r"^(?:checkpoint-\d+|ckpt-\d{9,})(?:-\d+)?$")
@@ -45,6 +45,12 @@ def is_folder_name(name: str) -> bool:
 def packed_name(folder: str) -> str:
     """The name of a folder's tar at a replica: ``checkpoint-500.tar``."""
     return f"{folder}.tar"
+
+
+def folder_of(name: str) -> str:
+    """The folder's name for an entry's ``file``: ``checkpoint-500`` for ``checkpoint-500.tar``
+    (at a replica) or ``checkpoint-500`` (in the folder itself)."""
+    return name[:-4] if is_packed_name(name) else name
 
 
 def is_packed_name(name: str) -> bool:
@@ -220,6 +226,8 @@ def pack_folder(path: str, tree: FolderTree, out: BinaryIO) -> tuple[int, str]:
             info = tarfile.TarInfo(f.path)
             info.size, info.mtime, info.mode = f.bytes, 0, 0o644
             with open(os.path.join(path, f.path), "rb") as src:
+                if os.fstat(src.fileno()).st_size != f.bytes:
+                    raise CheckpointError(f"{f.path} changed since it was listed (its size)")
                 checked = _Checked(src, f)
                 tar.addfile(info, checked)
                 checked.finish()

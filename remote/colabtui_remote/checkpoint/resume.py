@@ -25,6 +25,7 @@ from .folders import (
     FolderTree,
     aside_folder,
     folder_names,
+    folder_of,
     name_order,
     remove_folder,
     unpack_folder,
@@ -320,7 +321,8 @@ def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.
 def _unpack_fetched(tar: str, entry: ManifestEntry) -> str:
     """Unpack a fetched folder's tar next to it; the tar is removed either way."""
     assert entry.tree is not None
-    folder = os.path.join(os.path.dirname(tar), f".{entry.file[:-4]}.fetch-{secrets.token_hex(4)}")
+    folder = os.path.join(os.path.dirname(tar),
+                          f".{folder_of(entry.file)}.fetch-{secrets.token_hex(4)}")
     try:
         unpack_folder(tar, folder, entry.tree)
     finally:
@@ -354,7 +356,7 @@ def download_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | 
     to_dir = os.path.dirname(tmp)
     n, name = 1, entry.file
     if entry.tree is not None:  # a folder: under its own name, or NAME-2, never over another
-        base = name = entry.file[:-4]
+        base = name = folder_of(entry.file)
         while os.path.lexists(os.path.join(to_dir, name)):
             n += 1
             name = f"{base}-{n}"
@@ -470,8 +472,8 @@ def _folder_from_replica(ckpt: Checkpointer, framework: str) -> CheckpointInfo |
         return None
     entry, tmp, _ = got
     tree: FolderTree = entry.tree
-    info = ckpt.adopt_folder(tmp, entry.file[:-4] if entry.file.endswith(".tar") else entry.file,
-                             tree, step=entry.step, saved_at=entry.saved_at, epoch=entry.epoch)
+    info = ckpt.adopt_folder(tmp, folder_of(entry.file), tree, step=entry.step,
+                             saved_at=entry.saved_at, epoch=entry.epoch)
     print(f"colabtui: downloaded step {entry.step} from {dest.dest}/{entry.file} (md5 and "
           f"sha256 of every file verified) to {info.path}", flush=True)
     return info
