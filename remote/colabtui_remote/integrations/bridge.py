@@ -150,14 +150,16 @@ class FrameworkBridge:
 
     def log(self, step: int, values: dict[str, Any]) -> None:
         """Record the numbers among ``values`` (floats, ints, 0-d tensors) at ``step``; other
-        values (strings, lists) are left out."""
+        values (strings, lists, booleans) are left out. No I/O, no GPU synchronisation (see
+        :meth:`~colabtui_remote.monitor.Monitor.log`)."""
+        append = self.mon.metrics.append
         for name, value in values.items():
-            if isinstance(value, bool) or not isinstance(name, str):
+            kind = type(value)
+            if kind is bool or not isinstance(name, str):
                 continue
-            if isinstance(value, int | float) or (getattr(value, "ndim", None) == 0
-                                                  and hasattr(value, "item")):
+            if kind is float or kind is int or getattr(value, "ndim", None) == 0:
                 try:
-                    self.mon.log(step=step, **{name: value})
+                    append(name, value, step)
                 except (TypeError, ValueError):
                     pass
 

@@ -114,6 +114,8 @@ class ColabtuiCallback(keras.callbacks.Callback):
         self._restore: tuple[dict, int, dict | None] | None = None  # see _load
         self._skipping = 0
         self._just_skipped = False
+        self._steps = 0  # the optimizer's iterations, counted here (reading them costs ~100 us)
+        self._per_batch = 1  # steps a batch end stands for (steps_per_execution)
 
     # ---- set-up
 
@@ -135,6 +137,8 @@ class ColabtuiCallback(keras.callbacks.Callback):
             found = self.bridge.resume()
             if found is not None:
                 epoch = self._load(found.path)
+        self._steps = self._iterations()
+        self._per_batch = int(getattr(model, "steps_per_execution", 1) or 1)
         total = (self.params or {}).get("epochs"), (self.params or {}).get("steps")
         self.bridge.start(total_steps=total[0] * total[1] if all(total) else None,
                           step=self._step(), epoch=epoch)
@@ -158,9 +162,12 @@ class ColabtuiCallback(keras.callbacks.Callback):
             self._restore = (meta["rng"], int(meta.get("batch", 0)), meta.get("rng_now"))
         return int(meta["epoch"])
 
-    def _step(self) -> int:
+    def _iterations(self) -> int:
         opt = self.model.optimizer
         return int(keras.ops.convert_to_numpy(opt.iterations)) if opt is not None else 0
+
+    def _step(self) -> int:
+        return self._steps
 
     # ---- the loop
 
@@ -203,6 +210,7 @@ class ColabtuiCallback(keras.callbacks.Callback):
         if self._just_skipped:
             self._just_skipped = False
             return
+        self._steps += self._per_batch
         step = self._step()
         if logs:
             self.bridge.log(step, logs)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from typing import Any
 
 import torch
@@ -32,6 +33,9 @@ __all__ = ["CHECKPOINT_FILE", "ColabtuiCallback", "resume_checkpoint"]
 FRAMEWORK = "lightning"
 CHECKPOINT_FILE = "model.ckpt"
 """The file ``trainer.save_checkpoint`` writes in each checkpoint folder."""
+METRICS_EVERY_S = 1.0
+"""Seconds between readings of ``trainer.callback_metrics`` (the laptop polls about once a
+second); the training step's own loss is reported every step."""
 RNG_KEY = "colabtui_rng"
 """Where a checkpoint holds the random number generators' states."""
 
@@ -78,7 +82,8 @@ def _set_rng_state(state: dict) -> None:
 
 class ColabtuiCallback(Callback):
     """Reports a Lightning ``Trainer`` to the Monitor (``trainer.global_step`` of
-    ``trainer.estimated_stepping_batches``, the epoch, ``trainer.callback_metrics``) and
+    ``trainer.estimated_stepping_batches``, the epoch, ``trainer.callback_metrics`` once a
+    second and the training step's loss every step) and
     carries out saves and stops from the laptop through ``trainer.save_checkpoint``.
 
     Args:
@@ -94,6 +99,7 @@ class ColabtuiCallback(Callback):
         self.bridge = FrameworkBridge(monitor, FRAMEWORK, "ColabtuiCallback")
         self._folder: str | None = None
         self._rng: dict | None = None
+        self._metrics_due = 0.0
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
@@ -132,7 +138,12 @@ class ColabtuiCallback(Callback):
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
-        self.bridge.log(step, trainer.callback_metrics)
+        now = time.monotonic()
+        if now >= self._metrics_due:  # building callback_metrics costs ~100 us: once a second
+            self._metrics_due = now + METRICS_EVERY_S
+            self.bridge.log(step, trainer.callback_metrics)
+        elif isinstance(outputs, dict) and "loss" in outputs:  # the step's loss, every step
+            self.bridge.log(step, {"loss": outputs["loss"]})
         what = self.bridge.boundary(step, trainer.current_epoch)
         if what is not None and self._save(trainer, step) and what == "stop":
             trainer.should_stop = True
