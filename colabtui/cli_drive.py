@@ -149,7 +149,7 @@ def _checkpoints(args: argparse.Namespace) -> int:
                 verdict = f"NO (Drive's md5 {now_md5[:8]}… is not the manifest's {e.md5[:8]}…)"
         elif on_drive is None:  # a folder: its size at least (hashing GBs here would be slow)
             try:
-                size = os.path.getsize(os.path.join(args.dest, e.file))
+                size = _size_there(os.path.join(args.dest, e.file), e)
             except OSError:
                 verdict = "NO (the file is missing)"
             else:
@@ -178,6 +178,17 @@ def _checkpoints(args: argparse.Namespace) -> int:
     print(f"downloaded step {entry.step:,} to {path} ({fmt_bytes(entry.bytes)}; md5 and sha256 "
           "match the manifest)")
     return EXIT_OK
+
+
+def _size_there(path: str, entry: Any) -> int:
+    """The bytes an entry's file holds now, as the manifest counts them: a folder checkpoint
+    (a framework's ``checkpoint-500/``) its files' sizes added up; its tar at a replica is
+    compared by the tar's own size (``packed_bytes``), reported as the entry's ``bytes``."""
+    if entry.tree is not None and os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(path, f.path)) for f in entry.tree.files)
+    size = os.path.getsize(path)
+    return entry.bytes if entry.packed_bytes is not None and size == entry.packed_bytes \
+        else size
 
 
 def _drive_md5s(dest: Any) -> dict[str, str] | None:

@@ -55,10 +55,22 @@ def _loaded_after_importing(modules: list[str]) -> set[str]:
 
 
 def test_importing_every_colabtui_remote_module_loads_no_textual_and_no_torch():
-    modules = [m for m in _all_modules(colabtui_remote) if ".examples." not in m]
+    modules = [m for m in _all_modules(colabtui_remote) if ".examples." not in m
+               and m.rsplit(".", 1)[-1] not in FRAMEWORKS]  # those import their framework
     loaded = _loaded_after_importing(modules)
-    assert "colabtui_remote" in loaded
-    assert not loaded & {"textual", "torch", "rich"}
+    assert "colabtui_remote" in loaded and "colabtui_remote.integrations.bridge" in modules
+    assert not loaded & {"textual", "torch", "rich", *FRAMEWORKS}
+
+
+FRAMEWORKS = {"transformers", "lightning", "keras"}
+
+
+def test_each_integration_imports_its_own_framework_only(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # Keras 3's default backend is not installed
+    for name in sorted(FRAMEWORKS):
+        path = ROOT / "remote" / "colabtui_remote" / "integrations" / f"{name}.py"
+        assert imported_modules(path) & FRAMEWORKS == {name}  # (lightning itself may load more)
+        assert name in _loaded_after_importing([f"colabtui_remote.integrations.{name}"])
 
 
 def test_importing_every_colabtui_module_but_the_demo_loads_no_torch():

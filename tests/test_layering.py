@@ -24,7 +24,7 @@ REMOTE_LAYERS = [
     ["colabtui_remote.checkpoint.errors"],
     ["colabtui_remote.checkpoint.fs", "colabtui_remote.checkpoint.manifest",
      "colabtui_remote.checkpoint.state", "colabtui_remote.checkpoint.state_dicts",
-     "colabtui_remote.checkpoint.trackable"],
+     "colabtui_remote.checkpoint.trackable", "colabtui_remote.checkpoint.folders"],
     ["colabtui_remote.drive"],
     ["colabtui_remote.checkpoint"],
     ["colabtui_remote.transport"],

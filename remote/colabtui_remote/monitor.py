@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 from . import schema
-from .checkpoint.destinations import CheckpointDestination, open_checkpoints
+from .checkpoint.destinations import CheckpointDestination, for_framework, open_checkpoints
 from .checkpoint.resume import find_resumable
 from .checkpoint.state import restore, saved_values
 from .checkpoint.trackable import check_trackable
@@ -147,6 +147,20 @@ class Monitor(TrainingLoops, RunReport):
     def checkpointer(self, ckpt: Checkpointer | None) -> None:
         self._dest = CheckpointDestination(ckpt) if ckpt is not None else None
         self._saver.checkpointer = ckpt
+
+    def framework_checkpointer(self) -> Checkpointer | None:
+        """The writer for a framework that writes its own checkpoint folders (see
+        :mod:`.integrations` and :func:`~.checkpoint.destinations.for_framework`): a folder on
+        a mount is then written locally and replicated to the mount. None without a
+        ``checkpoint_dir``.
+
+        Raises:
+            OSError: the local folder cannot be created.
+        """
+        if self._dest is not None:
+            self._dest = for_framework(self._dest)
+            self._saver.checkpointer = self._dest.checkpointer
+        return self.checkpointer
 
     # ------------------------------------------------------------------ set-up
 

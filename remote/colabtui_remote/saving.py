@@ -50,6 +50,9 @@ class Saver:
         self.autosave_every = autosave_every
         self.next_autosave = now + autosave_every if autosave_every else float("inf")
         """When the next autosave is due, ``time.monotonic()`` seconds (inf: never)."""
+        self.framework: Callable[[list[schema.CommandRecord]], None] | None = None
+        """Set by a framework integration that writes its own checkpoints: a save or stop due
+        (the commands taken; empty for an autosave) is handed to it instead of saved here."""
 
     def act(self, now: float, step: int, epoch: int | None) -> bool:
         """Carry out the pending commands, else the autosave when due. A save already in
@@ -60,12 +63,18 @@ class Saver:
             records = self.commands.take_pending()
             if self.autosave_every:
                 self.next_autosave = now + self.autosave_every
+            if self.framework is not None:
+                self.framework(records)
+                return False
             if any(r.action == "stop" for r in records):
                 return self.stop(records, step, epoch)
             self.save([r.id for r in records], step, epoch)
         elif now >= self.next_autosave and not busy:
             self.next_autosave = now + self.autosave_every
-            self.save([], step, epoch)
+            if self.framework is not None:
+                self.framework([])
+            else:
+                self.save([], step, epoch)
         return False
 
     def save(self, command_ids: list[str], step: int, epoch: int | None, wait: bool = False

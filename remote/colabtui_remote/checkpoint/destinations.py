@@ -26,7 +26,7 @@ from .replica import ReplicaDestination, Replicator
 from .writer import Checkpointer
 
 __all__ = ["LOCAL_CHECKPOINTS_ENV", "CheckpointDestination", "default_local_dir",
-           "list_verified", "open_checkpoints", "open_destination"]
+           "for_framework", "list_verified", "open_checkpoints", "open_destination"]
 
 LOCAL_CHECKPOINTS_ENV = "COLABTUI_LOCAL_CHECKPOINTS"
 """Environment variable naming the folder under which :func:`default_local_dir` puts a run's
@@ -105,6 +105,29 @@ def open_checkpoints(checkpoint_dir: str | os.PathLike, run: str, *, keep: int =
         if os.path.abspath(fallback) == os.path.abspath(dest):
             fallback = None  # checkpoints are on that disk already
     return CheckpointDestination(Checkpointer(dest, keep=keep, fallback_dir=fallback))
+
+
+def for_framework(dest: CheckpointDestination) -> CheckpointDestination:
+    """The destination for a framework that writes its own checkpoint folders (see
+    :mod:`colabtui_remote.integrations`): a folder on the runtime's disk that the framework
+    writes into, and a replica beyond it. A plain folder and a ``gdrive://`` destination are
+    that already (``dest`` itself); a folder on a mount (with a local fallback) becomes its
+    fallback folder, replicated to the mount (a framework writing onto a FUSE mount that drops
+    would fail mid-save, and the mount's own copy is eventually consistent): ``dest``'s
+    writer is closed and a new one opened.
+
+    Raises:
+        OSError: the local folder cannot be created.
+    """
+    ckpt = dest.checkpointer
+    if ckpt.fallback_dir is None:
+        return dest
+    replica = Replicator(MountedFolder(ckpt.directory), keep=ckpt.keep, start=False)
+    ckpt.close()
+    local = Checkpointer(ckpt.fallback_dir, keep=ckpt.keep, replica=replica)
+    replica.start()
+    return CheckpointDestination(local, drive_url=dest.drive_url,
+                                 drive_credentials=dest.drive_credentials)
 
 
 def open_destination(dest: str | os.PathLike, *, credentials_path: str | os.PathLike | None = None,

@@ -200,16 +200,17 @@ class DriveReplica:
 
         folder = self.folder()
         where = f"{self.dest}/{entry.file}"
+        size = entry.packed_bytes if entry.packed_bytes is not None else entry.bytes  # a tar
         try:
             if entry.file_id is not None:
-                file = DriveFile(id=entry.file_id, title=entry.file, size=entry.bytes,
+                file = DriveFile(id=entry.file_id, title=entry.file, size=size,
                                  md5=entry.md5, created=0.0, modified=0.0, is_folder=False)
             else:
                 file = folder.find(entry.file)
                 if file is None:
                     raise CheckpointError(f"{where} is listed in the manifest but not on Drive")
                 if entry.md5 is not None:
-                    file = DriveFile(id=file.id, title=file.title, size=entry.bytes,
+                    file = DriveFile(id=file.id, title=file.title, size=size,
                                      md5=entry.md5, created=file.created,
                                      modified=file.modified, is_folder=False)
             folder.download(file, to_path, progress=progress)

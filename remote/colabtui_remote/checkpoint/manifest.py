@@ -13,6 +13,20 @@ fields: the md5 checked there, when, and Drive's file id::
                       "md5": "…", "verified_at": 1700000050.0, "file_id": "1AbC…"}, ...],
      "retained": [{"file": "ckpt-000001300.pt", "why": "…", "step": 1300, "sha256": "…"}]}
 
+A checkpoint a framework wrote as a folder (:mod:`.folders`: ``checkpoint-500/`` of the Hugging
+Face Trainer, ``ckpt-000000500/`` of the Lightning and Keras integrations) is an entry whose
+``file`` is the folder's name (at a replica: its tar, ``checkpoint-500.tar``, with the tar's size
+in ``packed_bytes`` and its md5 in ``md5``), ``framework`` names who wrote it, and ``files``
+lists each file's relative path, size and sha256; ``bytes`` is their sum and ``sha256`` the
+:attr:`~.folders.FolderTree.sha256` over that list::
+
+    {"file": "checkpoint-500", "step": 500, "bytes": 1870000, "sha256": "…", "saved_at": …,
+     "framework": "transformers", "files": [{"path": "model.safetensors", "bytes": 1800000,
+                                            "sha256": "…"}, ...]}
+
+The version stays 1: a reader from before folder entries does not misread one, it refuses the
+manifest (the name is not a checkpoint file name) and loads nothing of it.
+
 ``retained`` (only present when not empty) names checkpoint files that were unlisted on purpose
 and are kept: an abandoned future after a resume, a checkpoint that failed verification or its
 download checksum, the files found in a folder that had no readable manifest. They are never
@@ -33,12 +47,13 @@ from typing import Any
 
 from ..schema import CheckpointInfo, ReplicaCopy
 from .errors import CheckpointError, ManifestUnreadable
+from .folders import FileDigest, FolderTree, is_folder_name, is_packed_name, safe_relative_path
 from .fs import OS_IO, FolderIO, atomic_write
 
 __all__ = ["ASIDE_PREFIX", "MANIFEST", "ManifestEntry", "RetainedFile", "aside_name",
            "checkpoint_name", "entry_key", "file_order", "is_checkpoint_name", "manifest_bytes",
            "merge_retained", "name_step", "parse_entries", "parse_listing", "parse_retained",
-           "read_folder", "read_manifest", "write_manifest"]
+           "read_folder", "read_manifest", "read_trees", "write_manifest"]
 
 MANIFEST = "manifest.json"
 ASIDE_PREFIX = "manifest.unreadable-"
@@ -105,13 +120,17 @@ class ManifestEntry:
     file_id: str | None = None
     epoch: int | None = None
     seconds: float | None = None
+    tree: FolderTree | None = None
+    """The files of a folder checkpoint (None for a checkpoint file)."""
+    packed_bytes: int | None = None
+    """At a replica, the size of a folder's tar in bytes (``md5`` is the tar's)."""
 
     @classmethod
-    def of(cls, info: CheckpointInfo) -> ManifestEntry:
-        """The entry for a checkpoint written locally."""
+    def of(cls, info: CheckpointInfo, tree: FolderTree | None = None) -> ManifestEntry:
+        """The entry for a checkpoint written locally (``tree``: a folder's files)."""
         return cls(file=os.path.basename(info.path), step=info.step, bytes=info.bytes,
                    sha256=info.sha256, saved_at=info.saved_at, epoch=info.epoch,
-                   seconds=info.seconds)
+                   seconds=info.seconds, tree=tree)
 
     def info(self, directory: str) -> CheckpointInfo:
         """This entry as a :class:`~colabtui_remote.schema.CheckpointInfo` in ``directory``."""
@@ -135,6 +154,11 @@ class ManifestEntry:
             doc.update(md5=self.md5, verified_at=self.verified_at)
             if self.file_id is not None:
                 doc["file_id"] = self.file_id
+            if self.packed_bytes is not None:
+                doc["packed_bytes"] = self.packed_bytes
+        if self.tree is not None:
+            doc["framework"] = self.tree.framework
+            doc["files"] = [f.to_json() for f in self.tree.files]
         return doc
 
 
@@ -213,7 +237,8 @@ def parse_retained(raw: bytes, where: str) -> list[RetainedFile]:
     for i, r in enumerate(records):
         at = f"{where}: retained[{i}]"
         if not isinstance(r, dict) or not isinstance(r.get("file"), str) \
-                or not is_checkpoint_name(r["file"]):
+                or not (is_checkpoint_name(r["file"]) or is_folder_name(r["file"])
+                        or is_packed_name(r["file"])):
             raise ManifestUnreadable(f"{at}.file: missing or not a checkpoint file name")
         step, sha = r.get("step"), r.get("sha256")
         out.append(RetainedFile(
@@ -245,8 +270,11 @@ def _parse_entry(e: Any, where: str) -> ManifestEntry:
         raise ManifestUnreadable(f"{where}.{key}: missing or of the wrong type")
 
     name = field("file", (str,))
-    if not is_checkpoint_name(name):  # also keeps a manifest from naming a path elsewhere
-        raise ManifestUnreadable(f"{where}.file: {name[:80]!r} is not a checkpoint file name")
+    tree = _parse_tree(e, where) if "files" in e else None
+    named = (is_folder_name(name) or is_packed_name(name)) if tree else is_checkpoint_name(name)
+    if not named:  # also keeps a manifest from naming a path elsewhere
+        raise ManifestUnreadable(f"{where}.file: {name[:80]!r} is not a checkpoint "
+                                 f"{'folder' if tree else 'file'} name")
     sha = field("sha256", (str,))
     if not _SHA_RE.match(sha):
         raise ManifestUnreadable(f"{where}.sha256: not a sha256 hex digest")
@@ -260,7 +288,31 @@ def _parse_entry(e: Any, where: str) -> ManifestEntry:
                          verified_at=None if verified_at is None else float(verified_at),
                          file_id=field("file_id", (str,), optional=True),
                          epoch=field("epoch", (int,), optional=True),
-                         seconds=None if seconds is None else float(seconds))
+                         seconds=None if seconds is None else float(seconds), tree=tree,
+                         packed_bytes=field("packed_bytes", (int,), optional=True))
+
+
+def _parse_tree(e: dict, where: str) -> FolderTree:
+    files, framework = e.get("files"), e.get("framework")
+    if not isinstance(files, list) or not files:
+        raise ManifestUnreadable(f"{where}.files: not a non-empty list")
+    if framework is not None and not isinstance(framework, str):
+        raise ManifestUnreadable(f"{where}.framework: not a string")
+    out = []
+    for i, f in enumerate(files):
+        at = f"{where}.files[{i}]"
+        if not isinstance(f, dict) or not safe_relative_path(f.get("path")):
+            raise ManifestUnreadable(f"{at}.path: missing or not a relative path inside the "
+                                     "folder")
+        size, sha = f.get("bytes"), f.get("sha256")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ManifestUnreadable(f"{at}.bytes: missing or not a size")
+        if not isinstance(sha, str) or not _SHA_RE.match(sha):
+            raise ManifestUnreadable(f"{at}.sha256: not a sha256 hex digest")
+        out.append(FileDigest(f["path"], size, sha))
+    if len({f.path for f in out}) != len(out):
+        raise ManifestUnreadable(f"{where}.files: a path is listed twice")
+    return FolderTree(tuple(sorted(out, key=lambda f: f.path)), framework)
 
 
 def manifest_bytes(entries: list[ManifestEntry], *, replica: bool = True,
@@ -339,16 +391,36 @@ def _read_raw(directory: str, io: FolderIO | None) -> bytes | None:
         raise CheckpointError(f"{path}: cannot read: {exc}") from exc
 
 
+def read_trees(directory: str | os.PathLike, io: FolderIO | None = None
+               ) -> dict[str, FolderTree]:
+    """The folder checkpoints a folder's manifest lists: name → :class:`FolderTree` (empty
+    without a manifest).
+
+    Raises:
+        ManifestUnreadable: the manifest is malformed.
+        CheckpointError: it cannot be read.
+    """
+    directory = os.path.abspath(directory)
+    raw = _read_raw(directory, io)
+    if raw is None:
+        return {}
+    return {e.file: e.tree for e in parse_entries(raw, os.path.join(directory, MANIFEST))
+            if e.tree is not None}
+
+
 def write_manifest(directory: str, entries: list[CheckpointInfo], io: FolderIO | None = None,
-                   *, sync_dir: bool = False, retained: list[RetainedFile] = ()) -> None:
+                   *, sync_dir: bool = False, retained: list[RetainedFile] = (),
+                   trees: dict[str, FolderTree] | None = None) -> None:
     """Replace a checkpoint folder's ``manifest.json`` atomically (see
     :func:`~colabtui_remote.checkpoint.fs.atomic_write`) with ``entries``, oldest first, and
-    the ``retained`` records.
+    the ``retained`` records; ``trees`` gives the files of the folder checkpoints among
+    ``entries``, by name.
 
     Raises:
         OSError: it cannot be written; the old manifest stays as it was.
     """
-    data = manifest_bytes([ManifestEntry.of(e) for e in entries], replica=False,
-                          retained=retained)
+    trees = trees or {}
+    data = manifest_bytes([ManifestEntry.of(e, trees.get(os.path.basename(e.path)))
+                           for e in entries], replica=False, retained=retained)
     atomic_write(os.path.join(directory, MANIFEST), lambda f: f.write(data), io=io,
                  sync_dir=sync_dir)

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..schema import ReplicaCopy
 from .errors import CheckpointError, ManifestUnreadable
+from .folders import pack_folder
 from .fs import MOUNT_GONE_ERRNOS, OS_IO, FolderIO, atomic_write, remove_quietly
 from .lock import FolderLock
 from .manifest import (
@@ -182,6 +183,18 @@ class MountedFolder:
             OSError: the mount does not answer.
         """
         src_path = self._join(entry.file)
+        if entry.tree is not None and os.path.isdir(src_path):  # a framework's own folder
+            try:
+                with open(to_path, "xb") as dst:
+                    pack_folder(src_path, entry.tree, dst)
+            except FileNotFoundError as exc:
+                remove_quietly(to_path)
+                raise CheckpointError(f"{exc.filename} is listed in the manifest but missing"
+                                      ) from None
+            except BaseException:
+                remove_quietly(to_path)
+                raise
+            return
         md5 = hashlib.md5()
         try:
             with self.io.open(src_path, "rb") as src, open(to_path, "xb") as dst:

@@ -44,9 +44,10 @@ import time
 from collections.abc import Iterable
 
 from ..schema import CheckpointInfo, ReplicaStatus, UploadProgress
-from .errors import ManifestUnreadable, ReplicaChecksumError
-from .fs import hash_local
-from .manifest import ManifestEntry, RetainedFile, checkpoint_name, is_checkpoint_name
+from .errors import CheckpointError, ManifestUnreadable, ReplicaChecksumError
+from .folders import pack_folder, packed_name
+from .fs import hash_local, remove_quietly, temp_name
+from .manifest import ManifestEntry, RetainedFile, checkpoint_name, is_checkpoint_name, read_trees
 from .reclaim import ReplicaReclaiming
 from .remote import Progress, RemoteCopy, ReplicaDestination
 
@@ -421,8 +422,27 @@ class Replicator(ReplicaReclaiming):
         if sum(1 for e in entries if e.saved_at > info.saved_at) >= self.keep:
             self._drop(info, f"{self.keep} newer checkpoints are already there")
             return
+        tree = read_trees(os.path.dirname(path)).get(os.path.basename(path)) \
+            if os.path.isdir(path) else None
+        if os.path.isdir(path) and tree is None:
+            self._drop(info, "no longer listed locally")
+            return
+        packed = packed_bytes = None
         md5 = self._md5.get(path)
-        if md5 is None:
+        if tree is not None:  # a folder checkpoint goes as one tar (see .folders)
+            packed = os.path.join(os.path.dirname(path), temp_name(packed_name(
+                os.path.basename(path))))
+            try:
+                with open(packed, "xb") as out:
+                    packed_bytes, md5 = pack_folder(path, tree, out)
+            except (CheckpointError, FileNotFoundError) as exc:
+                remove_quietly(packed)
+                self._drop(info, f"the local folder no longer matches its manifest ({exc})")
+                return
+            except BaseException:
+                remove_quietly(packed)
+                raise
+        elif md5 is None:
             try:
                 size, sha, md5 = hash_local(path)
             except FileNotFoundError:  # pruned locally meanwhile
@@ -440,12 +460,13 @@ class Replicator(ReplicaReclaiming):
         name = self._names.get(path)
         if name is None:  # never overwrite a file there that is not ours
             taken = self.dest.names() | {e.file for e in entries}
-            n = 1
-            name = os.path.basename(path) if is_checkpoint_name(os.path.basename(path)) \
-                else checkpoint_name(info.step)
+            n, base = 1, os.path.basename(path)
+            name = packed_name(base) if tree is not None else base \
+                if is_checkpoint_name(base) else checkpoint_name(info.step)
             while name in taken:
                 n += 1
-                name = checkpoint_name(info.step, n)
+                name = packed_name(f"{base}-{n}") if tree is not None \
+                    else checkpoint_name(info.step, n)
             self._names[path] = name
         started = time.time()
         with self._cond:
@@ -457,15 +478,21 @@ class Replicator(ReplicaReclaiming):
                 self._uploading = UploadProgress(step=info.step, bytes_sent=int(sent),
                                                  bytes_total=int(total), started_at=started)
 
-        copy = self.dest.put(path, name, progress=progress, md5=md5)
+        try:
+            copy = self.dest.put(packed or path, name, progress=progress, md5=md5)
+        finally:
+            if packed is not None:
+                remove_quietly(packed)
         where = f"{self.dest.dest}/{name}"
-        if copy.md5 != md5 or (copy.bytes is not None and copy.bytes != info.bytes):
+        size = packed_bytes if packed_bytes is not None else info.bytes
+        if copy.md5 != md5 or (copy.bytes is not None and copy.bytes != size):
             raise ReplicaChecksumError(
                 f"{where}: the copy there has md5 {copy.md5} and {copy.bytes} bytes, the local "
-                f"file {path} has md5 {md5} and {info.bytes} bytes; not verified, will retry")
+                f"file {path} has md5 {md5} and {size} bytes; not verified, will retry")
         entry = ManifestEntry(file=name, step=info.step, bytes=info.bytes, sha256=info.sha256,
                              saved_at=info.saved_at, md5=md5, verified_at=time.time(),
-                             file_id=copy.file_id, epoch=info.epoch, seconds=info.seconds)
+                             file_id=copy.file_id, epoch=info.epoch, seconds=info.seconds,
+                             tree=tree, packed_bytes=packed_bytes)
         listed = self._read_listed()  # again: merge with what is there now
         with self._cond:
             current = self._listed(listed)

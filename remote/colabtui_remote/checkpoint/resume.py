@@ -21,6 +21,16 @@ from typing import Any
 from ..schema import CheckpointInfo
 from .destinations import CheckpointDestination, as_destination, open_destination
 from .errors import CheckpointError, ManifestUnreadable, warn_skipped
+from .folders import (
+    FolderTree,
+    aside_folder,
+    folder_names,
+    folder_of,
+    name_order,
+    remove_folder,
+    unpack_folder,
+    verify_folder,
+)
 from .fs import remove_quietly, sha256_file
 from .manifest import (
     MANIFEST,
@@ -30,12 +40,14 @@ from .manifest import (
     is_checkpoint_name,
     name_step,
     read_manifest,
+    read_trees,
 )
 from .replica import Progress, ReplicaDestination
 from .state import load_state
 from .writer import Checkpointer
 
-__all__ = ["download_newest", "fetch_newest", "find_resumable", "load_resumable", "load_state"]
+__all__ = ["download_newest", "fetch_newest", "find_resumable", "find_resumable_folder",
+           "load_resumable", "load_state", "newest_folder"]
 
 logger = logging.getLogger("colabtui_remote.checkpoint")
 
@@ -238,7 +250,8 @@ def _newer_than(path: str, name: str, info: CheckpointInfo) -> bool:
 def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.PathLike, *,
                  check: Callable[[str, ManifestEntry], Any] | None = None,
                  progress: Progress | None = None,
-                 unusable: list[ManifestEntry] | None = None
+                 unusable: list[ManifestEntry] | None = None,
+                 select: Callable[[ManifestEntry], bool] | None = None
                  ) -> tuple[ManifestEntry, str, Any] | None:
     """Download the newest listed checkpoint that verifies into a temporary file in ``to_dir``.
 
@@ -257,11 +270,14 @@ def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.
         unusable: a list the candidates whose bytes are not the manifest's (missing there,
             md5, size or sha256 differ) are appended to, for :meth:`Replicator.unlist`;
             candidates that only fail ``check`` are not.
+        select: only entries for which ``select(entry)`` is true are candidates.
 
     Returns:
         ``(entry, temp_path, check's result)``, the file named ``.ckpt-….tmp-…`` (never loaded
         by :func:`~colabtui_remote.checkpoint.resume.load_resumable` until renamed), or ``None`` when
-        nothing is listed or nothing verifies.
+        nothing is listed or nothing verifies. A folder checkpoint (packed in a tar there) is
+        unpacked into the temporary folder ``.NAME.fetch-…``, each file's size and sha256
+        checked.
 
     Raises:
         ManifestUnreadable: the manifest there does not parse; nothing was changed there.
@@ -272,28 +288,53 @@ def fetch_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.
     os.makedirs(to_dir, exist_ok=True)
     entries = d.read_manifest() or []
     for entry in reversed(entries):
+        if select is not None and not select(entry):
+            continue
         tmp = os.path.join(to_dir, f".{entry.file}.tmp-{secrets.token_hex(4)}")
         intact = False
         try:
             d.fetch(entry, tmp, progress=progress)
-            size, sha = sha256_file(tmp)
+            if entry.tree is not None:  # a folder, packed: unpacked and checked file by file
+                tmp = _unpack_fetched(tmp, entry)
+                size, sha = entry.tree.bytes, entry.tree.sha256
+            else:
+                size, sha = sha256_file(tmp)
             if size != entry.bytes or sha != entry.sha256:
                 raise CheckpointError(f"{size} bytes with sha256 {sha}, the manifest says "
                                       f"{entry.bytes} bytes with sha256 {entry.sha256}")
             intact = True
             result = check(tmp, entry) if check is not None else None
         except CheckpointError as exc:
-            remove_quietly(tmp)
+            _remove_fetched(tmp)
             if not intact and unusable is not None:
                 unusable.append(entry)
             warn_skipped(f"checkpoint {d.dest}/{entry.file} (step {entry.step}) is unusable: {exc}; "
                   "trying the previous one", log=logger)
             continue
         except BaseException:
-            remove_quietly(tmp)
+            _remove_fetched(tmp)
             raise
         return entry, tmp, result
     return None
+
+
+def _unpack_fetched(tar: str, entry: ManifestEntry) -> str:
+    """Unpack a fetched folder's tar next to it; the tar is removed either way."""
+    assert entry.tree is not None
+    folder = os.path.join(os.path.dirname(tar),
+                          f".{folder_of(entry.file)}.fetch-{secrets.token_hex(4)}")
+    try:
+        unpack_folder(tar, folder, entry.tree)
+    finally:
+        remove_quietly(tar)
+    return folder
+
+
+def _remove_fetched(path: str) -> None:
+    if os.path.isdir(path):
+        remove_folder(path)
+    else:
+        remove_quietly(path)
 
 def download_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | os.PathLike, *,
                     progress: Progress | None = None) -> tuple[ManifestEntry, str] | None:
@@ -314,6 +355,13 @@ def download_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | 
     entry, tmp, _ = found
     to_dir = os.path.dirname(tmp)
     n, name = 1, entry.file
+    if entry.tree is not None:  # a folder: under its own name, or NAME-2, never over another
+        base = name = folder_of(entry.file)
+        while os.path.lexists(os.path.join(to_dir, name)):
+            n += 1
+            name = f"{base}-{n}"
+        os.replace(tmp, os.path.join(to_dir, name))
+        return entry, os.path.join(to_dir, name)
     while True:
         final = os.path.join(to_dir, name)
         if not os.path.lexists(final):
@@ -328,3 +376,104 @@ def download_newest(dest: str | os.PathLike | ReplicaDestination, to_dir: str | 
         name = checkpoint_name(entry.step, n)
     os.replace(tmp, final)
     return entry, final
+
+
+# --------------------------------------------------------------------------- folder checkpoints
+
+
+def find_resumable_folder(ckpt: Checkpointer, framework: str) -> CheckpointInfo | None:
+    """The newest folder checkpoint written by ``framework`` that verifies, for the framework
+    to resume from: in the Checkpointer's folder (:func:`newest_folder`), else at its replica
+    (Drive, or a mounted Drive folder: the newest whose md5 and every file's sha256 check,
+    unpacked and listed here). Newer listed ones that do not verify, and newer ones saved
+    before this resume, are unlisted (see :meth:`Checkpointer.resumed_from`).
+
+    Returns:
+        The checkpoint (``path`` is the folder), or None when there is none.
+
+    Raises:
+        CheckpointError: a manifest does not parse, or the replica cannot be read (nothing is
+            changed; the message says what to do).
+    """
+    found = newest_folder(ckpt.directory, framework)
+    if found is None and ckpt.replica is not None:
+        found = _folder_from_replica(ckpt, framework)
+    if found is not None:
+        try:
+            ckpt.resumed_from(found)
+        except OSError as exc:
+            logger.warning("colabtui_remote: could not unlist unusable checkpoints: %s", exc)
+    return found
+
+
+def newest_folder(directory: str | os.PathLike, framework: str) -> CheckpointInfo | None:
+    """The newest folder checkpoint of ``framework`` listed in ``directory``'s manifest whose
+    files all have their listed size and sha256. Each newer listed one that does not, and each
+    checkpoint folder there newer than the one taken that the manifest does not list (a save
+    killed half-way), gets a :class:`CheckpointWarning`; the unlisted ones are also moved out
+    of the framework's way (``.checkpoint-600.unlisted-…``: a framework that globs
+    ``checkpoint-*`` would count or overwrite them), and removed by the next good save.
+
+    Raises:
+        CheckpointError: the manifest does not parse (nothing is changed: fix or move it).
+    """
+    directory = os.path.abspath(os.fspath(directory))
+    try:
+        infos, trees = read_manifest(directory), read_trees(directory)
+    except ManifestUnreadable as exc:
+        raise CheckpointError(f"cannot resume: {exc}. Nothing was changed; fix or move that "
+                              "manifest.json (the checkpoints stay where they are)") from None
+    if infos is None:
+        return None
+    chosen = None
+    for info in reversed(infos):
+        tree = trees.get(os.path.basename(info.path))
+        if tree is None or tree.framework != framework:
+            continue
+        try:
+            verify_folder(info.path, tree)
+        except CheckpointError as exc:
+            warn_skipped(f"checkpoint {info.path} (step {info.step}) is unusable: {exc}; "
+                         "trying the previous one")
+            continue
+        chosen = info
+        break
+    listed = {os.path.basename(i.path) for i in infos}
+    for name in folder_names(os.listdir(directory)):
+        if name in listed or (chosen is not None and name_order(name)[0] <= chosen.step):
+            continue
+        aside = os.path.join(directory, aside_folder(name))
+        os.replace(os.path.join(directory, name), aside)
+        warn_skipped(f"ignored {os.path.join(directory, name)}: not listed in the manifest (a "
+                     f"save that did not finish); never loaded, moved aside to {aside}")
+    if chosen is not None:
+        logger.info("resuming from %s (step %d)", chosen.path, chosen.step)
+    return chosen
+
+
+def _folder_from_replica(ckpt: Checkpointer, framework: str) -> CheckpointInfo | None:
+    dest = ckpt.replica.dest
+    unusable: list = []
+
+    def ours(entry: ManifestEntry) -> bool:
+        return entry.tree is not None and entry.tree.framework == framework
+
+    try:
+        got = fetch_newest(dest, ckpt.directory, unusable=unusable, select=ours)
+    except ManifestUnreadable as exc:
+        raise CheckpointError(f"cannot resume from {dest.dest}: {exc}. Nothing there was "
+                              "changed; fix or move that manifest.json") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot resume from {dest.dest}: {exc}") from exc
+    finally:
+        if unusable:
+            ckpt.replica.unlist(unusable)
+    if got is None:
+        return None
+    entry, tmp, _ = got
+    tree: FolderTree = entry.tree
+    info = ckpt.adopt_folder(tmp, folder_of(entry.file), tree, step=entry.step,
+                             saved_at=entry.saved_at, epoch=entry.epoch)
+    print(f"colabtui: downloaded step {entry.step} from {dest.dest}/{entry.file} (md5 and "
+          f"sha256 of every file verified) to {info.path}", flush=True)
+    return info

@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..schema import CheckpointInfo, ReplicaStatus, SaveProgress
+from .adopt import Adopting
 from .errors import CheckpointError
+from .folders import FolderTree, remove_folder
 from .fs import (
     OS_IO,
     EarlyWriteback,
@@ -45,6 +47,7 @@ from .manifest import (
     entry_key,
     merge_retained,
     read_folder,
+    read_trees,
     write_manifest,
 )
 from .mount import MountFallback
@@ -69,6 +72,8 @@ class _Job:
     bytes_total: int | None
     phase: str = "writing"
     bytes_written: int = 0
+    folder: str | None = None  # a folder a framework wrote: made durable and listed (adopt.py)
+    framework: str | None = None
 
 
 @dataclass
@@ -81,9 +86,10 @@ class _Folder:
     entries: list[CheckpointInfo]
     retained: list[RetainedFile] = dataclasses.field(default_factory=list)
     lock: FolderLock | None = None
+    trees: dict[str, FolderTree] = dataclasses.field(default_factory=dict)  # folder entries
 
 
-class Checkpointer(MountFallback, Reclaiming):
+class Checkpointer(MountFallback, Reclaiming, Adopting):
     """Writes checkpoints of one run into one folder, on a single writer thread.
 
     The training thread calls :meth:`capture` (the only stall: copying state to CPU) and
@@ -123,6 +129,8 @@ class Checkpointer(MountFallback, Reclaiming):
         OSError: the folder (or ``fallback_dir``) cannot be created; with ``fallback_dir``, a
             folder whose filesystem is gone is not an error (saves start in the fallback).
     """
+
+    _job_type = _Job
 
     def __init__(self, directory: str | os.PathLike, keep: int = 3,
                  early_writeback: bool | None = None, *,
@@ -198,6 +206,8 @@ class Checkpointer(MountFallback, Reclaiming):
             logger.warning("%s; starting a new manifest (older files are kept, unlisted)", exc)
             there, why = None, "in the folder when its manifest did not parse"
         entries, retained = there if there is not None else ([], None)
+        if there is not None:
+            folder.trees = read_trees(folder.directory, folder.io)
         folder.retained = retained if retained is not None else retain_unlisted(
             folder.directory, folder.io, entries,
             why if there is None else "in the folder when its retained list did not parse")
@@ -372,6 +382,8 @@ class Checkpointer(MountFallback, Reclaiming):
                 self._cond.notify_all()
 
     def _save(self, job: _Job) -> CheckpointInfo:
+        if job.folder is not None:
+            return self._adopt_folder(job)
         folder = self._target()
         try:
             info = self._save_into(folder, job)
@@ -449,52 +461,15 @@ class Checkpointer(MountFallback, Reclaiming):
         with self._cond:
             entries = [*folder.entries, info]
         kept, dropped = entries[-self.keep:], entries[:-self.keep]
-        write_manifest(folder.directory, kept, folder.io, retained=folder.retained)
+        kept += [e for e in dropped if self._protects(e)]  # a folder the framework still needs
+        kept.sort(key=lambda e: e.saved_at)
+        dropped = [e for e in dropped if e not in kept]
+        write_manifest(folder.directory, kept, folder.io, retained=folder.retained,
+                       trees=folder.trees)
         with self._cond:
             folder.entries = kept
         folder.io.fsync_dir(folder.directory)
         return dropped
-
-    def adopt(self, path: str | os.PathLike, *, step: int, sha256: str, saved_at: float,
-              epoch: int | None = None) -> CheckpointInfo:
-        """List a checkpoint file fetched from elsewhere (resume from Drive) in the folder's
-        manifest, as if it had been saved here. Not sent to :attr:`replica` (it came from there).
-
-        Args:
-            path: the file, a temporary name inside :attr:`directory` (``.ckpt-….tmp-…``); it is
-                renamed to a free ``ckpt-…`` name (an existing file is never overwritten).
-            step: the step it holds.
-            sha256: its sha256 as its source lists it; checked after the rename.
-            saved_at: when it was first saved, Unix seconds.
-            epoch: its epoch, or None.
-
-        Returns:
-            Its entry, now :attr:`last` (unless a newer one is listed).
-
-        Raises:
-            RuntimeError: a save is in flight.
-            CheckpointError: the file does not hash to ``sha256`` (it is removed).
-            OSError: it cannot be renamed or the manifest written.
-        """
-        with self._cond:
-            if self._job is not None:
-                raise RuntimeError("adopt() while a save is in flight")
-        folder = self._primary
-        final = os.path.join(folder.directory, self._free_name(step, folder))
-        folder.io.replace(os.fspath(path), final)
-        try:
-            folder.io.fsync_dir(folder.directory)
-            size, sha = sha256_file(final, folder.io)
-            if sha != sha256:
-                raise CheckpointError(f"{final}: sha256 {sha} differs from its source's {sha256}")
-            info = CheckpointInfo(step=step, path=final, bytes=size, sha256=sha,
-                                  saved_at=saved_at, seconds=None, epoch=epoch)
-            dropped = self._publish(folder, info)
-        except BaseException:
-            remove_quietly(final, folder.io)
-            raise
-        self._prune(dropped)
-        return info
 
     def resumed_from(self, info: CheckpointInfo, at: float | None = None) -> list[CheckpointInfo]:
         """Record that resume took ``info`` (from this folder, the fallback, or adopted from
@@ -552,7 +527,8 @@ class Checkpointer(MountFallback, Reclaiming):
                     bad += gone
                     continue
                 try:
-                    write_manifest(folder.directory, kept, folder.io, retained=retained)
+                    write_manifest(folder.directory, kept, folder.io, retained=retained,
+                                   trees=folder.trees)
                     folder.entries, folder.retained = kept, retained
                     folder.io.fsync_dir(folder.directory)
                 except OSError as exc:
@@ -584,7 +560,11 @@ class Checkpointer(MountFallback, Reclaiming):
         """Delete checkpoints the manifest no longer lists (it was already rewritten)."""
         for entry in dropped:
             inside = os.path.dirname(entry.path) == self.directory
-            remove_quietly(entry.path, self._io if inside else OS_IO)
+            if os.path.isdir(entry.path):  # a folder checkpoint: the framework's own files
+                remove_folder(entry.path)
+                self._primary.trees.pop(os.path.basename(entry.path), None)
+            else:
+                remove_quietly(entry.path, self._io if inside else OS_IO)
 
 
 def _why(entry: CheckpointInfo, resumed: CheckpointInfo) -> str:
