@@ -15,10 +15,11 @@ them, because SQLite turns NaN into ``NULL``.
 
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,37 @@ ROLLUP_WIDTHS = (32, 1024, 32768)
 :meth:`Ledger.load_series` reads to about 32 × ``max_points`` rows per session."""
 
 END_REASONS = ("finished", "stopped", "failed", "lost")
+
+BUSY_TIMEOUT_S = 0.25
+"""How long a write waits for another connection's lock on the file, seconds. Short: a poll
+keeps a write that found the file locked and retries it later
+(:class:`colabtui.ledger_writes.QueuedWrites`) rather than hold a thread and this ledger's lock."""
+
+
+class LedgerBusy(sqlite3.OperationalError):
+    """Another connection (another process) holds the file's write lock: nothing was written.
+
+    A write that raises it left the ledger as it was; it may be made again later as it is.
+    """
+
+
+def _busy_is_ledger_busy(write: Callable) -> Callable:
+    """Raise :class:`LedgerBusy` from ``write`` where SQLite says the file is locked or busy."""
+
+    @functools.wraps(write)
+    def wrapper(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        except LedgerBusy:
+            raise
+        except sqlite3.OperationalError as exc:
+            words = str(exc).lower()
+            if "locked" in words or "busy" in words:
+                raise LedgerBusy(f"the history file is locked by another connection: {exc}"
+                                 ) from exc
+            raise
+
+    return wrapper
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -188,12 +220,15 @@ class Ledger:
 
     Args:
         path: the SQLite file; created with its folder (mode 0o700) and tables if missing.
+        busy_timeout_s: how long a statement waits for another connection's lock, seconds.
+
+    Writes raise :class:`LedgerBusy` when another connection holds the file's write lock.
 
     Raises:
         sqlite3.DatabaseError: the file exists but is not a SQLite database.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
@@ -202,7 +237,7 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a power cut may lose the last transactions, never corrupts.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout_s * 1000))}")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError:
             self._db.close()
@@ -210,6 +245,7 @@ class Ledger:
 
     # ----------------------------------------------------------------- writes
 
+    @_busy_is_ledger_busy
     def record_status(self, session_key: str, url: str, label: str, status: schema.Status,
                       now: float) -> None:
         """Insert or update the session's row from one ``/v1/status`` snapshot.
@@ -246,6 +282,7 @@ class Ledger:
                  ended, ended_at),
             )
 
+    @_busy_is_ledger_busy
     def record_end(self, session_id: str, how: str, now: float) -> None:
         """Record how a session ended: ``"finished"``, ``"stopped"``, ``"failed"`` or ``"lost"``.
 
@@ -259,6 +296,7 @@ class Ledger:
             self._db.execute("UPDATE sessions SET ended = ?, ended_at = ? WHERE session_id = ?",
                              (how, now, session_id))
 
+    @_busy_is_ledger_busy
     def add_points(self, run: str, session_id: str, page: schema.MetricsPage) -> None:
         """Store a ``/v1/metrics`` page. Points at or below the session's stored sequence number
         are skipped, so fetching the same page twice stores it once."""
