@@ -44,7 +44,7 @@ LAPTOP_LAYERS = [
     ["colabtui.session_client"],
     ["colabtui.client", "colabtui.mailbox_client", "colabtui.drive_mailbox"],
     ["colabtui.transport"],
-    ["colabtui.ledger"],
+    ["colabtui.ledger", "colabtui.ledger_writes", "colabtui.poller"],
     ["colabtui.widgets"],
     ["colabtui.screens"],
     ["colabtui.app"],

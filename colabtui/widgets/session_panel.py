@@ -5,14 +5,20 @@ Poll loop (one per panel):
 
 1. :meth:`SessionPanel.poll_now` starts :meth:`_poll_once` as a worker in this panel's own
    group (``poll-<key>``, exclusive within it), so panels never cancel each other's polls.
-2. The worker asks ``status``; on a new session id it continues from the ledger's last seq;
-   it fetches ``/v1/metrics`` incrementally (``after`` = last seq seen, again while
-   ``page.more``) and records status and points in the ledger.
+2. The worker runs one :meth:`Poller.poll <colabtui.poller.Poller.poll>`: ``status``; on a
+   new session id it continues from the ledger's last seq; it fetches ``/v1/metrics``
+   incrementally (``after`` = last seq seen, again while ``page.more``) and records status and
+   points in the ledger. Whatever raises on the way is the poll's error (kind ``"internal"``).
 3. It posts one immutable :class:`PollResult`; the handler schedules the next poll with
    ``set_timer`` when it has taken the result, so polls never pile up. While the session fails, the delay doubles up to ``backoff_max_s``; while
    it answers with nothing new (no points, same state, step and connection) for
    :data:`IDLE_AFTER_POLLS` polls, the delay grows by :data:`IDLE_GROWTH` a poll up to
    :data:`IDLE_MAX_S`, and snaps back at the first news, a command sent, or the panel focused.
+
+Failures never freeze a panel: a poll's error, or a failure applying its result, is shown on
+this panel and the next poll follows with back-off; this panel's workers' errors go on to the
+app's one handler (:meth:`on_worker_state_changed`); a panel whose last good poll is older
+than :data:`STALE_AFTER_POLLS` intervals says "no answer for 12s", never "connected".
 
 Drawing: on this machine class one Textual frame costs about 10 ms however little changed, so
 results are coalesced. A result that someone is waiting for (the first status, a new run's
@@ -41,11 +47,13 @@ from textual.containers import Vertical
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Static
+from textual.worker import Worker, WorkerState
 
 from colabtui.client import SessionError
 from colabtui.config import SessionConfig, Settings
 from colabtui.figures import ENDED_STATES, clock_offset_s
 from colabtui.ledger import Ledger
+from colabtui.poller import Poller, internal_error
 from colabtui.session_client import SessionClient
 from colabtui.transport import make_client, transport_text
 from colabtui.widgets.checkpoint_view import CheckpointView
@@ -54,9 +62,6 @@ from colabtui.widgets.gpu_view import GpuView
 from colabtui.widgets.loss_chart import LossChart
 from colabtui.widgets.progress_view import ProgressView
 from colabtui.widgets.text_block import text_key
-
-MAX_PAGES_PER_POLL = 20
-"""Metric pages fetched in one poll; the rest follow on the next (keeps a poll short)."""
 
 MAX_POINTS_IN_MEMORY = 50_000
 """Above this many points in a series the panel reloads its downsampled history from the
@@ -83,6 +88,9 @@ URGENT_RESULTS_AFTER_COMMAND = 2
 """Poll results applied at once after a save or stop ends: the poll already under way may
 predate the end, so the one after it is shown at once too."""
 
+STALE_AFTER_POLLS = 3
+"""Poll intervals without a good poll after which a connected panel says "no answer for"."""
+
 @dataclass
 class PollResult(Message):
     """One poll of one session, applied as a whole.
@@ -94,6 +102,7 @@ class PollResult(Message):
         new_points: points logged since the previous poll, by series.
         history: when set, the run's whole curve (from the ledger) replacing what is shown.
         error: why the poll failed (with ``status`` still set when only metrics failed).
+        note: a remark beside the connection state (history writes wait for a locked file).
     """
 
     key: str
@@ -102,6 +111,7 @@ class PollResult(Message):
     new_points: dict[str, list[MetricPoint]] = field(default_factory=dict)
     history: dict[str, list[MetricPoint]] | None = None
     error: SessionError | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -218,18 +228,18 @@ class SessionPanel(Vertical, can_focus=True):
         self._poll_enabled = poll
         self._backoff_max_s = backoff_max_s
         self._client: SessionClient | None = None
+        self._poller: Poller | None = None
         self._timer = None
         self._failures = 0
         self._quiet = 0
-        # the poller's cursor, touched only by the (exclusive) poll worker
-        self._session_id: str | None = None
-        self._after = 0
         # what is shown, changed only by apply()
         self.status: Status | None = None
         self.conn_kind = "waiting"
         self.conn_message = ""
         self.unreachable_since: float | None = None
         self.seen_at: float | None = None
+        self.note: str | None = None
+        self._last_ok_at: float | None = None  # the clock at the last poll without an error
         self.clock_offset = 0.0
         self.series: dict[str, list[MetricPoint]] = {}
         self._log_scale = log_scale
@@ -254,6 +264,7 @@ class SessionPanel(Vertical, can_focus=True):
         self._load_history()
         if self._poll_enabled:
             self._client = make_client(self.session)
+            self._poller = Poller(self._client, self.session, self._ledger, self._clock)
             self.poll_now()
 
     async def on_unmount(self) -> None:
@@ -284,7 +295,8 @@ class SessionPanel(Vertical, can_focus=True):
             text.append(self.status.run, style="dim")
         text.append("\n")
         text.append_text(connection_text(self.conn_kind, self.conn_message,
-                                         self.unreachable_since, self._clock(), self.ended))
+                                         self.unreachable_since, self._clock(), self.ended,
+                                         silent_s=self.silent_s, note=self.note))
         if self.conn_kind == "connected" and self._client is not None and (
                 extra := transport_text(self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)
@@ -299,10 +311,19 @@ class SessionPanel(Vertical, can_focus=True):
 
     @property
     def live(self) -> bool:
-        """Whether what the panel shows is current: from the latest poll, and (over a
-        mailbox) not a status the runtime stopped refreshing."""
-        return self.conn_kind == "connected" and not (
+        """Whether what the panel shows is current: from the latest poll, that poll recent
+        (:attr:`silent_s`), and (over a mailbox) not a status the runtime stopped refreshing."""
+        return self.conn_kind == "connected" and self.silent_s is None and not (
             self.ended is None and self._client is not None and self._client.stale)
+
+    @property
+    def silent_s(self) -> float | None:
+        """Seconds since the last good poll when that is more than :data:`STALE_AFTER_POLLS`
+        poll intervals ago (a poll that hangs, a worker that died), else ``None``."""
+        if self._poller is None or self._last_ok_at is None:
+            return None
+        silent = self._clock() - self._last_ok_at
+        return silent if silent > STALE_AFTER_POLLS * self.poll_delay_s else None
 
     @property
     def _transport(self) -> str:
@@ -334,6 +355,8 @@ class SessionPanel(Vertical, can_focus=True):
                 self.apply(pending)  # ends with a tick
             except NoMatches:  # the panel is being removed (or the app torn down) meanwhile
                 pass
+            except Exception as exc:  # noqa: BLE001 - an error on this panel, never the app's
+                self._show_failure(internal_error("showing a poll result", exc))
             return
         try:
             header = self.query_one("#header", Static)
@@ -347,6 +370,10 @@ class SessionPanel(Vertical, can_focus=True):
         if key != self._header_shown:
             self._header_shown = key
             header.update(text, layout=False)  # always two rows (see app.tcss)
+        if self.status is not None and progress.live != self.live:  # polls went silent
+            self.set_class(not self.live and self.ended is None, "-stale")
+            progress.show(self.status, live=self.live, seen_at=self.seen_at)
+            checkpoint.show(self.status, self.clock_offset, live=self.live)
         checkpoint.sync()
         progress.sync()  # uptime; "last known: running · 3m ago" ages
         now = time.monotonic()
@@ -382,6 +409,7 @@ class SessionPanel(Vertical, can_focus=True):
             if self.conn_kind != result.error.kind or self.unreachable_since is None:
                 self.unreachable_since = result.at
             self.conn_kind, self.conn_message = result.error.kind, result.error.message
+        self.note = result.note
         if result.history is not None:
             self.series = {k: list(v) for k, v in result.history.items()}
         for name, pts in result.new_points.items():
@@ -419,10 +447,39 @@ class SessionPanel(Vertical, can_focus=True):
 
     def on_poll_result(self, message: PollResult) -> None:
         message.stop()
-        news = self.receive(message)
-        self._failures = 0 if message.error is None else self._failures + 1
+        failed = message.error is not None
+        if not failed:
+            self._last_ok_at = message.at
+        try:
+            news = self.receive(message)
+        except NoMatches:  # being removed, or the app torn down
+            return
+        except Exception as exc:  # noqa: BLE001 - an error on this panel, never the app's
+            self._pending = None
+            self._show_failure(internal_error("showing a poll result", exc))
+            news = failed = True
+        self._failures = self._failures + 1 if failed else 0
         self._quiet = 0 if news else self._quiet + 1
         self._schedule_next()
+
+    def _show_failure(self, error: SessionError) -> None:
+        """Say ``error`` when showing a result failed: only the header is drawn again (what
+        the failure left half-made is not), and the next poll reads the history again."""
+        if self._poller is not None:
+            self._poller.restart()
+        if self.conn_kind != error.kind or self.unreachable_since is None:
+            self.unreachable_since = self._clock()
+        self.conn_kind, self.conn_message = error.kind, error.message
+        self._received = (self.status, self.conn_kind, self.conn_message)
+        self.set_class(True, "-error")
+        self._header_shown = None
+        self.query_one("#header", Static).update(self._header_text(), layout=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker.StateChanged does not bubble: hand an error on to the app's one handler
+        if event.state == WorkerState.ERROR:
+            event.stop()
+            self.app.post_message(Worker.StateChanged(event.worker, event.state))
 
     def receive(self, result: PollResult) -> bool:
         """Take a poll result: applied at once when someone waits for it (the first status,
@@ -481,15 +538,12 @@ class SessionPanel(Vertical, can_focus=True):
 
     def poll_failed(self, error: BaseException) -> None:
         """Called by the app when the poll worker itself crashed: show it and poll again."""
-        self._failures += 1
-        self._urgent = max(self._urgent, 1)
-        self.receive(PollResult(self.session.key, self._clock(),
-                                error=SessionError("bad_response", f"internal error: {error!r}")))
-        self._schedule_next()
+        self.post_message(PollResult(self.session.key, self._clock(),
+                                     error=internal_error("polling", error)))
 
     def poll_now(self) -> None:
         """Start a poll unless one is running (the running one reschedules itself)."""
-        if not self._poll_enabled or self._client is None:
+        if self._poller is None:
             return
         if any(w.group == self._poll_group and not w.is_finished for w in self.workers):
             return
@@ -501,45 +555,11 @@ class SessionPanel(Vertical, can_focus=True):
         return f"poll-{self.session.key}"
 
     async def _poll_once(self) -> None:
-        client = self._client
-        assert client is not None
-        ledger = self._ledger
-        try:
-            status = await client.status()
-        except SessionError as exc:
-            self.post_message(PollResult(self.session.key, self._clock(), error=exc))
-            return
-        now = self._clock()
-        fresh = status.session_id != self._session_id
-        # SQLite work runs on a thread: a ledger of millions of points must not stall the UI.
-        if fresh:
-            self._session_id = status.session_id
-            self._after = await asyncio.to_thread(ledger.last_seq, status.session_id) if ledger else 0
-        if ledger is not None:
-            await asyncio.to_thread(ledger.record_status, self.session.key, self.session.url,
-                                    self.session.display_label, status, now)
-        new: dict[str, list[MetricPoint]] = {}
-        error = None
-        try:
-            for _ in range(MAX_PAGES_PER_POLL):
-                if status.last_seq <= self._after:
-                    break
-                page = await client.metrics(self._after)
-                if ledger is not None:
-                    await asyncio.to_thread(ledger.add_points, status.run, status.session_id, page)
-                for name, pts in page.series.items():
-                    new.setdefault(name, []).extend(pts)
-                self._after = max(self._after, page.next_after)
-                if not page.more:
-                    break
-        except SessionError as exc:
-            error = exc
-        history = None
-        if fresh and ledger is not None:
-            history = await asyncio.to_thread(ledger.load_series, status.run)
-            new = {}
-        self.post_message(PollResult(self.session.key, self._clock(), status=status,
-                                     new_points=new, history=history, error=error))
+        assert self._poller is not None
+        got = await self._poller.poll()
+        self.post_message(PollResult(self.session.key, self._clock(), status=got.status,
+                                     new_points=got.new_points, history=got.history,
+                                     error=got.error, note=got.note))
 
     # ----------------------------------------------------------------- commands
 
