@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from colabtui_remote.schema import MetricPoint
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -262,6 +263,17 @@ class _Canvas(Canvas):
             return super().render_lines(crop)
         finally:
             self._frame_style = None
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        # Canvas answers a line it has no buffer for (before its first resize) with
+        # Strip.blank(0), whose segment has no style; Textual's Monochrome filter (NO_COLOR)
+        # reads style.color of every segment and raises on None. Give such segments ours.
+        if any(segment.style is None for segment in strip):
+            style = self.rich_style
+            strip = Strip([Segment(text, style if seg_style is None else seg_style, control)
+                           for text, seg_style, control in strip], strip.cell_length)
+        return strip
 
 
 class _Plot(PlotWidget, can_focus=False):
