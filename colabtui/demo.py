@@ -343,7 +343,7 @@ def run_demo(n: int = 3, *, steps: int | None = None, root: Path | None = None) 
     """Start the demo, run the app on it, and end the children when the app quits.
 
     Returns:
-        The exit code (0).
+        The app's exit code (:func:`colabtui.app.run_app`).
 
     Raises:
         DemoError: the sessions could not start (see :meth:`Demo.start`).
@@ -353,7 +353,6 @@ def run_demo(n: int = 3, *, steps: int | None = None, root: Path | None = None) 
         print(f"starting {n} demo session{'s' if n > 1 else ''} (logs in {demo.root / 'logs'})…",
               file=sys.stderr)
         demo.start()
-        from colabtui.app import ColabTuiApp
+        from colabtui.app import ColabTuiApp, run_app
 
-        ColabTuiApp(demo.config_path, demo.ledger_path).run()
-    return 0
+        return run_app(ColabTuiApp(demo.config_path, demo.ledger_path))
