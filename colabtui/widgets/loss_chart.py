@@ -91,6 +91,45 @@ def minmax_per_column(steps: np.ndarray, values: np.ndarray, columns: int,
     return steps[idx], values[idx]
 
 
+def thin_points(points: Sequence[MetricPoint], keep: int) -> list[MetricPoint]:
+    """About ``keep`` of a series' points, chosen so a chart of them looks the same.
+
+    The steps are cut into ``keep // 2`` buckets; each keeps its lowest and highest finite
+    point and its first point of each non-finite kind (NaN, inf, -inf), so spikes and
+    divergence stay visible; the first and last points always stay.
+
+    Args:
+        points: one series, by step.
+        keep: the number of points wanted (at least 2).
+
+    Returns:
+        A new list in the same order: ``points`` itself copied when it has ``keep`` or fewer.
+    """
+    n = len(points)
+    if n <= keep:
+        return list(points)
+    buckets = max(1, keep // 2)
+    first = points[0].step
+    span = max(1, points[-1].step - first + 1)
+    lowest: dict[int, int] = {}
+    highest: dict[int, int] = {}
+    nonfinite: dict[tuple[int, str], int] = {}
+    for i, p in enumerate(points):
+        b = (p.step - first) * buckets // span
+        v = p.value
+        if not math.isfinite(v):
+            nonfinite.setdefault((b, "nan" if v != v else "inf" if v > 0 else "-inf"), i)
+            continue
+        j = lowest.get(b)
+        if j is None or v < points[j].value:
+            lowest[b] = i
+        j = highest.get(b)
+        if j is None or v > points[j].value:
+            highest[b] = i
+    chosen = {0, n - 1, *lowest.values(), *highest.values(), *nonfinite.values()}
+    return [points[i] for i in sorted(chosen)]
+
+
 @dataclass(frozen=True)
 class PreparedSeries:
     """One series ready to draw: finite points (already log10 when asked) and the steps of

@@ -59,13 +59,14 @@ from colabtui.transport import make_client, transport_text
 from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.connection_line import connection_text
 from colabtui.widgets.gpu_view import GpuView
-from colabtui.widgets.loss_chart import LossChart
+from colabtui.widgets.loss_chart import LossChart, thin_points
 from colabtui.widgets.progress_view import ProgressView
 from colabtui.widgets.text_block import text_key
 
-MAX_POINTS_IN_MEMORY = 50_000
-"""Above this many points in a series the panel reloads its downsampled history from the
-ledger instead of keeping every point."""
+MAX_POINTS_IN_MEMORY = 4_000
+"""Above this many points a series shown is thinned to half as many (:func:`thin_points`), so
+memory stays flat however long a run goes; a chart (at most two points a column) loses nothing
+it could show."""
 
 COMMAND_POLL_S = 0.25
 """Seconds between ``get_command`` checks while a save or stop is under way."""
@@ -442,8 +443,8 @@ class SessionPanel(Vertical, can_focus=True):
         while current and current[-1].step >= first:
             current.pop()
         current.extend(pts)
-        if len(current) > MAX_POINTS_IN_MEMORY and self._ledger and self.status:
-            self.series = self._ledger.load_series(self.status.run)
+        if len(current) > MAX_POINTS_IN_MEMORY:
+            self.series[name] = thin_points(current, MAX_POINTS_IN_MEMORY // 2)
 
     def on_poll_result(self, message: PollResult) -> None:
         message.stop()
