@@ -9,6 +9,7 @@ after every earlier page's, since the ledger skips sequence numbers it has passe
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from typing import Any
 
@@ -24,9 +25,9 @@ MAX_QUEUED_POINTS = 200_000
 class QueuedWrites:
     """The ledger writes of one poller, retried in order while the file is locked.
 
-    Calls run one at a time (the panel's poll worker is exclusive), on any thread; the ledger
-    itself is thread-safe. Every call first writes what is kept, then its own write; a write
-    that finds the file locked is kept, with everything after it.
+    Thread-safe: calls take one lock (a poll's thread and the app's last flush at exit may
+    meet). Every call first writes what is kept, then its own write; a write that finds the
+    file locked is kept, with everything after it.
 
     Args:
         ledger: the history file.
@@ -44,6 +45,7 @@ class QueuedWrites:
         self.max_points = max_points
         self._queue: deque[tuple[str, tuple[Any, ...]]] = deque()
         self.queued_points = 0
+        self._lock = threading.RLock()
 
     # ----------------------------------------------------------------- writes
 
@@ -56,16 +58,13 @@ class QueuedWrites:
             Whether it was written now (``False``: kept for later).
         """
         args = (session_key, url, label, status, now)
-        if self.flush():
-            try:
-                self.ledger.record_status(*args)
+        with self._lock:
+            if self._write_after_kept("status", args):
                 return True
-            except LedgerBusy:  # kept below
-                pass
-        self._queue = deque(item for item in self._queue if not (
-            item[0] == "status" and item[1][3].session_id == status.session_id))
-        self._queue.append(("status", args))
-        return False
+            self._queue = deque(item for item in self._queue if not (
+                item[0] == "status" and item[1][3].session_id == status.session_id))
+            self._queue.append(("status", args))
+            return False
 
     def add_points(self, run: str, session_id: str, page: schema.MetricsPage) -> bool:
         """:meth:`Ledger.add_points`, after what is kept.
@@ -74,15 +73,12 @@ class QueuedWrites:
             Whether it was written now (``False``: kept for later).
         """
         args = (run, session_id, page)
-        if self.flush():
-            try:
-                self.ledger.add_points(*args)
+        with self._lock:
+            if self._write_after_kept("points", args):
                 return True
-            except LedgerBusy:  # kept below
-                pass
-        self._queue.append(("points", args))
-        self.queued_points += _count(page)
-        return False
+            self._queue.append(("points", args))
+            self.queued_points += _count(page)
+            return False
 
     def flush(self) -> bool:
         """Write what is kept, oldest first, until done or the file is locked.
@@ -90,26 +86,40 @@ class QueuedWrites:
         Returns:
             Whether nothing is kept any more.
         """
-        while self._queue:
-            kind, args = self._queue[0]
-            try:
-                if kind == "status":
-                    self.ledger.record_status(*args)
-                else:
-                    self.ledger.add_points(*args)
-            except LedgerBusy:
-                return False
-            self._queue.popleft()
-            if kind == "points":
-                self.queued_points -= _count(args[2])
+        with self._lock:
+            while self._queue:
+                kind, args = self._queue[0]
+                try:
+                    self._write(kind, args)
+                except LedgerBusy:
+                    return False
+                self._queue.popleft()
+                if kind == "points":
+                    self.queued_points -= _count(args[2])
+            return True
+
+    def _write_after_kept(self, kind: str, args: tuple[Any, ...]) -> bool:
+        if not self.flush():
+            return False
+        try:
+            self._write(kind, args)
+        except LedgerBusy:
+            return False
         return True
+
+    def _write(self, kind: str, args: tuple[Any, ...]) -> None:
+        if kind == "status":
+            self.ledger.record_status(*args)
+        else:
+            self.ledger.add_points(*args)
 
     # ----------------------------------------------------------------- reads
 
     def last_seq(self, session_id: str) -> int:
         """:meth:`Ledger.last_seq`, counting kept pages: where to continue fetching."""
-        kept = (args[2].next_after for kind, args in self._queue
-                if kind == "points" and args[1] == session_id)
+        with self._lock:
+            kept = [args[2].next_after for kind, args in self._queue
+                    if kind == "points" and args[1] == session_id]
         return max(self.ledger.last_seq(session_id), *kept, 0)
 
     @property

@@ -11,6 +11,7 @@ or huge ledger never stalls the UI nor loses a point.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -105,8 +106,25 @@ class Poller:
         got.note = self.writes.note if self.writes is not None else None
         return got
 
+    def flush_kept(self) -> bool:
+        """Try once more, now, to write what a locked history file kept (the app is quitting).
+
+        Returns:
+            Whether nothing is kept any more (``False`` also when the ledger is closed).
+        """
+        if self.writes is None:
+            return True
+        try:
+            return self.writes.flush()
+        except sqlite3.Error:  # closed or broken: nothing more can be done
+            return False
+
     async def _poll(self, got: PollOutcome) -> SessionError | None:
         client, ledger, writes = self.client, self.ledger, self.writes
+        if writes is not None and writes.pending:  # even if the session does not answer now
+            got.stage = "writing kept points to the history file"
+            await asyncio.to_thread(writes.flush)
+            got.stage = "asking for the status"
         try:
             status = await client.status()
         except SessionError as exc:

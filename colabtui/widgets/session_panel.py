@@ -15,10 +15,8 @@ Poll loop (one per panel):
    :data:`IDLE_AFTER_POLLS` polls, the delay grows by :data:`IDLE_GROWTH` a poll up to
    :data:`IDLE_MAX_S`, and snaps back at the first news, a command sent, or the panel focused.
 
-Failures never freeze a panel: a poll's error, or a failure applying its result, is shown on
-this panel and the next poll follows with back-off; this panel's workers' errors go on to the
-app's one handler (:meth:`on_worker_state_changed`); a panel whose last good poll is older
-than :data:`STALE_AFTER_POLLS` intervals says "no answer for 12s", never "connected".
+Failures never freeze a panel: a poll's error, or one applying its result, is shown and polls
+go on with back-off; worker errors go on to the app's handler (:meth:`on_worker_state_changed`).
 
 Drawing: on this machine class one Textual frame costs about 10 ms however little changed, so
 results are coalesced. A result that someone is waiting for (the first status, a new run's
@@ -271,6 +269,8 @@ class SessionPanel(Vertical, can_focus=True):
     async def on_unmount(self) -> None:
         if self._timer is not None:
             self._timer.stop()
+        if self._poller is not None:
+            self._poller.flush_kept()  # a last try for what a locked history file kept
         if self._client is not None:
             await self._client.aclose()
 

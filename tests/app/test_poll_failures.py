@@ -359,3 +359,27 @@ async def test_a_locked_history_file_shows_a_note_and_loses_no_points(tmp_path, 
         assert steps == list(range(POINTS + 40)), "every point, in order, none twice"
         row = next(r for r in ledger.sessions() if r.session_id == panel.status.session_id)
         assert row.step == POINTS + 40, "the latest status was written too"
+
+
+async def test_kept_points_are_written_once_the_file_is_free_though_the_session_died(
+        tmp_path, mon):
+    app = make_app(tmp_path, mon.url)
+    async with app.run_test(size=(160, 40)) as pilot:
+        panel = app.panels[0]
+        await wait_for(pilot, lambda: len(panel.series.get("loss", [])) == POINTS, "the points")
+        other = sqlite3.connect(tmp_path / "ledger.sqlite3", isolation_level=None,
+                                check_same_thread=False)
+        try:
+            other.execute("BEGIN EXCLUSIVE")
+            for step in range(POINTS, POINTS + 20):
+                mon.log(step, loss=0.1)
+            mon.at_step_boundary(POINTS + 20)
+            await wait_for(pilot, lambda: "20 points kept" in header(panel), "the note")
+            await asyncio.to_thread(mon.close)  # the runtime dies with points only kept here
+            await wait_for(pilot, lambda: panel.conn_kind == "unreachable", "unreachable")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await wait_for(pilot, lambda: "locked" not in header(panel), "the kept points written")
+        steps = [p.step for p in app.ledger.load_series("fragile")["loss"]]
+        assert steps == list(range(POINTS + 20))
