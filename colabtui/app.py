@@ -9,11 +9,21 @@ in one burst acts on the newly focused panel; one save (and one stop) is in flig
 each session has one toast per kind of message, which a newer one replaces. The config file is
 read again when it changes (or a session refuses its token), so a token given to ``colabtui
 connect`` reaches the running app within a second.
+
+SIGINT, SIGTERM and SIGHUP end the app as ``q`` does (the terminal restored), with exit code
+128 + the signal's number; :func:`run_app` runs it, writes a crash's traceback to a file and
+returns the exit code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+import sys
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -27,7 +37,14 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
-from colabtui.config import Config, ConfigError, SessionConfig, load_config, save_config
+from colabtui.config import (
+    Config,
+    ConfigError,
+    SessionConfig,
+    load_config,
+    save_config,
+)
+from colabtui.crash_log import write_crash_log
 from colabtui.formatting import fmt_bytes, fmt_field
 from colabtui.ledger import Ledger
 from colabtui.screens.add_session import AddSessionScreen
@@ -44,6 +61,14 @@ COMPACT_BELOW_ROWS = 36
 
 PANEL_ACTIONS = {"save", "save_all", "stop", "remove", "focus_panel", "log_scale"}
 """Actions that need the main screen with at least one panel."""
+
+EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+"""Signals that end the app as ``q`` does, and the exit code of each (128 + its number)."""
+
+EXIT_CRASH = 1
+
+CRASH_ENV = "COLABTUI_TEST_CRASH_AFTER_S"
+"""A test hook: the app raises ``RuntimeError`` this many seconds after it starts."""
 
 
 class ColabTuiApp(App):
@@ -105,6 +130,7 @@ class ColabTuiApp(App):
             self.ledger = None
             self.ledger_error = f"history is off: cannot open {self.ledger_path}: {exc}"
         self.log_scale = self.config.settings.log_scale
+        self._signals_before: dict[int, object] = {}  # handlers to put back on exit
 
     # ----------------------------------------------------------------- layout
 
@@ -128,6 +154,32 @@ class ColabTuiApp(App):
             self.call_after_refresh(self._focus_first)
         if self.poll:
             self.set_interval(1.0, self._tick)
+        if not self.is_headless:
+            self._catch_signals()
+        if (crash_after := os.environ.get(CRASH_ENV)) is not None:
+            self.set_timer(_seconds(crash_after), self._crash_for_test)
+
+    def _catch_signals(self) -> None:
+        """SIGINT, SIGTERM, SIGHUP: exit as ``q`` does (Python's default for SIGTERM and
+        SIGHUP ends the process at once, leaving the terminal raw, on the alternate screen)."""
+        loop = asyncio.get_running_loop()
+        for signum, code in EXIT_SIGNALS.items():
+            try:
+                before = signal.getsignal(signum)
+                loop.add_signal_handler(signum, self.exit, None, code)
+            except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+                continue
+            self._signals_before[signum] = before
+
+    def _restore_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum, before in self._signals_before.items():
+            loop.remove_signal_handler(signum)
+            with contextlib.suppress(ValueError, TypeError, OSError):
+                signal.signal(signum, before)
+
+    def _crash_for_test(self) -> None:
+        raise RuntimeError(f"crash asked for by {CRASH_ENV}")
 
     def on_resize(self, event) -> None:
         compact = event.size.height < COMPACT_BELOW_ROWS
@@ -140,6 +192,7 @@ class ColabTuiApp(App):
             panels[0].focus()
 
     def on_unmount(self) -> None:
+        self._restore_signals()
         if self.ledger is not None:
             self.ledger.close()
 
@@ -491,3 +544,38 @@ class ColabTuiApp(App):
         node = worker.node
         if isinstance(node, SessionPanel) and worker.group.startswith("poll-"):
             node.poll_failed(error if error is not None else RuntimeError("unknown"))
+
+
+def _seconds(text: str) -> float:
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        return 0.0
+
+
+def run_app(app: ColabTuiApp) -> int:
+    """Run ``app`` in this terminal until it ends, and say how it ended.
+
+    Returns:
+        The exit code: 0 after ``q``; 130, 143 or 129 after SIGINT, SIGTERM or SIGHUP
+        (:data:`EXIT_SIGNALS`; the terminal restored as on ``q``); :data:`EXIT_CRASH` (1) after
+        a crash, whose traceback is written to a new file in :func:`colabtui.config.log_dir`,
+        named on stderr (Textual prints the traceback on stderr too).
+    """
+    try:
+        app.run()
+        error = app._exception  # Textual keeps the exception that ended the app (if any)
+    except Exception as exc:  # noqa: BLE001 - whatever ends the app early is a crash
+        error = exc
+    if error is None:
+        return app.return_code or 0
+    try:
+        path = write_crash_log(error)
+    except OSError as exc:
+        traceback.print_exception(error, file=sys.stderr)
+        print(f"colabtui: crashed with {type(error).__name__}; could not write the crash log: "
+              f"{exc}", file=sys.stderr)
+    else:
+        print(f"colabtui: crashed with {type(error).__name__}; the traceback is in {path}",
+              file=sys.stderr)
+    return EXIT_CRASH

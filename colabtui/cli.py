@@ -4,7 +4,9 @@ Errors are printed as one message on stderr, never as a traceback. Exit codes: 0
 (for ``status``: every session answered, or had ended and is gone since, as the history
 says); 1 a session did not answer usably (unreachable, token refused, bad answer, other
 protocol version) or the demo failed; 2 bad input (usage, a bad URL or token, a config file that does not
-parse); 130 interrupted.
+parse); 130 interrupted. The app (no command, or ``demo``) exits 0 on ``q``, 130 on SIGINT, 143
+on SIGTERM, 129 on SIGHUP, and 1 on a crash, its traceback written to a file in
+``$COLABTUI_LOG_DIR`` (default: the user log folder) whose path is printed on stderr.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui demo --sessions 2                 two local training runs, live\n"
                "  colabtui connect gdrive://FOLDER_ID/run/mailbox   a run's mailbox on Drive\n"
                "  colabtui checkpoints gdrive://FOLDER_ID/run  its checkpoints, verified or not\n"
-               "\nexit codes: 0 ok, 1 a session did not answer usably, 2 bad input or config, "
-               "130 interrupted",
+               "\nexit codes: 0 ok, 1 a session did not answer usably (or the app crashed: the "
+               "traceback's file is named), 2 bad input or config, 130 interrupted (SIGINT), "
+               "143 SIGTERM, 129 SIGHUP",
     )
     parser.add_argument("--version", action="version",
                         version=f"colabtui {__version__} (protocol v{_protocol_version()})")
@@ -163,12 +166,11 @@ def _err(message: str) -> None:
 
 def _open_app(config_path: Path) -> int:
     try:
-        from colabtui.app import ColabTuiApp
+        from colabtui.app import ColabTuiApp, run_app
     except ImportError as exc:
         _err(f"cannot load the app: {exc}")
         return EXIT_SESSION
-    ColabTuiApp(config_path, default_ledger_path()).run()
-    return EXIT_OK
+    return run_app(ColabTuiApp(config_path, default_ledger_path()))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ way (:func:`colabtui_remote.wire.clean_text`) whatever it quotes.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import socket
 import uuid
@@ -103,6 +104,9 @@ class RemoteClient:
             :func:`colabtui.config.validate_url`).
         token: the bearer token.
         timeout_s: limit for each of connect, read, write and pool wait, seconds.
+        deadline_s: limit for a whole request (connect, send, headers and body), seconds;
+            ``2 * timeout_s`` when not given. httpx's timeouts are per phase and per read, so
+            without it an answer trickling in a byte a second would never end.
 
     Implements :class:`~colabtui.session_client.SessionClient`: an answer over HTTP is the
     session's state when it answered, so it is never old (``status_age_s`` is ``None``, ``stale``
@@ -114,9 +118,11 @@ class RemoteClient:
     stale = False
     min_poll_interval_s = 0.0
 
-    def __init__(self, url: str, token: str, *, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, token: str, *, timeout_s: float = 5.0,
+                 deadline_s: float | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.deadline_s = 2 * timeout_s if deadline_s is None else deadline_s
         self._token = token
         self._client = httpx.AsyncClient(
             base_url=self.url,
@@ -213,6 +219,13 @@ class RemoteClient:
             raise SessionError("bad_response", f"unexpected answer: {exc}", code) from None
 
     async def _fetch(self, method: str, path: str, **kwargs: Any) -> tuple[int, str, bytes]:
+        try:
+            return await asyncio.wait_for(self._read(method, path, **kwargs), self.deadline_s)
+        except asyncio.TimeoutError:  # the builtin TimeoutError from Python 3.11
+            raise SessionError("unreachable", f"no complete answer within {self.deadline_s:g} s "
+                               "(deadline)") from None
+
+    async def _read(self, method: str, path: str, **kwargs: Any) -> tuple[int, str, bytes]:
         try:
             async with self._client.stream(method, path, **kwargs) as resp:
                 declared = resp.headers.get("content-length")

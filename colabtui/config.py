@@ -43,6 +43,7 @@ except ModuleNotFoundError:  # Python 3.10
 APP_NAME = "colabtui"
 CONFIG_ENV = "COLABTUI_CONFIG_DIR"
 DATA_ENV = "COLABTUI_DATA_DIR"
+LOG_ENV = "COLABTUI_LOG_DIR"
 
 
 class ConfigError(Exception):
@@ -270,6 +271,13 @@ def data_dir() -> Path:
     """``$COLABTUI_DATA_DIR``, else platformdirs' user data folder for ``colabtui``."""
     env = os.environ.get(DATA_ENV)
     return Path(env) if env else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def log_dir() -> Path:
+    """``$COLABTUI_LOG_DIR``, else platformdirs' user log folder for ``colabtui`` (where a
+    crash's traceback is written)."""
+    env = os.environ.get(LOG_ENV)
+    return Path(env) if env else Path(platformdirs.user_log_dir(APP_NAME))
 
 
 def default_config_path() -> Path:

@@ -519,7 +519,7 @@ def run_demo(n: int = 3, *, steps: int | None = None, root: Path | None = None,
             (:meth:`Demo.start_over`), after saying what goes.
 
     Returns:
-        The exit code (0).
+        The app's exit code (:func:`colabtui.app.run_app`).
 
     Raises:
         DemoError: the sessions could not start (see :meth:`Demo.launch`).
@@ -533,7 +533,7 @@ def run_demo(n: int = 3, *, steps: int | None = None, root: Path | None = None,
     with _signals_end(demo):
         _tell(f"starting {n} session{'s' if n > 1 else ''} (logs in {demo.root / 'logs'})")
         demo.prepare()
-        from colabtui.app import ColabTuiApp
+        from colabtui.app import ColabTuiApp, run_app
 
         class DemoApp(ColabTuiApp):
             def on_ready(self) -> None:
@@ -562,5 +562,4 @@ def run_demo(n: int = 3, *, steps: int | None = None, root: Path | None = None,
             with contextlib.suppress(RuntimeError):
                 app.call_from_thread(app.poll_session, key)
 
-        app.run()
-    return 0
+        return run_app(app)

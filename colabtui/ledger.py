@@ -20,22 +20,56 @@ older colabtui may have written raw.
 
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from colabtui_remote import schema, wire
 
 from colabtui.figures import ENDED_STATES
+from colabtui.ledger_rollup import Bucket as _Bucket
+from colabtui.ledger_rollup import Reducer as _Reducer
 
 ROLLUP_WIDTHS = (32, 1024, 32768)
 """Bucket widths of the roll-ups, in steps. A ratio of 32 between levels bounds what one
 :meth:`Ledger.load_series` reads to about 32 × ``max_points`` rows per session."""
 
 END_REASONS = ("finished", "stopped", "failed", "lost")
+
+BUSY_TIMEOUT_S = 0.25
+"""How long a write waits for another connection's lock on the file, seconds. Short: a poll
+keeps a write that found the file locked and retries it later
+(:class:`colabtui.ledger_writes.QueuedWrites`) rather than hold a thread and this ledger's lock."""
+
+
+class LedgerBusy(sqlite3.OperationalError):
+    """Another connection (another process) holds the file's write lock: nothing was written.
+
+    A write that raises it left the ledger as it was; it may be made again later as it is.
+    """
+
+
+def _busy_is_ledger_busy(write: Callable) -> Callable:
+    """Raise :class:`LedgerBusy` from ``write`` where SQLite says the file is locked or busy."""
+
+    @functools.wraps(write)
+    def wrapper(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        except LedgerBusy:
+            raise
+        except sqlite3.OperationalError as exc:
+            words = str(exc).lower()
+            if "locked" in words or "busy" in words:
+                raise LedgerBusy(f"the history file is locked by another connection: {exc}"
+                                 ) from exc
+            raise
+
+    return wrapper
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -175,55 +209,20 @@ def _session_row(session_id, session_key, run, label, url, gpu, started_at, firs
                       _clean(ended), ended_at, last_seq)
 
 
-class _Bucket:
-    """Min, max and first non-finite point of one roll-up bucket, built in Python per page."""
-
-    __slots__ = ("n", "lo", "hi", "nf")
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.lo: tuple | None = None
-        self.hi: tuple | None = None
-        self.nf: tuple | None = None
-
-    def add(self, v: float | None, marker: str | None, step: int, seq: int, t: float) -> None:
-        self.n += 1
-        if marker is not None:
-            if self.nf is None:
-                self.nf = (marker, step, seq, t)
-            return
-        if self.lo is None or v < self.lo[0]:
-            self.lo = (v, step, seq, t)
-        if self.hi is None or v > self.hi[0]:
-            self.hi = (v, step, seq, t)
-
-    def merge(self, other: _Bucket) -> None:
-        self.n += other.n
-        if other.lo is not None and (self.lo is None or other.lo[0] < self.lo[0]):
-            self.lo = other.lo
-        if other.hi is not None and (self.hi is None or other.hi[0] > self.hi[0]):
-            self.hi = other.hi
-        if self.nf is None:
-            self.nf = other.nf
-
-    def row(self, series_id: int, session: int, width: int, bucket: int) -> tuple:
-        lo = self.lo or (None, None, None, None)
-        hi = self.hi or (None, None, None, None)
-        nf = self.nf or (None, None, None, None)
-        return (series_id, session, width, bucket, self.n, *lo, *hi, *nf)
-
-
 class Ledger:
     """The history file. Thread-safe: every call takes one lock around one connection.
 
     Args:
         path: the SQLite file; created with its folder (mode 0o700) and tables if missing.
+        busy_timeout_s: how long a statement waits for another connection's lock, seconds.
+
+    Writes raise :class:`LedgerBusy` when another connection holds the file's write lock.
 
     Raises:
         sqlite3.DatabaseError: the file exists but is not a SQLite database.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock = threading.Lock()
@@ -232,7 +231,7 @@ class Ledger:
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a power cut may lose the last transactions, never corrupts.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout_s * 1000))}")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError:
             self._db.close()
@@ -240,6 +239,7 @@ class Ledger:
 
     # ----------------------------------------------------------------- writes
 
+    @_busy_is_ledger_busy
     def record_status(self, session_key: str, url: str, label: str, status: schema.Status,
                       now: float) -> None:
         """Insert or update the session's row from one ``/v1/status`` snapshot.
@@ -280,6 +280,7 @@ class Ledger:
                    ON CONFLICT (session_id) DO UPDATE SET status = excluded.status""",
                 (status.session_id, wire.dumps(schema.status_to_wire(status)).decode("utf-8")))
 
+    @_busy_is_ledger_busy
     def record_end(self, session_id: str, how: str, now: float) -> None:
         """Record how a session ended: ``"finished"``, ``"stopped"``, ``"failed"`` or ``"lost"``.
 
@@ -293,6 +294,7 @@ class Ledger:
             self._db.execute("UPDATE sessions SET ended = ?, ended_at = ? WHERE session_id = ?",
                              (how, now, session_id))
 
+    @_busy_is_ledger_busy
     def add_points(self, run: str, session_id: str, page: schema.MetricsPage) -> None:
         """Store a ``/v1/metrics`` page. Points at or below the session's stored sequence number
         are skipped, so fetching the same page twice stores it once."""
@@ -555,41 +557,6 @@ class Ledger:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-class _Reducer:
-    """Keeps, per output bucket of steps, the lowest and highest finite point and the first
-    non-finite point of each kind."""
-
-    def __init__(self, lo: int, span: int, nb: int) -> None:
-        self.lo, self.span, self.nb = lo, span, nb
-        self._lo: dict[int, tuple] = {}
-        self._hi: dict[int, tuple] = {}
-        self._nf: dict[tuple[int, str], tuple] = {}
-        self.keep: set[tuple] = set()
-
-    def add(self, v: float | None, marker: str | None, step: int, seq: int, t: float) -> None:
-        b = (step - self.lo) * self.nb // self.span
-        if marker is not None:
-            key = (b, marker)
-            cur = self._nf.get(key)
-            if cur is None or (step, seq) < (cur[0], cur[1]):
-                self._nf[key] = (step, seq, t, wire.marker_value(marker, None))
-            return
-        cur = self._lo.get(b)
-        if cur is None or v < cur[3]:
-            self._lo[b] = (step, seq, t, v)
-        cur = self._hi.get(b)
-        if cur is None or v > cur[3]:
-            self._hi[b] = (step, seq, t, v)
-
-    def points(self) -> list[schema.MetricPoint]:
-        # Keyed by (step, seq): NaN != NaN, so the tuples themselves would not deduplicate.
-        keep = {(r[0], r[1]): r for r in self.keep}
-        for group in (self._lo, self._hi, self._nf):
-            keep.update(((r[0], r[1]), r) for r in group.values())
-        return [schema.MetricPoint(seq, step, t, v) for (step, seq), (_, _, t, v) in
-                sorted(keep.items())]
 
 
 def iter_pages(run: str, series: dict[str, Iterable[tuple[int, float]]], *, start_seq: int = 1,

@@ -41,10 +41,12 @@ LAPTOP_LAYERS = [
     ["colabtui"],  # the package's __init__: its version, nothing else
     ["colabtui.formatting", "colabtui.figures"],
     ["colabtui.config"],
+    ["colabtui.crash_log"],
     ["colabtui.session_client"],
     ["colabtui.client", "colabtui.mailbox_client", "colabtui.drive_mailbox"],
     ["colabtui.transport"],
-    ["colabtui.ledger"],
+    ["colabtui.ledger_rollup"],
+    ["colabtui.ledger", "colabtui.ledger_writes", "colabtui.poller"],
     ["colabtui.widgets"],
     ["colabtui.screens"],
     ["colabtui.app"],

@@ -1,5 +1,6 @@
-"""The connection line of a session's panel: ``● connected``, ``✖ unreachable for 3m``,
-``✖ token refused: …``, or, for a run that ended, ``○ finished; server closed 2m ago``."""
+"""The connection line of a session's panel: ``● connected``, ``◌ no answer for 12s``,
+``✖ unreachable for 3m``, ``✖ token refused: …``, or, for a run that ended,
+``○ finished; server closed 2m ago``."""
 
 from __future__ import annotations
 
@@ -14,27 +15,35 @@ ERROR_TITLES = {
     "token_refused": "token refused",
     "protocol": "protocol mismatch",
     "bad_response": "bad response",
+    "internal": "internal error",
 }
 
 
 def connection_text(kind: str, message: str, since: float | None, now: float,
-                    ended: str | None = None) -> Text:
+                    ended: str | None = None, *, silent_s: float | None = None,
+                    note: str | None = None) -> Text:
     """The connection line: ``connected``, ``unreachable for 3m``, ``token refused``...
 
     Args:
-        kind: ``"connected"``, ``"waiting"``, or a :class:`SessionError` kind.
+        kind: ``"connected"``, ``"waiting"``, or a :class:`SessionError` kind (``"internal"``:
+            something failed inside the poll).
         message: the error's words (untrusted; shown as plain text).
         since: local Unix time the current state began, seconds.
         now: local Unix time, seconds.
         ended: the session's last known state when it had ended (stopped, finished,
             failed): a server that then goes away is expected, not an alarm.
+        silent_s: seconds since the last good poll, when that is too long ago to say
+            "connected" (``None`` otherwise): ``◌ no answer for 12s``.
+        note: a remark shown after the state (history writes waiting for a locked file).
     """
     text = Text(no_wrap=True, overflow="ellipsis")
     if ended is not None and kind == "unreachable":
         gone = fmt_duration(age_s(since, now)) if since is not None else "a moment"
         text.append(f"○ {ended}; server closed {gone} ago", style="dim")
         return text
-    if kind == "connected":
+    if kind == "connected" and silent_s is not None:
+        text.append(f"◌ no answer for {fmt_duration(silent_s)}", style="bold yellow")
+    elif kind == "connected":
         text.append("● connected", style="bold green")
     elif kind == "waiting":
         text.append("○ connecting…", style="dim")
@@ -46,4 +55,7 @@ def connection_text(kind: str, message: str, since: float | None, now: float,
     if message:
         text.append(": ", style="dim")
         text.append(message, style="dim")  # from the client/session: plain text
+    if note:
+        text.append(" · ", style="dim")
+        text.append(note, style="yellow")
     return text

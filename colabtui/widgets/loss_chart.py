@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from colabtui_remote.schema import MetricPoint
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
@@ -88,6 +89,45 @@ def minmax_per_column(steps: np.ndarray, values: np.ndarray, columns: int,
         keep.extend(sorted({a, z}))
     idx = np.asarray(keep, dtype=np.int64)
     return steps[idx], values[idx]
+
+
+def thin_points(points: Sequence[MetricPoint], keep: int) -> list[MetricPoint]:
+    """About ``keep`` of a series' points, chosen so a chart of them looks the same.
+
+    The steps are cut into ``keep // 2`` buckets; each keeps its lowest and highest finite
+    point and its first point of each non-finite kind (NaN, inf, -inf), so spikes and
+    divergence stay visible; the first and last points always stay.
+
+    Args:
+        points: one series, by step.
+        keep: the number of points wanted (at least 2).
+
+    Returns:
+        A new list in the same order: ``points`` itself copied when it has ``keep`` or fewer.
+    """
+    n = len(points)
+    if n <= keep:
+        return list(points)
+    buckets = max(1, keep // 2)
+    first = points[0].step
+    span = max(1, points[-1].step - first + 1)
+    lowest: dict[int, int] = {}
+    highest: dict[int, int] = {}
+    nonfinite: dict[tuple[int, str], int] = {}
+    for i, p in enumerate(points):
+        b = (p.step - first) * buckets // span
+        v = p.value
+        if not math.isfinite(v):
+            nonfinite.setdefault((b, "nan" if v != v else "inf" if v > 0 else "-inf"), i)
+            continue
+        j = lowest.get(b)
+        if j is None or v < points[j].value:
+            lowest[b] = i
+        j = highest.get(b)
+        if j is None or v > points[j].value:
+            highest[b] = i
+    chosen = {0, n - 1, *lowest.values(), *highest.values(), *nonfinite.values()}
+    return [points[i] for i in sorted(chosen)]
 
 
 @dataclass(frozen=True)
@@ -262,6 +302,17 @@ class _Canvas(Canvas):
             return super().render_lines(crop)
         finally:
             self._frame_style = None
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        # Canvas answers a line it has no buffer for (before its first resize) with
+        # Strip.blank(0), whose segment has no style; Textual's Monochrome filter (NO_COLOR)
+        # reads style.color of every segment and raises on None. Give such segments ours.
+        if any(segment.style is None for segment in strip):
+            style = self.rich_style
+            strip = Strip([Segment(text, style if seg_style is None else seg_style, control)
+                           for text, seg_style, control in strip], strip.cell_length)
+        return strip
 
 
 class _Plot(PlotWidget, can_focus=False):

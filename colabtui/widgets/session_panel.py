@@ -5,14 +5,18 @@ Poll loop (one per panel):
 
 1. :meth:`SessionPanel.poll_now` starts :meth:`_poll_once` as a worker in this panel's own
    group (``poll-<key>``, exclusive within it), so panels never cancel each other's polls.
-2. The worker asks ``status``; on a new session id it continues from the ledger's last seq;
-   it fetches ``/v1/metrics`` incrementally (``after`` = last seq seen, again while
-   ``page.more``) and records status and points in the ledger.
+2. The worker runs one :meth:`Poller.poll <colabtui.poller.Poller.poll>`: ``status``; on a
+   new session id it continues from the ledger's last seq; it fetches ``/v1/metrics``
+   incrementally (``after`` = last seq seen, again while ``page.more``) and records status and
+   points in the ledger. Whatever raises on the way is the poll's error (kind ``"internal"``).
 3. It posts one immutable :class:`PollResult`; the handler schedules the next poll with
    ``set_timer`` when it has taken the result, so polls never pile up. While the session fails, the delay doubles up to ``backoff_max_s``; while
    it answers with nothing new (no points, same state, step and connection) for
    :data:`IDLE_AFTER_POLLS` polls, the delay grows by :data:`IDLE_GROWTH` a poll up to
    :data:`IDLE_MAX_S`, and snaps back at the first news, a command sent, or the panel focused.
+
+Failures never freeze a panel: a poll's error, or one applying its result, is shown and polls
+go on with back-off; worker errors go on to the app's handler (:meth:`on_worker_state_changed`).
 
 Drawing: on this machine class one Textual frame costs about 10 ms however little changed, so
 results are coalesced. A result that someone is waiting for (the first status, a new run's
@@ -28,141 +32,50 @@ Everything the session sends is untrusted: it is rendered as :class:`rich.text.T
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from colabtui_remote.schema import MetricPoint, Status
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.widgets import Static
+from textual.worker import Worker, WorkerState
 
 from colabtui.client import SessionError
 from colabtui.config import SessionConfig, Settings
 from colabtui.figures import ENDED_STATES, clock_offset_s
 from colabtui.ledger import Ledger
+from colabtui.poller import Poller, internal_error
 from colabtui.session_client import SessionClient
 from colabtui.transport import make_client, transport_text
 from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.connection_line import connection_text
 from colabtui.widgets.gpu_view import GpuView
-from colabtui.widgets.loss_chart import LossChart
+from colabtui.widgets.loss_chart import LossChart, thin_points
 from colabtui.widgets.panel_commands import TokenRefused, follow_command
+from colabtui.widgets.poll_result import (
+    IDLE_AFTER_POLLS,
+    PollResult,
+    merge_results,
+    poll_delay,
+    result_news,
+)
 from colabtui.widgets.progress_view import ProgressView
 from colabtui.widgets.text_block import text_key
 
-MAX_PAGES_PER_POLL = 20
-"""Metric pages fetched in one poll; the rest follow on the next (keeps a poll short)."""
-
-MAX_POINTS_IN_MEMORY = 50_000
-"""Above this many points in a series the panel reloads its downsampled history from the
-ledger instead of keeping every point."""
-
-IDLE_AFTER_POLLS = 3
-"""Polls in a row with nothing new after which the poll interval starts to stretch."""
-
-IDLE_GROWTH = 1.5
-"""Factor by which each further poll with nothing new stretches the interval."""
-
-IDLE_MAX_S = 5.0
-"""Longest interval between polls of a session with nothing new, seconds (a stalled or
-finished run is noticed within this; any key that acts on it polls at once)."""
+MAX_POINTS_IN_MEMORY = 4_000
+"""Above this many points a series shown is thinned to half as many (:func:`thin_points`), so
+memory stays flat however long a run goes; a chart (at most two points a column) loses nothing
+it could show."""
 
 URGENT_RESULTS_AFTER_COMMAND = 2
 """Poll results applied at once after a save or stop ends: the poll already under way may
 predate the end, so the one after it is shown at once too."""
 
-@dataclass
-class PollResult(Message):
-    """One poll of one session, applied as a whole.
-
-    Attributes:
-        key: the panel's session key.
-        at: local time the poll ended (the app's clock), seconds.
-        status: the status, or ``None`` when the session could not be asked.
-        new_points: points logged since the previous poll, by series.
-        history: when set, the run's whole curve (from the ledger) replacing what is shown.
-        error: why the poll failed (with ``status`` still set when only metrics failed).
-    """
-
-    key: str
-    at: float
-    status: Status | None = None
-    new_points: dict[str, list[MetricPoint]] = field(default_factory=dict)
-    history: dict[str, list[MetricPoint]] | None = None
-    error: SessionError | None = None
-
-
-def poll_delay(interval_s: float, failures: int, quiet: int, backoff_max_s: float) -> float:
-    """Seconds until the next poll.
-
-    Args:
-        interval_s: the configured poll interval, seconds.
-        failures: polls that failed in a row (the delay doubles each, up to ``backoff_max_s``).
-        quiet: polls in a row that answered with nothing new: from :data:`IDLE_AFTER_POLLS`
-            on, the delay grows by :data:`IDLE_GROWTH` each, up to :data:`IDLE_MAX_S` (never
-            below ``interval_s``).
-        backoff_max_s: longest delay while failing, seconds.
-    """
-    if failures:
-        return min(backoff_max_s, interval_s * 2 ** min(failures - 1, 16))
-    if quiet >= IDLE_AFTER_POLLS:
-        stretched = interval_s * IDLE_GROWTH ** min(quiet - IDLE_AFTER_POLLS + 1, 32)
-        return min(max(interval_s, IDLE_MAX_S), stretched)
-    return interval_s
-
-
-def merge_results(old: PollResult, new: PollResult) -> PollResult:
-    """One result with the effect of applying ``old`` then ``new``.
-
-    Only for results of one connection state with a status each, or with none each (the
-    panel applies the others at once): ``new``'s status, time and error win; points are
-    concatenated per series, a repeated step (a resume) replacing the earlier ones.
-
-    Raises:
-        ValueError: when the two cannot be merged (different keys, a history, or only
-            ``old`` has a status).
-    """
-    if (old.key != new.key or old.history is not None or new.history is not None
-            or (old.status is not None and new.status is None)):
-        raise ValueError(f"cannot merge poll results of {old.key!r} and {new.key!r}")
-    points = {name: list(pts) for name, pts in old.new_points.items()}
-    for name, pts in new.new_points.items():
-        if not pts:
-            continue
-        current = points.setdefault(name, [])
-        while current and current[-1].step >= pts[0].step:
-            current.pop()
-        current.extend(pts)
-    return dataclasses.replace(new, new_points=points)
-
-
-def result_news(result: PollResult, status: Status | None, conn_kind: str,
-                conn_message: str) -> bool:
-    """Whether ``result`` brings news against a panel showing ``status`` in ``conn_kind``:
-    points, another connection state or error, or a status that differs in more than the
-    session's clock fields."""
-    news = bool(result.new_points) or result.history is not None
-    news = news or (result.error is None) != (conn_kind == "connected")
-    if result.error is not None:
-        news = news or (result.error.kind, result.error.message) != (conn_kind, conn_message)
-    if result.status is not None:
-        news = news or not same_but_clocks(result.status, status)
-    return news
-
-
-def same_but_clocks(a: Status | None, b: Status | None) -> bool:
-    """Whether two statuses differ at most in the session's clock fields (``server_time``,
-    ``uptime_s``), which move with every answer."""
-    if a is None or b is None:
-        return a is b
-    return dataclasses.replace(a, server_time=b.server_time, uptime_s=b.uptime_s) == b
-
+STALE_AFTER_POLLS = 3
+"""Poll intervals without a good poll after which a connected panel says "no answer for"."""
 
 class SessionPanel(Vertical, can_focus=True):
     """The panel of one saved session.
@@ -193,18 +106,18 @@ class SessionPanel(Vertical, can_focus=True):
         self._poll_enabled = poll
         self._backoff_max_s = backoff_max_s
         self._client: SessionClient | None = None
+        self._poller: Poller | None = None
         self._timer = None
         self._failures = 0
         self._quiet = 0
-        # the poller's cursor, touched only by the (exclusive) poll worker
-        self._session_id: str | None = None
-        self._after = 0
         # what is shown, changed only by apply()
         self.status: Status | None = None
         self.conn_kind = "waiting"
         self.conn_message = ""
         self.unreachable_since: float | None = None
         self.seen_at: float | None = None
+        self.note: str | None = None
+        self._last_ok_at: float | None = None  # the clock at the last poll without an error
         self.clock_offset = 0.0
         self.series: dict[str, list[MetricPoint]] = {}
         self._log_scale = log_scale
@@ -233,11 +146,14 @@ class SessionPanel(Vertical, can_focus=True):
         self._load_history()
         if self._poll_enabled:
             self._client = make_client(self.session)
+            self._poller = Poller(self._client, self.session, self._ledger, self._clock)
             self.poll_now()
 
     async def on_unmount(self) -> None:
         if self._timer is not None:
             self._timer.stop()
+        if self._poller is not None:
+            self._poller.flush_kept()  # a last try for what a locked history file kept
         for client in (self._client, *self._retired):
             if client is not None:
                 await client.aclose()
@@ -279,7 +195,8 @@ class SessionPanel(Vertical, can_focus=True):
         if ended is not None and self.status.step is not None:
             ended = f"{ended} at step {self.status.step:,}"
         text.append_text(connection_text(self.conn_kind, self.conn_message,
-                                         self.unreachable_since, self._clock(), ended))
+                                         self.unreachable_since, self._clock(), ended,
+                                         silent_s=self.silent_s, note=self.note))
         if self.conn_kind == "connected" and self._client is not None and (
                 extra := transport_text(self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)
@@ -300,10 +217,19 @@ class SessionPanel(Vertical, can_focus=True):
 
     @property
     def live(self) -> bool:
-        """Whether what the panel shows is current: from the latest poll, and (over a
-        mailbox) not a status the runtime stopped refreshing."""
-        return self.conn_kind == "connected" and not (
+        """Whether what the panel shows is current: from the latest poll, that poll recent
+        (:attr:`silent_s`), and (over a mailbox) not a status the runtime stopped refreshing."""
+        return self.conn_kind == "connected" and self.silent_s is None and not (
             self.ended is None and self._client is not None and self._client.stale)
+
+    @property
+    def silent_s(self) -> float | None:
+        """Seconds since the last good poll when that is more than :data:`STALE_AFTER_POLLS`
+        poll intervals ago (a poll that hangs, a worker that died), else ``None``."""
+        if self._poller is None or self._last_ok_at is None:
+            return None
+        silent = self._clock() - self._last_ok_at
+        return silent if silent > STALE_AFTER_POLLS * self.poll_delay_s else None
 
     @property
     def _transport(self) -> str:
@@ -335,6 +261,8 @@ class SessionPanel(Vertical, can_focus=True):
                 self.apply(pending)  # ends with a tick
             except NoMatches:  # the panel is being removed (or the app torn down) meanwhile
                 pass
+            except Exception as exc:  # noqa: BLE001 - an error on this panel, never the app's
+                self._show_failure(internal_error("showing a poll result", exc))
             return
         try:
             header = self.query_one("#header", Static)
@@ -348,6 +276,10 @@ class SessionPanel(Vertical, can_focus=True):
         if key != self._header_shown:
             self._header_shown = key
             header.update(text, layout=False)  # always two rows (see app.tcss)
+        if self.status is not None and progress.live != self.live:  # polls went silent
+            self.set_class(not self.live and self.ended is None, "-stale")
+            progress.show(self.status, live=self.live, seen_at=self.seen_at)
+            checkpoint.show(self.status, self.clock_offset, live=self.live)
         checkpoint.sync()
         progress.sync()  # uptime; "last known: running · 3m ago" ages
         now = time.monotonic()
@@ -383,6 +315,7 @@ class SessionPanel(Vertical, can_focus=True):
             if self.conn_kind != result.error.kind or self.unreachable_since is None:
                 self.unreachable_since = result.at
             self.conn_kind, self.conn_message = result.error.kind, result.error.message
+        self.note = result.note
         if result.history is not None:
             self.series = {k: list(v) for k, v in result.history.items()}
         for name, pts in result.new_points.items():
@@ -415,18 +348,47 @@ class SessionPanel(Vertical, can_focus=True):
         while current and current[-1].step >= first:
             current.pop()
         current.extend(pts)
-        if len(current) > MAX_POINTS_IN_MEMORY and self._ledger and self.status:
-            self.series = self._ledger.load_series(self.status.run)
+        if len(current) > MAX_POINTS_IN_MEMORY:
+            self.series[name] = thin_points(current, MAX_POINTS_IN_MEMORY // 2)
 
     def on_poll_result(self, message: PollResult) -> None:
         message.stop()
-        if message.error is not None and message.error.kind == "token_refused":
+        failed = message.error is not None
+        if failed and message.error.kind == "token_refused":
             self.post_message(TokenRefused(self.session.key))  # bubbles up to the app
-        news = self.receive(message)
+        if not failed:
+            self._last_ok_at = message.at
+        try:
+            news = self.receive(message)
+        except NoMatches:  # being removed, or the app torn down
+            return
+        except Exception as exc:  # noqa: BLE001 - an error on this panel, never the app's
+            self._pending = None
+            self._show_failure(internal_error("showing a poll result", exc))
+            news = failed = True
         # no back-off while it starts: it answers any moment now
-        self._failures = 0 if message.error is None or self.is_starting else self._failures + 1
+        self._failures = self._failures + 1 if failed and not self.is_starting else 0
         self._quiet = 0 if news else self._quiet + 1
         self._schedule_next()
+
+    def _show_failure(self, error: SessionError) -> None:
+        """Say ``error`` when showing a result failed: only the header is drawn again (what
+        the failure left half-made is not), and the next poll reads the history again."""
+        if self._poller is not None:
+            self._poller.restart()
+        if self.conn_kind != error.kind or self.unreachable_since is None:
+            self.unreachable_since = self._clock()
+        self.conn_kind, self.conn_message = error.kind, error.message
+        self._received = (self.status, self.conn_kind, self.conn_message)
+        self.set_class(True, "-error")
+        self._header_shown = None
+        self.query_one("#header", Static).update(self._header_text(), layout=False)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Worker.StateChanged does not bubble: hand an error on to the app's one handler
+        if event.state == WorkerState.ERROR:
+            event.stop()
+            self.app.post_message(Worker.StateChanged(event.worker, event.state))
 
     def receive(self, result: PollResult) -> bool:
         """Take a poll result: applied at once when someone waits for it (the first status,
@@ -485,15 +447,12 @@ class SessionPanel(Vertical, can_focus=True):
 
     def poll_failed(self, error: BaseException) -> None:
         """Called by the app when the poll worker itself crashed: show it and poll again."""
-        self._failures += 1
-        self._urgent = max(self._urgent, 1)
-        self.receive(PollResult(self.session.key, self._clock(),
-                                error=SessionError("bad_response", f"internal error: {error!r}")))
-        self._schedule_next()
+        self.post_message(PollResult(self.session.key, self._clock(),
+                                     error=internal_error("polling", error)))
 
     def poll_now(self) -> None:
         """Start a poll unless one is running (the running one reschedules itself)."""
-        if not self._poll_enabled or self._client is None:
+        if self._poller is None:
             return
         if any(w.group == self._poll_group and not w.is_finished for w in self.workers):
             return
@@ -505,45 +464,11 @@ class SessionPanel(Vertical, can_focus=True):
         return f"poll-{self.session.key}"
 
     async def _poll_once(self) -> None:
-        client = self._client
-        assert client is not None
-        ledger = self._ledger
-        try:
-            status = await client.status()
-        except SessionError as exc:
-            self.post_message(PollResult(self.session.key, self._clock(), error=exc))
-            return
-        now = self._clock()
-        fresh = status.session_id != self._session_id
-        # SQLite work runs on a thread: a ledger of millions of points must not stall the UI.
-        if fresh:
-            self._session_id = status.session_id
-            self._after = await asyncio.to_thread(ledger.last_seq, status.session_id) if ledger else 0
-        if ledger is not None:
-            await asyncio.to_thread(ledger.record_status, self.session.key, self.session.url,
-                                    self.session.display_label, status, now)
-        new: dict[str, list[MetricPoint]] = {}
-        error = None
-        try:
-            for _ in range(MAX_PAGES_PER_POLL):
-                if status.last_seq <= self._after:
-                    break
-                page = await client.metrics(self._after)
-                if ledger is not None:
-                    await asyncio.to_thread(ledger.add_points, status.run, status.session_id, page)
-                for name, pts in page.series.items():
-                    new.setdefault(name, []).extend(pts)
-                self._after = max(self._after, page.next_after)
-                if not page.more:
-                    break
-        except SessionError as exc:
-            error = exc
-        history = None
-        if fresh and ledger is not None:
-            history = await asyncio.to_thread(ledger.load_series, status.run)
-            new = {}
-        self.post_message(PollResult(self.session.key, self._clock(), status=status,
-                                     new_points=new, history=history, error=error))
+        assert self._poller is not None
+        got = await self._poller.poll()
+        self.post_message(PollResult(self.session.key, self._clock(), status=got.status,
+                                     new_points=got.new_points, history=got.history,
+                                     error=got.error, note=got.note))
 
     # ----------------------------------------------------------------- commands
 
@@ -573,6 +498,8 @@ class SessionPanel(Vertical, can_focus=True):
         self.session = session
         if self._client is not None:
             old, self._client = self._client, make_client(session)
+            if self._poller is not None:
+                self._poller.client, self._poller.session = self._client, session
             if any(w.group == f"cmd-{session.key}" and not w.is_finished for w in self.workers):
                 self._retired.append(old)
             else:

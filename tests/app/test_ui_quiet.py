@@ -20,7 +20,7 @@ from colabtui.app import ColabTuiApp
 from colabtui.client import SessionError
 from colabtui.config import Config, SessionConfig, Settings, save_config
 from colabtui.widgets.loss_chart import LossChart
-from colabtui.widgets.session_panel import (
+from colabtui.widgets.poll_result import (
     IDLE_AFTER_POLLS,
     IDLE_MAX_S,
     PollResult,
