@@ -231,3 +231,21 @@ def test_a_kernel_restart_and_run_all_resumes_from_the_checkpoint(notebook, tmp_
     st = wait_status(port, lambda s: s["state"] == "running" and s["step"] > saved)
     assert st["checkpoint"]["last"]["step"] == saved
     assert "resumed nb at step" in notebook.output()
+
+
+def test_a_framework_loop_that_raises_is_failed(notebook, tmp_path):
+    # The Trainer, Lightning and Keras callbacks drive the run through the bridge; an exception
+    # out of the framework's loop ends the cell: failed, with its type and message.
+    port = free_port()
+    setup = SETUP.format(folder=str(tmp_path), port=port, token=TOKEN)
+    assert notebook.run(setup)["status"] == "ok"
+    reply = notebook.run("""
+from colabtui_remote.integrations.bridge import FrameworkBridge
+bridge = FrameworkBridge(mon, "transformers", "ColabTuiCallback")
+bridge.start(total_steps=100, step=0, epoch=None)
+bridge.boundary(1, None)
+raise RuntimeError("the framework gave up")
+""")
+    assert reply["ename"] == "RuntimeError"
+    st = wait_status(port, lambda s: s["state"] != "running", timeout=10)
+    assert (st["state"], st["error"]) == ("failed", "RuntimeError: the framework gave up")

@@ -23,6 +23,7 @@ from typing import Any
 from ..checkpoint.folders import is_folder_name
 from ..checkpoint.resume import find_resumable_folder
 from ..commands import INTERNAL_PREFIX
+from ..lifecycle import watch_cells
 from ..monitor import Monitor
 from ..saving import NO_CHECKPOINT_DIR
 from ..schema import CheckpointInfo, CommandRecord
@@ -120,6 +121,7 @@ class FrameworkBridge:
         self.stopped = False
         mon._stop = False
         mon._set_state("running")
+        watch_cells(mon)  # an exception out of the framework's loop: failed (or interrupted)
         mon._saver.framework = self._due
         ckpt = mon.checkpointer
         if keep is not None and ckpt is not None and keep >= 1:
