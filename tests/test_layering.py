@@ -29,6 +29,7 @@ REMOTE_LAYERS = [
     ["colabtui_remote.checkpoint"],
     ["colabtui_remote.transport"],
     ["colabtui_remote.saving", "colabtui_remote.report", "colabtui_remote.loops"],
+    ["colabtui_remote.distributed"],
     ["colabtui_remote.monitor"],
     ["colabtui_remote.integrations"],
     ["colabtui_remote.examples", "colabtui_remote"],
@@ -197,7 +198,7 @@ def test_the_checks_catch_a_cycle_and_an_upward_import():
          "colabtui_remote.monitor": {"colabtui_remote.schema"}}
     assert cycles(g) == [["colabtui_remote.monitor", "colabtui_remote.schema"]]
     assert upward(g, REMOTE_LAYERS) == [
-        "colabtui_remote.schema (layer 1) imports colabtui_remote.monitor (layer 9)"]
+        "colabtui_remote.schema (layer 1) imports colabtui_remote.monitor (layer 10)"]
 
 
 def test_the_notebook_side_has_no_import_cycle(remote_graph):

@@ -18,7 +18,7 @@ class TrainingLoops:
     """The loops of a :class:`~.monitor.Monitor`, mixed into it. It uses the Monitor's
     ``run``, ``step``, ``epoch``, ``total_steps``, ``state``, ``error``, ``finished``,
     :meth:`~.monitor.Monitor.resume`, :meth:`~.monitor.Monitor.at_step_boundary` and the
-    private ``_resumed``, ``_stop``, ``_sigint``, ``_interrupt``, ``_loaders``, ``_saver``,
+    private ``_resumed``, ``_stop``, ``_sigint``, ``_interrupt``, ``_loaders``, ``_saver``, ``_job``,
     ``_set_state``."""
 
     def steps(self, total: int) -> Iterator[int]:
@@ -88,10 +88,13 @@ class TrainingLoops:
         self.finished = True
         self._saver.finish(self.step, self.epoch)
         self._interrupt.restore()
-        print(f"colabtui: {self.run} finished at step {self.step}", flush=True)
+        if self._job is None or self._job.ranks.is_main:  # one voice for a job
+            print(f"colabtui: {self.run} finished at step {self.step}", flush=True)
 
     def _say_finished(self) -> None:
         self._set_state("finished")
+        if self._job is not None and not self._job.ranks.is_main:
+            return
         print(f"colabtui: {self.run} already finished at step {self.step}; nothing to train "
               "(ask for more steps or epochs, or Monitor(..., start_over=True))", flush=True)
 
@@ -128,3 +131,5 @@ class TrainingLoops:
             self.error = f"{type(exc).__name__}: {exc}"[: schema.MAX_TEXT]
             self._set_state("failed")
         self._interrupt.restore()
+        if self._job is not None:  # the other ranks are told; a lost rank is named
+            self._job.failed(exc)

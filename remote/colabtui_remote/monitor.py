@@ -28,12 +28,15 @@ from typing import Any
 
 from . import schema
 from .checkpoint.destinations import CheckpointDestination, for_framework, open_checkpoints
-from .checkpoint.resume import find_resumable
-from .checkpoint.state import restore, saved_values
+from .checkpoint.state import saved_values
 from .checkpoint.trackable import check_trackable
 from .checkpoint.writer import Checkpointer
 from .commands import INTERNAL_PREFIX, CommandBook
 from .data_order import is_data_loader, make_resumable
+from .distributed.job import DEFAULT_RANK_TIMEOUT_S, Job
+from .distributed.job_saver import JobSaver
+from .distributed.ranks import detect_ranks
+from .distributed.sharded import load_newest
 from .gpu import GpuSampler
 from .lifecycle import replace_live
 from .loops import TrainingLoops
@@ -76,6 +79,9 @@ class Monitor(TrainingLoops, RunReport):
         save_on_interrupt: on an interrupt (the kernel's stop button), save at the next step
             boundary before ``KeyboardInterrupt`` is raised there.
         start_over: load no checkpoint: train from step 0 (a finished run trained again).
+        agree_every, rank_timeout_s: a distributed job's (``torchrun``, :mod:`.distributed`)
+            step boundaries between agreements on a save or stop, and seconds without a
+            heartbeat before a rank is lost (the run fails; a dead process: at once).
 
     Raises:
         ValueError: a bad argument (``run`` empty, a ``gdrive://`` URL that is not valid).
@@ -87,7 +93,8 @@ class Monitor(TrainingLoops, RunReport):
                  autosave_every: float | None = 600.0, keep: int = 3, label: str | None = None,
                  handle_sigterm: bool = True, local_dir: str | os.PathLike | None = None,
                  drive_credentials: str | os.PathLike | None = None,
-                 save_on_interrupt: bool = True, start_over: bool = False) -> None:
+                 save_on_interrupt: bool = True, start_over: bool = False, agree_every: int = 1,
+                 rank_timeout_s: float = DEFAULT_RANK_TIMEOUT_S) -> None:
         if not isinstance(run, str) or not run.strip():
             raise ValueError("run must be a non-empty name, e.g. Monitor(run='resnet-lr3e-4')")
         self.run = run
@@ -96,8 +103,11 @@ class Monitor(TrainingLoops, RunReport):
         self.metrics = MetricsStore()
         self.commands = CommandBook()
         self._previous = replace_live(run, self)  # a re-run cell: the old one is closed
+        ranks = detect_ranks()
+        self._job = Job(self, ranks, agree_every=agree_every, rank_timeout_s=rank_timeout_s) \
+            if ranks is not None else None
         self._dest: CheckpointDestination | None = None
-        if checkpoint_dir:
+        if checkpoint_dir and (ranks is None or ranks.is_main):  # rank 0 writes for the job
             self._dest = open_checkpoints(checkpoint_dir, run, keep=keep, local_dir=local_dir,
                                           drive_credentials=drive_credentials)
         self.autosave_every = float(autosave_every) if autosave_every else None
@@ -112,7 +122,8 @@ class Monitor(TrainingLoops, RunReport):
         self._tracked: dict[str, Any] = {}
         self._started_at = time.time()
         self._started_mono = time.monotonic()
-        self._saver = Saver(self._dest.checkpointer if self._dest else None, self.commands, self._tracked_for_save,
+        self._saver = (JobSaver if ranks is not None else Saver)(
+            self._dest.checkpointer if self._dest else None, self.commands, self._tracked_for_save,
                             lambda: self.state, self._set_state, self.autosave_every,
                             self._started_mono)
         self._boundaries: collections.deque[tuple[float, int]] = collections.deque(maxlen=MARKS)
@@ -213,19 +224,17 @@ class Monitor(TrainingLoops, RunReport):
             return self.step
         self._resumed = True
         self._start_loop()
-        if self.checkpointer is None or self._start_over:
+        if self._job is not None:  # every rank: the checkpoint rank 0 picked
+            loaded = self._job.find_resumable()
+        elif self.checkpointer is None or self._start_over:
             return self.step
-        assert self._dest is not None
-        found = find_resumable(self._dest)
-        if found is None:
-            log.info("colabtui_remote: no checkpoint in %s; starting at step 0", self._dest.where)
+        else:
+            loaded = load_newest(self._dest, self._tracked)
+        if loaded is None:
+            if self._dest is not None:
+                log.info("colabtui_remote: no checkpoint in %s; from step 0", self._dest.where)
             return self.step
-        state, info = found
-        notes = restore(self._tracked, state)
-        try:
-            self.checkpointer.resumed_from(info)  # newer listed ones failed verification
-        except OSError as exc:
-            log.warning("colabtui_remote: could not unlist unusable checkpoints: %s", exc)
+        state, info, notes = loaded
         for note in notes:
             log.info("colabtui_remote: %s", note)
         values = saved_values(state)
@@ -234,7 +243,8 @@ class Monitor(TrainingLoops, RunReport):
         self.step = info.step
         self.epoch = state.get("epoch", info.epoch)
         self.finished = bool(isinstance(run_state, dict) and run_state.get("finished"))
-        print(f"colabtui: resumed {self.run} at step {self.step} from {info.path}", flush=True)
+        if self._job is None or self._job.ranks.is_main:
+            print(f"colabtui: resumed {self.run} at step {self.step} from {info.path}", flush=True)
         return self.step
 
     def serve(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
@@ -256,10 +266,14 @@ class Monitor(TrainingLoops, RunReport):
         Returns:
             The server's local URL, e.g. ``http://127.0.0.1:8765`` (also with a tunnel).
 
+        In a distributed job only global rank 0 serves; the other ranks return ``""``.
+
         Raises:
             PortInUse: another program holds the port.
             ValueError: ``tunnel`` is not ``None`` or ``"cloudflared"``.
         """
+        if self._quiet_rank():
+            return ""
         old = self._previous._http if self._previous is not None else None
         if old is not None and self._http is None and port in (0, old.server.port):
             port, token = old.server.port, token or old.token  # the laptop follows the re-run
@@ -292,6 +306,8 @@ class Monitor(TrainingLoops, RunReport):
                 folder id that does not exist or is not shared, credentials refused).
             ImportError: a ``gdrive://`` folder without pydrive2 installed.
         """
+        if self._quiet_rank():  # rank 0 reports the job
+            return ""
         if self._mailbox is not None:
             self._mailbox.close()
             self._mailbox = None
@@ -299,31 +315,20 @@ class Monitor(TrainingLoops, RunReport):
         self._start_watching()
         return where
 
+    def _quiet_rank(self) -> bool:
+        """A job's rank other than 0: it serves nothing, but watches signals and GPUs."""
+        quiet = self._job is not None and not self._job.ranks.is_main
+        if quiet:
+            self._start_watching()
+        return quiet
+
     def _start_watching(self) -> None:
         """Once a transport serves: sample the GPUs, and save and stop on SIGTERM."""
-        if not self._gpu_started:
+        if not self._gpu_started and (self._job is None or self._job.ranks.is_node_main):
             self._gpu.start()
             self._gpu_started = True
         if self._sigterm_handler is not None:
             self._sigterm_handler.install()
-
-    @property
-    def tunnel_url(self) -> str | None:
-        """The public URL of the tunnel ``serve(tunnel=...)`` started, or ``None``."""
-        return self._tunnel.url if self._tunnel is not None else None
-
-    @property
-    def url(self) -> str | None:
-        """The server's URL once :meth:`serve` ran."""
-        return self._http.url if self._http is not None else None
-
-    @property
-    def _server(self) -> Any:
-        return self._http.server if self._http is not None else None
-
-    @property
-    def _tunnel(self) -> Any:
-        return self._http.tunnel if self._http is not None else None
 
     # ------------------------------------------------------------------ the training thread
 
@@ -362,6 +367,8 @@ class Monitor(TrainingLoops, RunReport):
             self.epoch = epoch
         now = time.monotonic()
         self._boundaries.append((now, step))
+        if self._job is not None:  # every rank: one small collective, then the agreed action
+            return self._job.at_boundary(now, step)
         if self.commands.has_pending() or self._sigterm or self._sigint \
                 or now >= self._saver.next_autosave:
             if self._sigint:
@@ -405,6 +412,8 @@ class Monitor(TrainingLoops, RunReport):
         if self._closed:
             return
         self._closed = True
+        if self._job is not None:
+            self._job.end()
         if self.checkpointer is not None:
             self.checkpointer.close()
         if self._http is not None:
@@ -423,4 +432,6 @@ class Monitor(TrainingLoops, RunReport):
         if exc[0] is not None and not isinstance(exc[1], (KeyboardInterrupt, GeneratorExit)):
             self.state = "failed"
             self.error = f"{exc[0].__name__}: {exc[1]}"[: schema.MAX_TEXT]
+            if self._job is not None:
+                self._job.failed(exc[1])
         self.close()

@@ -19,8 +19,26 @@ class RunReport:
     """The read side of a :class:`~.monitor.Monitor`, which sets the attributes it reads:
     ``run``, ``label``, ``session_id``, ``state``, ``step``, ``total_steps``, ``epoch``,
     ``error``, ``metrics``, ``commands``, ``checkpointer``, ``autosave_every`` and the private
-    ``_started_at``, ``_started_mono``, ``_boundaries``, ``_gpu``, ``_saver``,
+    ``_job`` (a distributed job's ranks and GPUs), ``_http`` (the server), ``_started_at``, ``_started_mono``, ``_boundaries``, ``_gpu``, ``_saver``,
     ``_status_served_at``."""
+
+    @property
+    def tunnel_url(self) -> str | None:
+        """The public URL of the tunnel ``serve(tunnel=...)`` started, or ``None``."""
+        return self._tunnel.url if self._tunnel is not None else None
+
+    @property
+    def url(self) -> str | None:
+        """The server's URL once :meth:`serve` ran."""
+        return self._http.url if self._http is not None else None
+
+    @property
+    def _server(self) -> Any:
+        return self._http.server if self._http is not None else None
+
+    @property
+    def _tunnel(self) -> Any:
+        return self._http.tunnel if self._http is not None else None
 
     @property
     def started_at(self) -> float:
@@ -36,6 +54,10 @@ class RunReport:
         now = time.time()
         metrics, nonfinite = split_nonfinite(self.metrics.latest())
         gpus, gpu_error = self._gpu.snapshot()
+        job = self._job
+        world = None
+        if job is not None:
+            gpus, world = job.gpus(gpus), job.world()
         checkpoint = schema.CheckpointStatus()
         if self.checkpointer is not None:
             next_at = None
@@ -56,7 +78,7 @@ class RunReport:
             metrics_nonfinite=nonfinite, last_seq=self.metrics.last_seq,
             started_at=self._started_at, uptime_s=time.monotonic() - self._started_mono,
             server_time=now, gpus=gpus, gpu_error=gpu_error, checkpoint=checkpoint,
-            host=host_info(), error=self.error)
+            host=host_info(), error=self.error, world=world)
 
     def checkpoint_list(self) -> schema.CheckpointList:
         """The manifest for ``GET /v1/checkpoints``."""

@@ -57,8 +57,7 @@ class Saver:
     def act(self, now: float, step: int, epoch: int | None) -> bool:
         """Carry out the pending commands, else the autosave when due. A save already in
         flight defers both to a later boundary. Returns True when a stop was carried out."""
-        ckpt = self.checkpointer
-        busy = ckpt is not None and ckpt.busy
+        busy = self.busy
         if self.commands.has_pending() and not busy:
             records = self.commands.take_pending()
             if self.autosave_every:
@@ -114,18 +113,42 @@ class Saver:
         if not wait:
             self._set_state("saving")
         try:
-            state = ckpt.capture(self._tracked(), step, epoch)
+            state = self.capture(step, epoch)
         except Exception as exc:  # a save must never end the run: a failed save, reported
             error = f"checkpoint at step {step} not saved: could not capture the training state: {exc}"
             ckpt.record_failure(error, exc)  # the status's last_error; logged there, once
             settle(None, error)
             return None, error
-        if not ckpt.submit(state, step, epoch, on_done) and wait:
-            ckpt.wait()  # a save was in flight: this one goes after it
-            ckpt.submit(state, step, epoch, on_done)
+        if not self.submit(state, step, epoch, on_done) and wait:
+            self.wait()  # a save was in flight: this one goes after it
+            self.submit(state, step, epoch, on_done)
         if wait:
-            ckpt.wait()
+            self.wait()
         return outcome.get("info"), outcome.get("error")
+
+    @property
+    def busy(self) -> bool:
+        """A save is in flight (a new one waits for a later boundary)."""
+        return self.checkpointer is not None and self.checkpointer.busy
+
+    def submit(self, state: dict, step: int, epoch: int | None, on_done: Any) -> bool:
+        """Hand a captured state to the writer (see :meth:`Checkpointer.submit`); False when
+        a save is in flight."""
+        assert self.checkpointer is not None
+        return self.checkpointer.submit(state, step, epoch, on_done)
+
+    def wait(self) -> None:
+        """Until the save in flight is durable (or failed)."""
+        if self.checkpointer is not None:
+            self.checkpointer.wait()
+
+    def capture(self, step: int, epoch: int | None) -> dict:
+        """The state a save at ``step`` writes (on the training thread; the only stall).
+
+        Raises:
+            CheckpointError: a tracked object cannot be captured."""
+        assert self.checkpointer is not None
+        return self.checkpointer.capture(self._tracked(), step, epoch)
 
     def stop(self, records: list[schema.CommandRecord], step: int, epoch: int | None) -> bool:
         """Save, then end the loop (returns True). If the save fails the run goes on (returns

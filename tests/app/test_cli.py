@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from colabtui_remote import Monitor
 from colabtui_remote.schema import PROTOCOL_VERSION
+from ports import free_port
 
 from colabtui import __version__
 from colabtui.cli import main
@@ -69,11 +70,7 @@ def wrong_protocol():
 
 
 def closed_port_url() -> str:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 # --------------------------------------------------------------------------- help, version

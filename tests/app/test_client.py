@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from colabtui_remote import Monitor
 from colabtui_remote.schema import PROTOCOL_VERSION
+from ports import free_port
 
 from colabtui.client import MAX_RESPONSE_BYTES, RemoteClient, SessionError
 
@@ -247,9 +248,7 @@ async def test_huge_body_is_refused(canned, declared: bool) -> None:
 
 
 async def test_connection_refused() -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens on it (and below the ephemeral range: no self-connect)
     err = await status_error(f"http://127.0.0.1:{port}")
     assert (err.kind, err.message) == ("unreachable", "connection refused")
 

@@ -19,19 +19,12 @@ import httpx
 import pytest
 import torch
 from colabtui_remote import Monitor
+from ports import free_port
 from torch.utils.data import DataLoader, TensorDataset
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "remote" / "examples" / "mnist_digits.py"
 TOKEN = "test-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_example(folder: Path, *extra: str, stop_at: int | None = None, epochs: int = 3,
@@ -49,7 +42,7 @@ def run_example(folder: Path, *extra: str, stop_at: int | None = None, epochs: i
                             env=env)
     try:
         if stop_at is not None:
-            send_stop_at(port, stop_at)
+            send_stop_at(port, stop_at, proc)
         out, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
@@ -61,16 +54,23 @@ def run_example(folder: Path, *extra: str, stop_at: int | None = None, epochs: i
     return out, ast.literal_eval(m.group(1))
 
 
-def send_stop_at(port: int, step: int) -> None:
+def send_stop_at(port: int, step: int, proc: subprocess.Popen) -> None:
     """Once the run reports ``step`` steps done (it sleeps 0.2 s before the next batch or
-    test pass), send a stop: it is carried out at the next boundary."""
+    test pass), send a stop: it is carried out at the next boundary. A run that ended
+    before it got there fails the test with its output."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     deadline = time.monotonic() + 120
+    st, failure = None, None
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=5) as c:
         while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"the run ended (exit {proc.returncode}) before step "
+                                     f"{step} (last status: {st}; last failure: {failure!r}):\n"
+                                     f"{proc.communicate()[0]}")
             try:
                 st = c.get("/v1/status").json()
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
+                failure = exc
                 time.sleep(0.05)
                 continue
             if st["step"] >= step:
@@ -79,7 +79,10 @@ def send_stop_at(port: int, step: int) -> None:
                 assert r.status_code == 202, r.text
                 return
             time.sleep(0.02)
-    raise AssertionError("the run never reached the step")
+    proc.kill()
+    raise AssertionError(f"the run never reached step {step} (last status: {st}; "
+                         f"last failure: {failure!r}):\n"
+                         f"{proc.communicate()[0]}")
 
 
 def assert_same(a: dict, b: dict, where: str = "") -> None:

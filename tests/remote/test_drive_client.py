@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import socket
 import stat
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from colabtui_remote.drive import (
 )
 from colabtui_remote.drive.errors import FileTooLarge
 from drive_standin import DriveStandin
+from ports import free_port
 
 KiB = 1024
 WAIT_S = 60.0
@@ -376,12 +376,6 @@ def test_a_stopped_drive_is_unavailable(folder, standin):
 # ------------------------------------------------------------------------------ login
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class _Lines(io.TextIOBase):
     """stdout for the login thread: what pydrive2 prints, kept for the test to read."""
 
@@ -402,7 +396,7 @@ def _login_through_the_standin(secrets_file, target) -> tuple[dict, str]:
     def run():
         try:
             result["path"] = login(secrets_file, target, launch_browser=False,
-                                   port_numbers=[_free_port()])
+                                   port_numbers=[free_port()])
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             result["error"] = exc
 

@@ -6,13 +6,13 @@ kernel restart with run-all; the state seen over HTTP at each point."""
 from __future__ import annotations
 
 import queue
-import socket
 import textwrap
 import time
 
 import httpx
 import pytest
 from jupyter_client.manager import KernelManager
+from ports import free_port
 
 TOKEN = "lifecycle-token-0123456789"
 
@@ -47,12 +47,6 @@ while True:
     if mon.at_step_boundary(mon.step + 1):
         break
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Notebook:

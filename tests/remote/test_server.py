@@ -12,6 +12,7 @@ import httpx
 import pytest
 from colabtui_remote import Monitor, schema
 from colabtui_remote.transport.http.server import PortInUse
+from ports import free_port
 
 ROUTES = [("GET", "/v1/status"), ("GET", "/v1/metrics?after=0"), ("GET", "/v1/checkpoints"),
           ("POST", "/v1/commands"), ("GET", "/v1/commands/abc"), ("GET", "/nope")]
@@ -163,7 +164,7 @@ def test_close_returns_while_a_client_holds_an_idle_keep_alive_connection(tmp_pa
 
 
 def test_serving_again_in_the_same_process_replaces_the_server_and_keeps_the_token(tmp_path):
-    port = _free_port()
+    port = free_port()
     first = Monitor(run="cell", autosave_every=None)
     first.serve(port=port, quiet=True)
     second = Monitor(run="cell", autosave_every=None)  # the notebook cell, run again
@@ -199,12 +200,6 @@ def test_a_port_held_by_another_program_gives_a_clear_error():
     finally:
         mon.close()
         sock.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_generated_tokens_never_start_with_a_dash():

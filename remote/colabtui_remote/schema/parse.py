@@ -41,11 +41,13 @@ from .types import (
     HostInfo,
     MetricPoint,
     MetricsPage,
+    RankInfo,
     ReplicaCopy,
     ReplicaStatus,
     SaveProgress,
     Status,
     UploadProgress,
+    WorldStatus,
 )
 
 # --------------------------------------------------------------------------- parsing
@@ -90,8 +92,40 @@ def _parse_gpu(obj: Any, where: str) -> GpuStats:
         power_limit_w=get_real(o, "power_limit_w", where, bad, None),
         unsupported={clean_text(str(k), 64): clean_text(str(v))
                      for k, v in list(unsupported.items())[:16]},
+        rank=get_int(o, "rank", where, bad, None),
+        host=get_field(o, "host", OPT_STR, where, None),
         invalid=tuple(bad),
     )
+
+
+MAX_RANKS = 1024
+"""Most ranks of a job a status lists."""
+
+
+def _parse_world(obj: Any, where: str) -> WorldStatus | None:
+    if obj is None:
+        return None
+    o = expect_object(obj, where)
+    bad: list[str] = []
+    ranks_raw = get_field(o, "ranks", (list,), where, [])
+    ranks = []
+    for i, r in enumerate(ranks_raw[:MAX_RANKS]):
+        w = f"{where}.ranks[{i}]"
+        ro = expect_object(r, w)
+        rbad: list[str] = []
+        ranks.append(RankInfo(
+            rank=get_int(ro, "rank", w, rbad, None),
+            local_rank=get_int(ro, "local_rank", w, rbad, None),
+            host=get_field(ro, "host", OPT_STR, w, None),
+            pid=get_int(ro, "pid", w, rbad, None),
+            gpu_uuid=get_field(ro, "gpu_uuid", OPT_STR, w, None),
+            step=get_int(ro, "step", w, rbad, None),
+            lost=get_field(ro, "lost", OPT_STR, w, None),
+            invalid=tuple(rbad)))
+    return WorldStatus(size=get_int(o, "size", where, bad, None),
+                       nodes=get_int(o, "nodes", where, bad, None), ranks=ranks,
+                       checkpoint_kind=get_field(o, "checkpoint_kind", OPT_STR, where, None),
+                       invalid=tuple(bad))
 
 
 def _parse_progress(obj: Any, where: str) -> SaveProgress | None:
@@ -256,6 +290,7 @@ def parse_status(obj: Any) -> Status:
             hostname=get_field(host, "hostname", OPT_STR, "status.host", None),
         ),
         error=get_field(o, "error", OPT_STR, w, None),
+        world=_parse_world(o.get("world"), "status.world"),
         invalid=tuple(bad),
     )
 

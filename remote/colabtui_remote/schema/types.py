@@ -9,8 +9,9 @@ from typing import Any, NamedTuple
 
 from ..wire import nonfinite_marker
 
-PROTOCOL_VERSION = 2
-"""Bumped on every incompatible change to the JSON below (2: the state ``interrupted``)."""
+PROTOCOL_VERSION = 3
+"""Bumped on every incompatible change to the JSON below (2: the state ``interrupted``;
+3: a distributed job's ``world`` and each GPU's ``rank`` and ``host``)."""
 
 STATES = ("running", "saving", "stopping", "stopped", "finished", "failed", "interrupted")
 """Run states reported by ``GET /v1/status``. ``interrupted``: the loop ended on an interrupt
@@ -57,6 +58,10 @@ class GpuStats:
     power_w: float | None = None
     power_limit_w: float | None = None
     unsupported: dict[str, str] = field(default_factory=dict)
+    rank: int | None = None
+    """The global rank of a distributed job that uses this GPU, when known."""
+    host: str | None = None
+    """The host of a distributed job's node the GPU is on (set on a job of several nodes)."""
     invalid: tuple[str, ...] = ()
 
 
@@ -175,6 +180,34 @@ class HostInfo:
 
 
 @dataclass(frozen=True)
+class RankInfo:
+    """One process of a distributed job: its global and local rank, where it runs, its GPU
+    (uuid, when it uses CUDA), the step its last heartbeat carried, and why it was lost
+    (``None`` while it lives)."""
+
+    rank: int | None
+    local_rank: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    gpu_uuid: str | None = None
+    step: int | None = None
+    lost: str | None = None
+    invalid: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorldStatus:
+    """A distributed job (``torchrun``): its world size, its nodes, every rank."""
+
+    size: int | None
+    nodes: int | None = None
+    ranks: list[RankInfo] = field(default_factory=list)
+    checkpoint_kind: str | None = None
+    """``"replicated"`` (rank 0 writes one file) or ``"sharded"`` (DCP folders)."""
+    invalid: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Status:
     """``GET /v1/status``: one snapshot of a session.
 
@@ -205,6 +238,8 @@ class Status:
     host: HostInfo = field(default_factory=HostInfo)
     error: str | None = None
     """Why the run failed, when ``state == "failed"``."""
+    world: WorldStatus | None = None
+    """A distributed job's ranks; ``None`` for one process."""
     invalid: tuple[str, ...] = ()
 
 

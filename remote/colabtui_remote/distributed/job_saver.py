@@ -1,0 +1,200 @@
+"""Saves and stops of a distributed job: :class:`~..saving.Saver`'s calls, made by every rank
+at the same boundary (the flags agreed there say which), each with its collectives.
+
+- Replicated state (DDP, or nothing sharded): every rank captures its own part (its RNG
+  states, its tracked data loaders' positions and generators) and rank 0 gathers them; rank 0
+  captures the rest and writes the usual checkpoint file, whose ``"ranks"`` holds every
+  rank's part.
+- Sharded state (DTensors: FSDP2): rank 0 names the folder; every rank writes its shards
+  with DCP's ``async_save`` (:mod:`.sharded`); rank 0 writes ``colabtui-state.pt`` and lists
+  the folder once DCP finished on every rank.
+
+A stop waits until the checkpoint is durable on rank 0, which then tells every rank whether
+to end (a failed save ends no rank). Command records, the run's state and what the notebook
+prints are rank 0's, as in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from .. import schema
+from ..checkpoint.errors import CheckpointError
+from ..checkpoint.folders import folder_names
+from ..saving import NO_CHECKPOINT_DIR, Saver
+from .sharded import FRAMEWORK, STATE_FILE
+
+__all__ = ["JobSaver"]
+
+log = logging.getLogger("colabtui_remote.distributed")
+
+
+class JobSaver(Saver):
+    """A :class:`~..saving.Saver` on every rank of a job.
+
+    Set by the job when it starts (:meth:`.job.Job.start`): :attr:`job`, and whether rank 0
+    has somewhere to save (:attr:`saves`, agreed).
+    """
+
+    job: Any = None
+    saves = False
+    """Rank 0 has a checkpoint folder (agreed when the job starts)."""
+    sharded = False
+    """The tracked model holds DTensors: checkpoints are DCP folders (agreed at start)."""
+
+    _parts: list[Any] | None = None
+    _future: Any = None
+    _commit: threading.Thread | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.job.ranks.is_main
+
+    # ------------------------------------------------------------------ the calls
+
+    def save(self, command_ids: list[str], step: int, epoch: int | None, wait: bool = False
+             ) -> tuple[schema.CheckpointInfo | None, str | None]:
+        if not self.saves:
+            return super().save(command_ids, step, epoch, wait) if self.main \
+                else (None, NO_CHECKPOINT_DIR)
+        groups = self.job.groups
+        if self.sharded:
+            folder = None
+            if self.main:
+                last = self.checkpointer.last
+                folder = "" if last is not None and last.step == step else self._folder(step)
+            folder = groups.broadcast(folder)
+            if not folder:  # this step is durable already; rank 0 says so to the commands
+                return super().save(command_ids, step, epoch, wait) if self.main else (None, None)
+            error = self._start_sharded(folder, step)
+            self._parts = groups.gather(error or self.job.rank_part(step, epoch))
+            self._folder_path = folder
+            if not self.main:
+                if wait:
+                    self._drain()
+                return None, None
+            return super().save(command_ids, step, epoch, wait)
+        self._parts = groups.gather(self.job.rank_part(step, epoch))
+        if not self.main:
+            return None, None
+        return super().save(command_ids, step, epoch, wait)
+
+    def stop(self, records: list[schema.CommandRecord], step: int, epoch: int | None) -> bool:
+        if self.main:
+            stopped = super().stop(records, step, epoch)
+        else:
+            self.save([], step, epoch, wait=True)
+            stopped = False
+        return bool(self.job.groups.broadcast(stopped))
+
+    def interrupt(self, step: int, epoch: int | None, *, save: bool) -> None:
+        if self.main:
+            super().interrupt(step, epoch, save=save)
+        elif save and self.saves:
+            self.save([], step, epoch, wait=True)
+
+    def finish(self, step: int, epoch: int | None) -> None:
+        records = self.job.settle()
+        if self.main:
+            super().finish(step, epoch)
+            last = self.checkpointer.last if self.checkpointer is not None else None
+            for record in records:  # a save or stop asked for at the last step: this is it
+                self.commands.finish(record.id, checkpoint=last,
+                                     error=None if last is not None else NO_CHECKPOINT_DIR)
+        elif self.saves:
+            self.save([], step, epoch, wait=True)
+
+    # ------------------------------------------------------------------ rank 0's hooks
+
+    def capture(self, step: int, epoch: int | None) -> dict:
+        parts = self._parts or []
+        for rank, part in enumerate(parts):
+            if isinstance(part, str):
+                raise CheckpointError(f"rank {rank}: {part}")
+        if self.sharded:
+            return self.job.split.capture_rest(step, epoch, parts)
+        state = super().capture(step, epoch)
+        state["ranks"] = parts
+        return state
+
+    @property
+    def busy(self) -> bool:
+        return super().busy or (self._commit is not None and self._commit.is_alive())
+
+    def submit(self, state: dict, step: int, epoch: int | None, on_done: Any) -> bool:
+        if not self.sharded:
+            return super().submit(state, step, epoch, on_done)
+        folder, future = self._folder_path, self._future
+        self._commit = threading.Thread(
+            target=self._commit_folder, args=(folder, future, state, step, epoch, on_done),
+            name="colabtui-dcp-commit", daemon=True)
+        self._commit.start()
+        return True
+
+    def wait(self) -> None:
+        if self._commit is not None:
+            self._commit.join()
+        super().wait()
+
+    # ------------------------------------------------------------------ sharded saves
+
+    def _folder(self, step: int) -> str:
+        directory = self.checkpointer.directory
+        taken = set(folder_names(os.listdir(directory)))
+        taken |= {os.path.basename(e.path) for e in self.checkpointer.list()}
+        name, n = f"ckpt-{step:09d}", 1
+        while name in taken:
+            n += 1
+            name = f"ckpt-{step:09d}-{n}"
+        return os.path.join(directory, name)
+
+    def _drain(self) -> None:
+        """Wait for this rank's last ``async_save`` (never two in flight on one group)."""
+        future, self._future = self._future, None
+        if future is not None:
+            try:
+                future.result()
+            except Exception as exc:  # reported by rank 0's commit; here only logged
+                log.warning("colabtui_remote: rank %d's sharded save failed: %s",
+                            self.job.ranks.rank, exc)
+
+    def _start_sharded(self, folder: str, step: int) -> str | None:
+        """Stage this rank's shards and start writing them; the error, or None."""
+        import torch.distributed.checkpoint as dcp
+
+        self._drain()
+        try:
+            self._future = dcp.async_save(self.job.split.state_dict(), checkpoint_id=folder,
+                                          process_group=self.job.groups.checkpoint)
+        except Exception as exc:
+            return f"could not stage the sharded state at step {step}: {type(exc).__name__}: {exc}"
+        return None
+
+    def _commit_folder(self, folder: str, future: Any, state: dict, step: int,
+                       epoch: int | None, on_done: Any) -> None:
+        """Rank 0, on its own thread: once DCP finished on every rank, write the rest of the
+        state beside the shards and hand the folder to the writer (made durable, listed)."""
+        from ..checkpoint.fs import atomic_write
+        from ..checkpoint.state import HashingWriter, save_state
+
+        try:
+            future.result()
+            atomic_write(os.path.join(folder, STATE_FILE),
+                         lambda f: save_state(state, HashingWriter(f, lambda n: None)))
+        except Exception as exc:
+            error = f"sharded checkpoint at step {step} not saved: {type(exc).__name__}: {exc}"
+            self.checkpointer.record_failure(error, exc)
+            on_done(None, error)
+            return
+        ckpt = self.checkpointer
+        for _ in range(3):
+            if ckpt.submit_folder(folder, step, epoch, FRAMEWORK, on_done):
+                return
+            ckpt.wait()  # a save before this one is still being written
+        error = f"sharded checkpoint at step {step} not listed: the checkpoint writer is closed"
+        ckpt.record_failure(error)
+        on_done(None, error)
+

