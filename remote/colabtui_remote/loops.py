@@ -125,11 +125,13 @@ class TrainingLoops:
         ``failed`` with the exception's type and message."""
         if exc is None or self.state in ("finished", "stopped", "failed"):
             return
+        if self._job is not None:  # the other ranks are told; a rank lost is named first
+            self._job.failed(exc)
         if isinstance(exc, KeyboardInterrupt):
             self._set_state("interrupted")
-        else:
+        elif self.state != "failed":
             self.error = f"{type(exc).__name__}: {exc}"[: schema.MAX_TEXT]
             self._set_state("failed")
         self._interrupt.restore()
-        if self._job is not None:  # the other ranks are told; a lost rank is named
-            self._job.failed(exc)
+        if self._job is not None:
+            self._job.linger()

@@ -430,8 +430,9 @@ class Monitor(TrainingLoops, RunReport):
 
     def __exit__(self, *exc: Any) -> None:
         if exc[0] is not None and not isinstance(exc[1], (KeyboardInterrupt, GeneratorExit)):
-            self.state = "failed"
-            self.error = f"{exc[0].__name__}: {exc[1]}"[: schema.MAX_TEXT]
             if self._job is not None:
                 self._job.failed(exc[1])
+            if self.state != "failed":
+                self.state = "failed"
+                self.error = f"{exc[0].__name__}: {exc[1]}"[: schema.MAX_TEXT]
         self.close()

@@ -271,7 +271,7 @@ async def test_a_trickling_reply_ends_as_a_timeout_on_the_panel(tmp_path, fake, 
     (b"[" * 200_000 + b"]" * 200_000, "malformed JSON"),
     # a 5,000-digit step alone is only "invalid" (tests/app/test_hostile_sessions.py); beside
     # a missing state the answer is unusable, and says why
-    (b'{"protocol": 2, "step": ' + b"9" * 5000 + b"}", "status.state: missing"),
+    (b'{"protocol": 3, "step": ' + b"9" * 5000 + b"}", "status.state: missing"),
 ])
 async def test_hostile_json_is_an_error_on_the_panel_and_polling_goes_on(
         tmp_path, fake, body, words):

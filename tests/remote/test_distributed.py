@@ -160,3 +160,95 @@ def test_ddp_one_server_save_stop_and_an_exact_resume(tmp_path, straight_ddp):
     assert job2.proc.returncode == 0, out2
     assert f"resumed digits-ddp-lr0.001 at step {stopped_at}" in out2
     assert_same(straight_ddp, params(tmp_path), "params")
+
+
+@pytest.fixture(scope="module")
+def straight_fsdp(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("fsdp-straight")
+    job = Job("train_digits_fsdp.py", folder, steps=40)
+    out = job.finish()
+    assert job.proc.returncode == 0, out
+    return params(folder)
+
+
+def test_fsdp_sharded_checkpoints_stop_resume_and_reshard_onto_one_process(
+        tmp_path, straight_fsdp):
+    # FSDP2's fully_shard on the CPU with gloo: DTensor parameters and optimizer state
+    job = Job("train_digits_fsdp.py", tmp_path, steps=40, step_delay=0.1)
+    st = job.wait_for(lambda s: s.get("step", 0) >= 5, "reached step 5")
+    assert st["world"]["checkpoint_kind"] == "sharded"
+    rec = job.wait_command(job.command("save")["id"])
+    assert rec["state"] == "done", rec
+    folder = Path(rec["checkpoint"]["path"])
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == [".metadata", "__0_0.distcp", "__1_0.distcp", "colabtui-state.pt"]
+    listed = job.client.get("/v1/checkpoints").json()["checkpoints"]
+    assert [c["path"] for c in listed] == [str(folder)]
+    job.command("stop")
+    st = job.wait_for(lambda s: s.get("state") == "stopped", "stopped")
+    out = job.finish()
+    assert job.proc.returncode == 0, out
+    stopped_at = st["step"]
+    # resumed under torchrun: every tensor of a straight run
+    job2 = Job("train_digits_fsdp.py", tmp_path, steps=40)
+    out2 = job2.finish()
+    assert job2.proc.returncode == 0, out2
+    assert f"at step {stopped_at} from" in out2
+    assert_same(straight_fsdp, params(tmp_path), "params")
+    # the job's last checkpoint, resumed by one process without torchrun: DCP reshards it
+    one = subprocess.run(
+        [sys.executable, str(EXAMPLES / "train_digits_fsdp.py"), "--port", "-1", "--mailbox",
+         str(tmp_path / "mailbox"), "--steps", "40", "--checkpoint-dir", str(tmp_path / "ckpt"),
+         "--autosave-every", "0", "--dump-params", str(tmp_path / "one.pt")],
+        capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert one.returncode == 0, one.stdout + one.stderr
+    assert "already finished" in one.stdout, one.stdout
+    assert_same(straight_fsdp["model"], torch.load(tmp_path / "one.pt",
+                                                   weights_only=True)["model"], "one process")
+
+
+def _gone(pid: int) -> bool:
+    from colabtui_remote.distributed.watchdog import process_gone
+
+    return process_gone(pid)
+
+
+@pytest.mark.parametrize("how", ["killed", "wedged"])
+def test_a_lost_rank_is_named_and_the_survivor_ends_within_the_timeout(tmp_path, how):
+    timeout = 5.0
+    job = Job("train_digits_ddp.py", tmp_path, "--rank-timeout", str(timeout), steps=2000,
+              step_delay=0.05)
+    st = job.wait_for(lambda s: s.get("step", 0) >= 5, "reached step 5")
+    pid0, pid1 = (r["pid"] for r in st["world"]["ranks"])
+    os.kill(pid1, signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+    lost_at = time.monotonic()
+    try:
+        st = job.wait_for(lambda s: s.get("state") == "failed", "failed", timeout=timeout + 30)
+        assert st["error"].startswith("rank 1 lost: "), st["error"]
+        assert st["world"]["ranks"][1]["lost"], st["world"]
+        assert st["world"]["ranks"][0]["lost"] is None
+        if how == "killed":
+            assert f"pid {pid1}" in st["error"] and "ended" in st["error"]
+        else:
+            assert "no heartbeat" in st["error"]
+        deadline = lost_at + timeout + 15  # the timeout, then a few seconds for the laptop
+        while not _gone(pid0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(pid0), "rank 0 still runs after the timeout"
+    finally:
+        if how == "wedged":
+            os.kill(pid1, signal.SIGKILL)
+        job.finish(timeout=60)
+
+
+def test_sigterm_on_one_rank_saves_and_stops_every_rank(tmp_path):
+    job = Job("train_digits_ddp.py", tmp_path, steps=2000, step_delay=0.05)
+    st = job.wait_for(lambda s: s.get("step", 0) >= 5, "reached step 5")
+    os.kill(st["world"]["ranks"][1]["pid"], signal.SIGTERM)  # not the rank that serves
+    st = job.wait_for(lambda s: s.get("state") == "stopped", "stopped")
+    out = job.finish()
+    assert job.proc.returncode == 0, out
+    last = st["checkpoint"]["last"]
+    assert last["step"] == st["step"]
+    saved = torch.load(last["path"], weights_only=True)
+    assert saved["step"] == st["step"] and len(saved["ranks"]) == 2

@@ -265,14 +265,19 @@ class Job:
 
     def failed(self, exc: BaseException) -> None:
         """An exception ended the loop on this rank. The other ranks are told (they count
-        this one lost, with the exception); a collective that failed because another rank
-        died? checked at once, so the status names it; and the laptop gets a poll to see it."""
+        this one lost, with the exception), and a collective that failed because another rank
+        died is checked at once, so the status names that rank (the run ``failed``)."""
         if self.watchdog is None or self._ended:
             return
         if not isinstance(exc, KeyboardInterrupt):
             self.watchdog.failed(f"{type(exc).__name__}: {exc}"[:200])
-        lost = self.watchdog.check_now()
+        self.watchdog.check_now()
         self._ended = True
+
+    def linger(self) -> None:
+        """After a rank was lost: rank 0 waits (up to :data:`LOST_LINGER_S`) until a laptop
+        has polled the failed status."""
+        lost = self.watchdog.lost if self.watchdog is not None else {}
         if lost and self.ranks.is_main and self.mon._http is not None:
             deadline = time.monotonic() + LOST_LINGER_S
             seen = self.mon._status_served_at or 0.0

@@ -115,7 +115,7 @@ class JobSaver(Saver):
             if isinstance(part, str):
                 raise CheckpointError(f"rank {rank}: {part}")
         if self.sharded:
-            return self.job.split.capture_rest(step, epoch, parts)
+            return self.job.split.capture_rest(self._tracked(), step, epoch, parts)
         state = super().capture(step, epoch)
         state["ranks"] = parts
         return state

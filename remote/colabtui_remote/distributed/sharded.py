@@ -106,8 +106,14 @@ class ShardedState:
         """What ``colabtui-state.pt`` records of the split (checked at load)."""
         return {"model": self.model_name, "optimizers": sorted(self.optimizers)}
 
-    def capture_rest(self, step: int, epoch: int | None, ranks: list[dict] | None) -> dict:
-        state = capture_state(self.rest, step, epoch)
+    def capture_rest(self, tracked: dict[str, Any], step: int, epoch: int | None,
+                     ranks: list[dict] | None) -> dict:
+        """The state of ``colabtui-state.pt``: what ``tracked`` (as a save sees it now, plain
+        values and the run's own state included) holds beside the model and optimizers, with
+        every rank's part."""
+        rest = {n: o for n, o in tracked.items()
+                if n != self.model_name and n not in self.optimizers}
+        state = capture_state(rest, step, epoch)
         state["dcp"] = self.describe()
         if ranks is not None:
             state["ranks"] = ranks
