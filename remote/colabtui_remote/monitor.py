@@ -80,8 +80,8 @@ class Monitor(TrainingLoops, RunReport):
             boundary before ``KeyboardInterrupt`` is raised there.
         start_over: load no checkpoint: train from step 0 (a finished run trained again).
         agree_every, rank_timeout_s: a distributed job's (``torchrun``, :mod:`.distributed`)
-            step boundaries between agreements on a save or stop, and seconds without a
-            heartbeat before a rank is lost (the run fails; a dead process: at once).
+            step boundaries between agreements on a save or stop (None: about every 0.1 s),
+            and seconds without a heartbeat before a rank is lost (the run fails).
 
     Raises:
         ValueError: a bad argument (``run`` empty, a ``gdrive://`` URL that is not valid).
@@ -93,7 +93,8 @@ class Monitor(TrainingLoops, RunReport):
                  autosave_every: float | None = 600.0, keep: int = 3, label: str | None = None,
                  handle_sigterm: bool = True, local_dir: str | os.PathLike | None = None,
                  drive_credentials: str | os.PathLike | None = None,
-                 save_on_interrupt: bool = True, start_over: bool = False, agree_every: int = 1,
+                 save_on_interrupt: bool = True, start_over: bool = False,
+                 agree_every: int | None = None,
                  rank_timeout_s: float = DEFAULT_RANK_TIMEOUT_S) -> None:
         if not isinstance(run, str) or not run.strip():
             raise ValueError("run must be a non-empty name, e.g. Monitor(run='resnet-lr3e-4')")

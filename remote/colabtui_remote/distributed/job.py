@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import secrets
 import time
 from typing import Any
 
@@ -35,7 +36,13 @@ from ..commands import INTERNAL_PREFIX
 from .collectives import Agreement, JobGroups
 from .job_saver import JobSaver
 from .ranks import Ranks
-from .sharded import FRAMEWORK, ShardedState, is_sharded, load_sharded
+from .sharded import (
+    FRAMEWORK,
+    ShardedState,
+    is_sharded,
+    load_sharded,
+    remove_stale_temporaries,
+)
 from .watchdog import RankWatchdog
 
 __all__ = ["DEFAULT_RANK_TIMEOUT_S", "Job"]
@@ -57,19 +64,20 @@ class Job:
     Args:
         mon: the Monitor.
         ranks: this process's ranks.
-        agree_every: step boundaries between agreements (1: every step).
+        agree_every: step boundaries between agreements (1: every step), or None: adaptive,
+            about every :data:`~.collectives.AGREE_INTERVAL_S` seconds of steps.
         rank_timeout_s: seconds without a heartbeat before a rank is lost.
     """
 
-    def __init__(self, mon: Any, ranks: Ranks, *, agree_every: int = 1,
+    def __init__(self, mon: Any, ranks: Ranks, *, agree_every: int | None = None,
                  rank_timeout_s: float = DEFAULT_RANK_TIMEOUT_S) -> None:
         if rank_timeout_s <= 0:
             raise ValueError(f"rank_timeout_s must be > 0, got {rank_timeout_s}")
         self.mon = mon
         self.ranks = ranks
-        self.agree_every = int(agree_every)
-        if self.agree_every < 1:
-            raise ValueError(f"agree_every must be ≥ 1, got {agree_every}")
+        self.agree_every = None if agree_every is None else int(agree_every)
+        if self.agree_every is not None and self.agree_every < 1:
+            raise ValueError(f"agree_every must be ≥ 1 or None, got {agree_every}")
         self.rank_timeout_s = float(rank_timeout_s)
         self.groups: JobGroups | None = None
         self.agreement: Agreement | None = None
@@ -104,9 +112,17 @@ class Job:
         sharded = is_sharded(mon._tracked)
         if sharded and self.ranks.is_main and mon.checkpointer is not None:
             mon.framework_checkpointer()  # DCP writes its files into the writer's folder
-        saves = groups.broadcast(mon.checkpointer is not None if self.ranks.is_main else None)
+        agreed = None
+        if self.ranks.is_main:
+            ckpt = mon.checkpointer
+            agreed = {"saves": ckpt is not None, "nonce": secrets.token_hex(4),
+                      "directory": ckpt.directory if ckpt is not None else ""}
+            if ckpt is not None and sharded:
+                remove_stale_temporaries(ckpt.directory)
+        agreed = groups.broadcast(agreed)
         saver = self.saver
-        saver.job, saver.saves, saver.sharded = self, bool(saves), sharded
+        saver.job, saver.saves, saver.sharded = self, bool(agreed["saves"]), sharded
+        saver.directory, saver.nonce = agreed["directory"], agreed["nonce"]
         if sharded:
             self.split = ShardedState(mon._tracked)
         self._start_watchdog(groups)
@@ -149,6 +165,7 @@ class Job:
                 return None
             state, notes = load_sharded(info.path, mon._tracked,
                                         process_group=groups.checkpoint)
+            self.saver.saved_step = info.step
         else:
             found = find_resumable(mon._dest) if main else None
             if found is not None:
@@ -206,7 +223,8 @@ class Job:
         if any(agreed.values()):
             self._carry_out(agreed, step)
         if not mon._stop:
-            self.agreement.launch(self._asked(now))
+            every = self.agreement.propose(_step_s(mon)) if self.ranks.is_main else 0
+            self.agreement.launch(self._asked(now), every)
         return mon._stop
 
     def _asked(self, now: float) -> tuple[int, int, int, int]:
@@ -343,8 +361,16 @@ class Job:
         if self._ended:
             return
         self._ended = True
+        if self.started and self.saver.sharded:
+            self.saver.close_staging()
         if self.watchdog is not None:
             self.watchdog.done()
+
+
+def _step_s(mon: Any) -> float | None:
+    """Rank 0's recent step time, seconds (from its throughput), or None."""
+    rate = mon.steps_per_s()
+    return 1.0 / rate if rate else None
 
 
 def dataclasses_to_wire(obj: Any) -> dict:

@@ -22,13 +22,14 @@ completing means every rank's shards are written.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..checkpoint.errors import CheckpointError
 from ..checkpoint.state import capture_state, load_state, require_torch, restore
 
 __all__ = ["FRAMEWORK", "STATE_FILE", "ShardedState", "is_sharded", "load_newest", "load_sharded",
-           "newest_sharded"]
+           "newest_sharded", "remove_stale_temporaries"]
 
 FRAMEWORK = "dcp"
 """The ``framework`` of a sharded checkpoint's manifest entry."""
@@ -211,3 +212,20 @@ def load_newest(dest: Any, tracked: dict[str, Any]) -> tuple[dict, Any, list[str
         logging.getLogger("colabtui_remote.checkpoint").warning(
             "colabtui_remote: could not unlist unusable checkpoints: %s", exc)
     return state, info, notes
+
+
+_TEMPORARY = re.compile(r"^\.dcp-\d{9}\.tmp-[0-9a-f]{8}-\d+$")
+
+
+def remove_stale_temporaries(directory: str) -> list[str]:
+    """Rank 0, when a job starts: remove the temporary folders of sharded saves an earlier
+    job was killed in (``.dcp-000000500.tmp-<job>-<n>``: never listed, never loaded; the
+    writer holds the folder's lock, so no other job writes there). Returns what went."""
+    from ..checkpoint.folders import remove_folder
+
+    gone = []
+    for name in os.listdir(directory):
+        if _TEMPORARY.match(name) and os.path.isdir(os.path.join(directory, name)):
+            remove_folder(os.path.join(directory, name))
+            gone.append(name)
+    return gone
