@@ -412,6 +412,12 @@ def _entry(entry: dict[str, Any], st: Status, now: float, offset: float,
             "warning_after_s": warning_after_s,
         },
         error=None if st.error is None else {"kind": "run_failed", "message": plain(st.error)},
+        world=None if st.world is None else {
+            "size": st.world.size, "nodes": st.world.nodes,
+            "checkpoint_kind": st.world.checkpoint_kind,
+            "gpus": len(st.gpus),
+            "lost": [{"rank": r.rank, "why": plain(r.lost)} for r in st.world.ranks if r.lost],
+        },
         status_age_s=_round1(status_age),
         stale=stale,
         invalid=invalid_paths(st),
@@ -472,6 +478,12 @@ def _row(e: dict[str, Any]) -> list[str]:
         gpu = g["name"] or "Unknown GPU"
         if g["utilization_pct"] is not None or "gpus[0].utilization_pct" in invalid:
             gpu += f" {shown('gpus[0].utilization_pct', g['utilization_pct'], '{:.0f}%'.format)}"
+    world = e.get("world")
+    if world:  # a torchrun job: its size, and every GPU it uses
+        gpu = (f"{shown('world.size', world['size'])} ranks"
+               + (f" ({world['gpus']} GPUs)" if world["gpus"] > 1 else "") + f"; {gpu}")
+        if world["lost"]:
+            gpu += "; lost: " + ", ".join(f"rank {r['rank']}" for r in world["lost"])
     ck = e["checkpoint"]
     ckpt = "none yet" if ck is None else (
         f"step {shown('checkpoint.last.step', ck['step'])}, "

@@ -3,7 +3,8 @@
     python scripts/screenshots.py
 
 Layouts, from fixed realistic data with a frozen clock (tests/app/ui_fixtures.py): three
-sessions at 160x48 and 80x24, one session unreachable, one stopped, one interrupted, two with checkpoints on Drive (uploading; mount offline), the stop confirmation
+sessions at 160x48 and 80x24, one session unreachable, one stopped, one interrupted, two with checkpoints on Drive (uploading; mount offline), two
+torchrun jobs (DDP on 2×T4; FSDP on two nodes, a rank lost), the stop confirmation
 (also at 40x12), the remove confirmation, the welcome screen, and the help screen.
 """
 
@@ -19,6 +20,7 @@ sys.path.insert(0, str(ROOT / "tests" / "app"))
 
 import cairosvg  # noqa: E402
 from ui_fixtures import (  # noqa: E402
+    distributed_sessions,
     drive_sessions,
     feed,
     frozen_clock,
@@ -51,6 +53,7 @@ SHOTS = [
     ("stopped", (120, 36), "stopped", ()),
     ("interrupted", (120, 36), "interrupted", ()),
     ("checkpoints-on-drive", (120, 36), "drive", ()),
+    ("distributed-jobs", (120, 36), "distributed", ()),
 ]
 
 
@@ -65,6 +68,8 @@ def _sessions(kind: str):
         return [three_sessions()[0], interrupted_session()]
     if kind == "drive":
         return drive_sessions()
+    if kind == "distributed":
+        return distributed_sessions()
     return []
 
 

@@ -2,13 +2,14 @@
 
 Every field NVML could not give is shown as ``n/a``, with the reason NVML gave on a dim line
 below (``n/a: power not supported``); a GPU without a name is "Unknown GPU"; a session with no
-GPU says so with the reason the runtime gave. All text from the session is appended as plain
+GPU says so with the reason the runtime gave. A distributed job (``torchrun``) gets a first
+line with its ranks (and which were lost), and each GPU the rank that uses it. All text from the session is appended as plain
 text (never markup).
 """
 
 from __future__ import annotations
 
-from colabtui_remote.schema import GpuStats
+from colabtui_remote.schema import GpuStats, WorldStatus
 from rich.text import Text
 
 from colabtui.formatting import NA, bar, fmt_field, fmt_gib
@@ -48,9 +49,32 @@ def unsupported_note(gpu: GpuStats) -> str | None:
     return "n/a: " + "; ".join(f"{', '.join(f)} {why}" for why, f in by_reason.items())
 
 
-def gpu_lines(gpus: list[GpuStats], gpu_error: str | None, width: int) -> Text:
-    """The block as text for a panel ``width`` cells wide (one GPU: 3 lines)."""
+def world_line(world: WorldStatus) -> Text:
+    """A distributed job in one line: ``torchrun: 4 ranks on 2 nodes · rank 3 lost``."""
     text = Text(no_wrap=True, overflow="ellipsis")
+    size = NA if world.size is None else str(world.size)
+    text.append("torchrun: ", style="dim")
+    text.append(f"{size} ranks", style="bold")
+    if world.nodes and world.nodes > 1:
+        text.append(f" on {world.nodes} nodes")
+    if world.checkpoint_kind == "sharded":
+        text.append(" · sharded", style="dim")
+    lost = [r for r in world.ranks if r.lost]
+    if lost:
+        text.append(" · ")
+        text.append("lost: " + ", ".join(f"rank {fmt_field(r, 'rank')}" for r in lost),
+                    style="bold red")
+    return text
+
+
+def gpu_lines(gpus: list[GpuStats], gpu_error: str | None, width: int,
+              world: WorldStatus | None = None) -> Text:
+    """The block as text for a panel ``width`` cells wide (one GPU: 3 lines; a distributed
+    job: a line about its ranks first)."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if world is not None:
+        text.append_text(world_line(world))
+        text.append("\n")
     if not gpus:
         text.append("no GPU", style="bold")
         text.append(f" ({gpu_error})" if gpu_error else " (none reported)", style="dim")
@@ -65,8 +89,12 @@ def gpu_lines(gpus: list[GpuStats], gpu_error: str | None, width: int) -> Text:
 
 
 def _one_gpu(text: Text, gpu: GpuStats, width: int, numbered: bool) -> None:
-    if numbered:
+    if numbered or gpu.rank is not None:
         text.append(f"GPU{fmt_field(gpu, 'index')} ", style="dim")
+    if gpu.rank is not None:
+        text.append(f"rank {gpu.rank} ", style="dim")
+    if gpu.host:
+        text.append(f"{gpu.host} ", style="dim")  # from the session: plain text
     text.append(gpu.name or UNKNOWN_GPU, style="bold")
     text.append("\n")
     util = fmt_field(gpu, "utilization_pct", "{:.0f}%".format)
@@ -108,14 +136,16 @@ class GpuView(TextBlock):
         super().__init__(self.build, id=id)
         self.gpus: list[GpuStats] | None = None
         self.gpu_error: str | None = None
+        self.world: WorldStatus | None = None
 
-    def show(self, gpus: list[GpuStats], gpu_error: str | None) -> None:
+    def show(self, gpus: list[GpuStats], gpu_error: str | None,
+             world: WorldStatus | None = None) -> None:
         """Replace what is shown; resizes itself when the number of lines changes."""
-        self.gpus, self.gpu_error = list(gpus), gpu_error
+        self.gpus, self.gpu_error, self.world = list(gpus), gpu_error, world
         self.sync()
 
     def build(self) -> Text:
         if self.gpus is None:
             return Text("GPU: waiting for the session", style="dim", no_wrap=True,
                         overflow="ellipsis")
-        return gpu_lines(self.gpus, self.gpu_error, self.size.width)
+        return gpu_lines(self.gpus, self.gpu_error, self.size.width, self.world)

@@ -326,7 +326,8 @@ class SessionPanel(Vertical, can_focus=True):
         self.set_class(self.conn_kind not in ("connected", "waiting") and not self.is_starting
                        and not (ended and self.conn_kind == "unreachable"), "-error")
         if self.status is not None:
-            self.query_one(GpuView).show(self.status.gpus, self.status.gpu_error)
+            self.query_one(GpuView).show(self.status.gpus, self.status.gpu_error,
+                                         self.status.world)
             self.query_one(ProgressView).show(self.status, live=self.live, seen_at=self.seen_at)
             self.query_one(CheckpointView).show(self.status, self.clock_offset, live=self.live)
         if result.history is not None or result.new_points:

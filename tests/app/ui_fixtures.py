@@ -18,11 +18,13 @@ from colabtui_remote.schema import (
     CheckpointStatus,
     GpuStats,
     MetricPoint,
+    RankInfo,
     ReplicaCopy,
     ReplicaStatus,
     SaveProgress,
     Status,
     UploadProgress,
+    WorldStatus,
 )
 
 from colabtui.client import SessionError
@@ -176,6 +178,48 @@ def drive_sessions() -> list[FixedSession]:
         {"loss": loss_curve(410, seed=8, start=0.9, floor=0.15, tau=1500)},
     )
     return [api, mount]
+
+
+def distributed_sessions() -> list[FixedSession]:
+    """Two torchrun jobs: DDP on a Kaggle 2×T4 notebook, training; FSDP on two rented
+    nodes of two A10Gs each, failed because rank 3's process ended."""
+    t4s = [GpuStats(i, "Tesla T4", f"GPU-k{i}", u, int(m * GIB), int(15.0 * GIB), t, p, 70.0,
+                    rank=i)
+           for i, u, m, t, p in ((0, 96.0, 11.2, 69.0, 66.0), (1, 94.0, 11.0, 67.0, 64.5))]
+    ddp_world = WorldStatus(size=2, nodes=1, checkpoint_kind="replicated",
+                            ranks=[RankInfo(r, r, "kaggle-7f3", 4100 + r, f"GPU-k{r}", 5120)
+                                   for r in range(2)])
+    ddp = FixedSession(
+        SessionConfig("http://127.0.0.1:8707", "tok-ddp-0123456789abcdef", "resnet · 2×T4 DDP"),
+        replace(_status("resnet · 2×T4 DDP", "resnet-ddp", 5120, 12000, epoch=7, rate=4.1,
+                        gpus=t4s,
+                        checkpoint=CheckpointStatus(
+                            last=CheckpointInfo(4800, "/kaggle/working/ck/ckpt-000004800.pt",
+                                                190 * MB, "aa", NOW - 75, 2.4, 7),
+                            next_autosave_at=NOW + 525, autosave_every_s=600, count=3),
+                        loss=0.52, started_ago=1300), world=ddp_world),
+        {"loss": loss_curve(512, seed=8, start=2.3, floor=0.4, tau=2000)},
+    )
+    a10s = [GpuStats(i % 2, "NVIDIA A10G", f"GPU-a{i}", u, int(m * GIB), int(22.0 * GIB), 61.0,
+                     150.0, 300.0, rank=i, host=("node-a" if i < 2 else "node-b"))
+            for i, u, m in ((0, 0.0, 17.5), (1, 0.0, 17.4), (2, 0.0, 17.6))]
+    lost = "its process (pid 5312 on node-b) ended"
+    fsdp_world = WorldStatus(size=4, nodes=2, checkpoint_kind="sharded", ranks=[
+        RankInfo(r, r % 2, "node-a" if r < 2 else "node-b", 5300 + r, f"GPU-a{r}", 2210,
+                 lost if r == 3 else None) for r in range(4)])
+    fsdp = FixedSession(
+        SessionConfig("http://127.0.0.1:8708", "tok-fsdp-0123456789abcdef", "llama-1b · FSDP"),
+        replace(_status("llama-1b · FSDP", "llama-1b-fsdp", 2210, 10000, epoch=0, rate=0.9,
+                        gpus=a10s,
+                        checkpoint=CheckpointStatus(
+                            last=CheckpointInfo(2000, "/mnt/shared/ck/ckpt-000002000",
+                                                7_400 * MB, "bb", NOW - 260, 4.0, 0),
+                            count=2),
+                        loss=2.71, started_ago=2500, state="failed"),
+                world=fsdp_world, error=f"rank 3 lost: {lost}"),
+        {"loss": loss_curve(221, seed=9, start=10.5, floor=2.6, tau=900)},
+    )
+    return [ddp, fsdp]
 
 
 def unreachable_session() -> FixedSession:

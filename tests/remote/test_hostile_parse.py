@@ -66,7 +66,8 @@ def hostile_status() -> schema.Status:
         metrics={f"loss{ESC}": 0.5}, metrics_nonfinite={f"acc{ESC}": "nan"}, last_seq=3,
         gpus=[schema.GpuStats(index=0, name=f"T4{ESC}", uuid=f"GPU-{ESC}",
                               memory_used_bytes=1, memory_total_bytes=2,
-                              unsupported={f"fan{ESC}": f"NVML{ESC}"})],
+                              unsupported={f"fan{ESC}": f"NVML{ESC}"}, rank=1,
+                              host=f"node{ESC}")],
         gpu_error=f"gpu{ESC}",
         checkpoint=schema.CheckpointStatus(
             dir=f"/d{ESC}", last=ckpt, last_error=f"err{ESC}",
@@ -78,7 +79,11 @@ def hostile_status() -> schema.Status:
                 uploading=schema.UploadProgress(step=3, bytes_sent=1, bytes_total=2))),
         host=schema.HostInfo(python=f"3{ESC}", torch=f"2{ESC}", platform=f"l{ESC}",
                              hostname=f"h{ESC}"),
-        error=f"failed{ESC}")
+        error=f"failed{ESC}",
+        world=schema.WorldStatus(size=2, nodes=1, checkpoint_kind=f"sharded{ESC}", ranks=[
+            schema.RankInfo(rank=r, local_rank=r, host=f"h{ESC}", pid=10 + r,
+                            gpu_uuid=f"GPU-{ESC}", step=3, lost=f"gone{ESC}" if r else None)
+            for r in range(2)]))
 
 
 def document(obj: dict, **literals: str) -> bytes:
@@ -116,6 +121,29 @@ def test_every_string_of_a_status_comes_out_inert() -> None:
     assert parsed.metrics == {clean_text(f"loss{ESC}"): 0.5}
     assert parsed.checkpoint.replica.verified.name == clean_text(f"n{ESC}")
     assert parsed.invalid == () and schema.invalid_paths(parsed) == []
+    assert parsed.world.ranks[1].lost == clean_text(f"gone{ESC}")
+    assert parsed.gpus[0].host == clean_text(f"node{ESC}") and parsed.gpus[0].rank == 1
+
+
+def test_a_distributed_jobs_numbers_out_of_range_are_invalid_and_its_ranks_bounded() -> None:
+    base = schema.status_to_wire(hostile_status())
+    base["world"]["size"] = "<HUGE>"
+    base["world"]["ranks"][0]["pid"] = "<DIGITS>"
+    base["world"]["ranks"][1]["rank"] = -1
+    base["gpus"][0]["rank"] = "<HUGE>"
+    parsed = schema.parse_status(wire.loads(document(base, HUGE=HUGE, DIGITS=DIGITS_5000)))
+    assert parsed.world.size is None and parsed.world.ranks[0].pid is None
+    assert parsed.world.ranks[1].rank is None and parsed.gpus[0].rank is None
+    assert set(schema.invalid_paths(parsed)) >= {
+        "world.size", "world.ranks[0].pid", "world.ranks[1].rank", "gpus[0].rank"}
+    many = schema.status_to_wire(hostile_status())
+    many["world"]["ranks"] = [{"rank": i} for i in range(5000)]
+    assert len(schema.parse_status(wire.loads(ascii_json(many))).world.ranks) == 1024
+    for bad in ("a string", [1, 2], {"ranks": "x"}, {"ranks": ["x"]}):
+        doc = schema.status_to_wire(hostile_status())
+        doc["world"] = bad
+        with pytest.raises(wire.SchemaError, match="status.world"):
+            schema.parse_status(wire.loads(ascii_json(doc)))
 
 
 def test_command_records_checkpoint_lists_and_error_bodies_come_out_inert() -> None:
