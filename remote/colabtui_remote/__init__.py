@@ -11,6 +11,8 @@ The wings (each folder's ``__init__`` says more; ARCHITECTURE.md draws them):
 - :mod:`.checkpoint`: durable checkpoints, replicas beyond the runtime's disk, resume;
 - :mod:`.drive`: a plain Google Drive v2 library on pydrive2;
 - :mod:`.transport`: how the laptop reaches a run (HTTP, the mailbox folder);
+- :mod:`.distributed`: a torchrun job as one session (rank 0 serves; saves and stops agreed at
+  the step boundary; sharded checkpoints through torch.distributed.checkpoint);
 - :mod:`.monitor` at the top, orchestrating them.
 """
 

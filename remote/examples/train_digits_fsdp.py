@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dump-params", default=None, metavar="FILE",
                    help="rank 0 writes the final (full) parameters here when the run finished")
     args = p.parse_args(argv)
-    distributed = "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    distributed = "RANK" in os.environ  # under torchrun, even --nproc_per_node=1
     cuda = torch.cuda.is_available()
     rank, world = 0, 1
     device = torch.device("cpu")

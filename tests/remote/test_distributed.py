@@ -112,7 +112,13 @@ def test_fsdp_sharded_checkpoints_stop_resume_and_reshard_onto_one_process(
     assert job2.proc.returncode == 0, out2
     assert f"at step {stopped_at} from" in out2
     assert_same(straight_fsdp, params(tmp_path), "params")
-    # the job's last checkpoint, resumed by one process without torchrun: DCP reshards it
+    # the job's last checkpoint resumed on a world of one, under torchrun (FSDP2 on a mesh
+    # of one) and by a plain process without torchrun: DCP reshards it both ways
+    job1 = Job("train_digits_fsdp.py", tmp_path, steps=40, nproc=1)
+    out1 = job1.finish()
+    assert job1.proc.returncode == 0, out1
+    assert "already finished" in out1, out1
+    assert_same(straight_fsdp, params(tmp_path), "world of one")
     one = subprocess.run(
         [sys.executable, str(EXAMPLES / "train_digits_fsdp.py"), "--port", "-1", "--mailbox",
          str(tmp_path / "mailbox"), "--steps", "40", "--checkpoint-dir", str(tmp_path / "ckpt"),

@@ -3,8 +3,9 @@ on its node, and the node's index.
 
 Read from an initialised ``torch.distributed`` process group, else from the environment
 ``torchrun`` sets for every worker (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``LOCAL_WORLD_SIZE``, ``GROUP_RANK``; see torch's ``torch/distributed/run.py``). A world of
-one process is not a distributed job: the Monitor then works as in a notebook.
+``LOCAL_WORLD_SIZE``, ``GROUP_RANK``; see torch's ``torch/distributed/run.py``). Without a
+process group, a world of one process is not a distributed job: the Monitor then works as in a
+notebook.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Ranks:
 
     Attributes:
         rank: global rank, 0 … ``world_size - 1``; rank 0 serves and reports the job.
-        world_size: processes in the job (≥ 2).
+        world_size: processes in the job (1 for a process group of one).
         local_rank: rank among the processes of this node (the GPU index, by convention).
         local_world_size: processes on this node.
         node: this node's index (torchrun's ``GROUP_RANK``), 0 on a single node.
@@ -61,10 +62,10 @@ def _env_int(env: Mapping[str, str], name: str, default: int | None) -> int | No
 
 
 def detect_ranks(env: Mapping[str, str] | None = None) -> Ranks | None:
-    """This process's :class:`Ranks`, or None outside a distributed job of 2+ processes.
-
-    An initialised process group wins over the environment; torch is not imported for this
-    (only looked up when the program imported it).
+    """This process's :class:`Ranks`, or None outside a distributed job: no process group is
+    initialised and the environment names no world of 2+ processes. An initialised process
+    group (even of one process: FSDP2 on one GPU) wins over the environment; torch is not
+    imported for this (only looked up when the program imported it).
 
     Raises:
         ValueError: ``RANK`` / ``WORLD_SIZE`` are set but not integers, or out of range.
@@ -73,11 +74,13 @@ def detect_ranks(env: Mapping[str, str] | None = None) -> Ranks | None:
     rank = world = None
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
+        rank, world = dist.get_rank(), dist.get_world_size()  # a group of one is a job too
     else:
         world = _env_int(env, "WORLD_SIZE", None)
         rank = _env_int(env, "RANK", None)
-    if world is None or world < 2:
+        if world is not None and world < 2:
+            return None
+    if world is None or world < 1:
         return None
     if rank is None or not 0 <= rank < world:
         raise ValueError(f"rank {rank} is not in 0…{world - 1} ($RANK, $WORLD_SIZE)")
