@@ -346,6 +346,15 @@ class Monitor(TrainingLoops, RunReport):
         for name, value in values.items():
             append(name, value, step)
 
+    def log_mean(self, **values: Any) -> None:
+        """In a distributed job, each rank's latest value of each name, averaged across the
+        ranks at the next agreement (a CUDA value is read then), is logged by rank 0; outside
+        a job it is :meth:`log`. Raises TypeError (when sent) for a non-number."""
+        if self._job is None:
+            self.log(**values)
+        else:
+            self._job.pending.update(values)
+
     @property
     def stop_requested(self) -> bool:
         """True once a stop command (or SIGTERM) has been carried out: end the loop."""

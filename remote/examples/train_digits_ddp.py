@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             loss = loss_fn(model(x.to(device)), y.to(device))
             loss.backward()
             optimizer.step()
-            mon.log(loss=loss.detach())
+            mon.log(loss=loss.detach())  # rank 0's loss
+            mon.log_mean(mean_loss=loss.detach())  # every rank's, averaged at the agreements
             if args.step_delay:
                 time.sleep(args.step_delay)
             if mon.at_step_boundary(mon.step + 1, epoch=epoch):

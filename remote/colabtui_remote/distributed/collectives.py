@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["FLAGS", "Agreement", "JobGroups"]
+__all__ = ["FLAGS", "Agreement", "JobGroups", "MeanOfRanks"]
 
 FLAGS = ("save", "stop", "sigterm", "sigint")
 """What a rank can ask for at a boundary, in the order of the agreed tensor. ``save`` and
@@ -127,7 +127,7 @@ class Agreement:
         self._next = 1
         self._work: Any = None
         torch = groups.torch
-        self._buffer = torch.zeros(len(FLAGS) + 1, dtype=torch.int32)  # + the cadence
+        self._buffer = torch.zeros(len(FLAGS) + 2, dtype=torch.int32)  # + cadence, means
 
     def due(self) -> bool:
         """Counts a boundary; True when this one takes part."""
@@ -145,13 +145,13 @@ class Agreement:
             return 1
         return max(1, min(MAX_EVERY, int(AGREE_INTERVAL_S / step_s)))
 
-    def launch(self, asked: tuple[int, ...], every: int = 0) -> None:
+    def launch(self, asked: tuple[int, ...], every: int = 0, means: bool = False) -> None:
         """Start the reduction of this rank's flags (one int per name of :data:`FLAGS`, 0 or
-        1) and, from rank 0, the cadence proposed (others send 0); :meth:`settle` must come
-        first when one is in flight."""
+        1) and, from rank 0, the cadence proposed and whether it has values to average (others
+        send 0); :meth:`settle` must come first when one is in flight."""
         assert self._work is None, "settle() the reduction in flight first"
         buf = self._buffer
-        for i, value in enumerate((*asked, every)):
+        for i, value in enumerate((*asked, every, int(means))):
             buf[i] = value
         dist = self.groups.dist
         self._work = dist.all_reduce(buf, op=dist.ReduceOp.MAX, group=self.groups.control,
@@ -166,5 +166,65 @@ class Agreement:
             return dict.fromkeys(FLAGS, False)
         work.wait()
         values = self._buffer.tolist()
-        self._next = self.every or max(1, min(MAX_EVERY, values[-1]))
+        self._next = self.every or max(1, min(MAX_EVERY, values[len(FLAGS)]))
+        self.means_asked = bool(values[len(FLAGS) + 1])
         return {name: bool(v) for name, v in zip(FLAGS, values, strict=False)}
+
+    means_asked = False
+    """Rank 0 had values for :class:`MeanOfRanks` at the last reduction settled."""
+
+
+class MeanOfRanks:
+    """Metric values averaged across the ranks, beside each agreement: one ``all_reduce(SUM)``
+    of float64 (each name's value and a count of 1 from each rank that has one), launched and
+    settled with the flags' reduction.
+
+    Args:
+        groups: the job's groups (the control group is used).
+    """
+
+    def __init__(self, groups: JobGroups) -> None:
+        self.groups = groups
+        self._work: Any = None
+        self._names: list[str] = []
+        self._buffer: Any = None
+        self.step = 0
+
+    def launch(self, names: list[str], pending: dict[str, Any], step: int) -> None:
+        """Start the reduction of this rank's latest ``pending`` values of ``names`` (the same
+        list on every rank: rank 0's, agreed), taken out of ``pending``.
+
+        Raises:
+            TypeError: a value is neither a number nor a 0-d tensor.
+        """
+        torch = self.groups.torch
+        values = []
+        for name in names:
+            value = pending.pop(name, None)
+            if value is None:
+                values.append((0.0, 0.0))
+                continue
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    raise TypeError(f"log_mean({name}=...): a tensor of {value.numel()} "
+                                    "elements; give a 0-d tensor or a number")
+                value = value.detach().double().cpu().item()
+            elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"log_mean({name}=...): {type(value).__name__} is not a "
+                                "number or a 0-d tensor")
+            values.append((float(value), 1.0))
+        self._names, self.step = names, step
+        self._buffer = torch.tensor([v for pair in values for v in pair], dtype=torch.float64)
+        dist = self.groups.dist
+        self._work = dist.all_reduce(self._buffer, op=dist.ReduceOp.SUM,
+                                     group=self.groups.control, async_op=True)
+
+    def settle(self) -> dict[str, float]:
+        """Wait for the reduction in flight; the mean of each name some rank had."""
+        work, self._work = self._work, None
+        if work is None:
+            return {}
+        work.wait()
+        flat = self._buffer.tolist()
+        return {name: flat[2 * i] / flat[2 * i + 1] for i, name in enumerate(self._names)
+                if flat[2 * i + 1]}

@@ -33,7 +33,7 @@ from ..checkpoint.resume import find_resumable, find_resumable_folder
 from ..checkpoint.state import capture_state, restore
 from ..checkpoint.trackable import GENERATOR_KINDS, kind_of
 from ..commands import INTERNAL_PREFIX
-from .collectives import Agreement, JobGroups
+from .collectives import Agreement, JobGroups, MeanOfRanks
 from .job_saver import JobSaver
 from .ranks import Ranks
 from .sharded import (
@@ -85,6 +85,10 @@ class Job:
         self.split: ShardedState | None = None
         self._taken: list[schema.CommandRecord] | None = None
         self._ended = False
+        self.pending: dict[str, Any] = {}
+        """:meth:`Monitor.log_mean`'s latest values, sent at the next agreement."""
+        self.means: MeanOfRanks | None = None
+        self._mean_names: list[str] = []
 
     @property
     def saver(self) -> JobSaver:
@@ -220,12 +224,35 @@ class Job:
         if not self.agreement.due():
             return False
         agreed = self.agreement.settle()
+        self._settle_means()
         if any(agreed.values()):
             self._carry_out(agreed, step)
         if not mon._stop:
-            every = self.agreement.propose(_step_s(mon)) if self.ranks.is_main else 0
-            self.agreement.launch(self._asked(now), every)
+            main = self.ranks.is_main
+            every = self.agreement.propose(_step_s(mon)) if main else 0
+            self._launch_means(step)
+            self.agreement.launch(self._asked(now), every, main and bool(self.pending))
         return mon._stop
+
+    def _launch_means(self, step: int) -> None:
+        """The names :meth:`Monitor.log_mean` was given are agreed once (rank 0's first
+        ones, broadcast at the first agreement that has any; a rank that logs none sends
+        none), then averaged at each agreement."""
+        if not self._mean_names:
+            if not self.agreement.means_asked:  # rank 0 said so in the last flags
+                return
+            self._mean_names = self.groups.broadcast(
+                sorted(self.pending) if self.ranks.is_main else None)
+            self.means = MeanOfRanks(self.groups)
+        self.means.launch(self._mean_names, self.pending, step)
+
+    def _settle_means(self) -> None:
+        if self.means is None:
+            return
+        step = self.means.step
+        for name, mean in self.means.settle().items():
+            if self.ranks.is_main:
+                self.mon.metrics.append(name, mean, step)
 
     def _asked(self, now: float) -> tuple[int, int, int, int]:
         mon, saver = self.mon, self.saver
@@ -268,6 +295,7 @@ class Job:
         save then answers."""
         if self.agreement is not None:
             self.agreement.settle()
+            self._settle_means()
         records, self._taken = self._taken or [], None
         return records
 
