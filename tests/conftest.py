@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-CONNECT_LINE = re.compile(r"^colabtui connect (http://\S+):(\d+) --token (\S+)")
+# "--token=-x" for a token that starts with a dash (a shell would read "--token -x" as two)
+CONNECT_LINE = re.compile(r"^colabtui connect (http://\S+):(\d+) --token[ =](\S+)")
 START_TIMEOUT_S = 120.0
 
 

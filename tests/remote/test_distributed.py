@@ -183,3 +183,28 @@ def test_sigterm_on_one_rank_saves_and_stops_every_rank(tmp_path):
     assert last["step"] == st["step"]
     saved = torch.load(last["path"], weights_only=True)
     assert saved["step"] == st["step"] and len(saved["ranks"]) == 2
+
+
+def test_a_sharded_checkpoint_on_a_mount_is_packed_there_and_a_new_job_resumes_from_it(
+        tmp_path, straight_fsdp):
+    # checkpoint_dir on a mounted Drive, local_dir the runtime's disk: DCP writes locally, the
+    # folder is packed into one tar on the mount (md5-checked); a new runtime with an empty
+    # disk fetches it from there, every file's sha256 checked
+    mount = tmp_path / "drive" / "run"
+    job = Job("train_digits_fsdp.py", tmp_path, "--local-dir", str(tmp_path / "disk-1"),
+              steps=40, step_delay=0.1, checkpoint_dir=mount)
+    job.wait_for(lambda s: s.get("step", 0) >= 5, "reached step 5")
+    job.command("stop")
+    st = job.wait_for(lambda s: s.get("state") == "stopped"
+                      and (s["checkpoint"]["replica"] or {}).get("verified"), "on the mount")
+    out = job.finish()
+    assert job.proc.returncode == 0, out
+    step = st["step"]
+    assert (mount / f"ckpt-{step:09d}.tar").is_file()
+    assert not (tmp_path / "disk-2").exists()
+    job2 = Job("train_digits_fsdp.py", tmp_path, "--local-dir", str(tmp_path / "disk-2"),
+               steps=40, checkpoint_dir=mount)
+    out2 = job2.finish()
+    assert job2.proc.returncode == 0, out2
+    assert f"at step {step} from {tmp_path / 'disk-2'}" in out2
+    assert_same(straight_fsdp, params(tmp_path), "params")

@@ -130,6 +130,7 @@ class Job:
         if sharded:
             self.split = ShardedState(mon._tracked)
         self._start_watchdog(groups)
+        mon._start_watching()  # every rank: SIGTERM saves and stops; node rank 0s sample GPUs
         atexit.register(self.end)
 
     def _start_watchdog(self, groups: JobGroups) -> None:
@@ -141,8 +142,11 @@ class Job:
             return
         about = {"pid": os.getpid(), "host": self.ranks.host, "local_rank": self.ranks.local_rank,
                  "node": self.ranks.node, "gpu_uuid": _cuda_uuid()}
+        # torchrun's store outlives an elastic restart: each attempt has keys of its own
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
         self.watchdog = RankWatchdog(
-            store, self.ranks, f"colabtui/{self.mon.run}/", timeout_s=self.rank_timeout_s,
+            store, self.ranks, f"colabtui/{self.mon.run}/{attempt}/",
+            timeout_s=self.rank_timeout_s,
             exit_grace_s=LOST_LINGER_S if self.ranks.is_main else 0.5,
             on_lost=self._on_lost, step=lambda: self.mon.step,
             extra=self._node_gpus if self.ranks.is_node_main and not self.ranks.is_main

@@ -20,7 +20,8 @@ import httpx
 from colabtui_remote import schema
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "remote" / "examples"
-CONNECT_LINE = re.compile(r"^colabtui connect (http://\S+):(\d+) --token (\S+)")
+# "--token=-x" for a token that starts with a dash (a shell would read "--token -x" as two)
+CONNECT_LINE = re.compile(r"^colabtui connect (http://\S+):(\d+) --token[ =](\S+)")
 
 
 @dataclass
