@@ -125,20 +125,20 @@ def runtime_age_s(proc: str | os.PathLike = "/proc") -> float | None:
     return age if math.isfinite(age) and age >= 0 else 0.0
 
 
-def _max_from_env(env: Mapping[str, str]) -> float | None | bool:
-    """``COLABTUI_RUNTIME_MAX_S`` in seconds; None for ``0`` (no limit); False when unset or
-    not a number (said once in the log)."""
+def _max_from_env(env: Mapping[str, str]) -> tuple[bool, float | None]:
+    """(set, seconds) from ``COLABTUI_RUNTIME_MAX_S``: seconds ``None`` for ``0`` (no limit);
+    not set when missing, empty or not a number of seconds (said in the log)."""
     raw = env.get(MAX_S_ENV)
     if raw is None or not raw.strip():
-        return False
+        return False, None
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value < 0:
         log.warning("colabtui_remote: %s=%r is not a number of seconds; ignored", MAX_S_ENV, raw)
-        return False
-    return value or None
+        return False, None
+    return True, value or None
 
 
 class RuntimeClock:
@@ -160,9 +160,9 @@ class RuntimeClock:
         self.platform = detect_platform(env, colab_module=colab_module)
         self.max_s, self.idle_timeout_s = _LIMITS.get(self.platform, (None, None))
         self.limit_note = _NOTES.get(self.platform)
-        configured = _max_from_env(env)
-        if configured is not False:
-            self.max_s = configured
+        configured, max_s = _max_from_env(env)
+        if configured:
+            self.max_s = max_s
             self.limit_note = (self.limit_note + "; " if self.limit_note else "") + (
                 f"max set by {MAX_S_ENV}")
         self.margin_s = max(0.0, float(margin_s))
