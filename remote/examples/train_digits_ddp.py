@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                       autosave_every=args.autosave_every or None, label=args.label or run,
                       rank_timeout_s=args.rank_timeout)
         mon.track(model=model, optimizer=optimizer, train_loader=loader)
+        mon.total_steps = epochs * len(loader)  # for the laptop's progress and ETA
         if args.port >= 0:
             mon.serve(host=args.host, port=args.port, token=args.token)  # rank 0 only
     except (OSError, CheckpointError, ValueError) as exc:

@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         mon = Monitor(run=run, checkpoint_dir=args.checkpoint_dir, local_dir=args.local_dir,
                       autosave_every=args.autosave_every or None, label=args.label or run)
         mon.track(model=model, optimizer=optimizer, train_loader=loader)
+        mon.total_steps = epochs * len(loader)  # for the laptop's progress and ETA
         if args.port >= 0:
             mon.serve(host=args.host, port=args.port, token=args.token)  # rank 0 only
     except (OSError, CheckpointError, ValueError) as exc:

@@ -112,6 +112,7 @@ def test_fsdp_sharded_checkpoints_stop_resume_and_reshard_onto_one_process(
     out1 = job1.finish()
     assert job1.proc.returncode == 0, out1
     assert "already finished" in out1, out1
+    assert "saved by 2 ranks, resumed on 1" in out1, out1
     assert_same(straight_fsdp, params(tmp_path), "world of one")
     one = subprocess.run(
         [sys.executable, str(EXAMPLES / "train_digits_fsdp.py"), "--port", "-1", "--mailbox",
@@ -120,6 +121,8 @@ def test_fsdp_sharded_checkpoints_stop_resume_and_reshard_onto_one_process(
         capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert one.returncode == 0, one.stdout + one.stderr
     assert "already finished" in one.stdout, one.stdout
+    assert "saved by 2 ranks and is resumed by one process" in one.stdout, one.stdout
+    assert "unusable" not in one.stdout + one.stderr, one.stderr  # folders are not files
     assert_same(straight_fsdp["model"], torch.load(tmp_path / "one.pt",
                                                    weights_only=True)["model"], "one process")
 

@@ -68,7 +68,17 @@ class FolderIO:
     """
 
     def makedirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
+        """Create the folder (and its parents).
+
+        Raises:
+            NotADirectoryError: ``path`` (or a folder above it) is a file.
+            OSError: it cannot be created.
+        """
+        try:
+            os.makedirs(path, exist_ok=True)
+        except FileExistsError:
+            raise NotADirectoryError(f"{path} is a file, not a folder: give a checkpoint "
+                                     "folder (it is created when missing)") from None
 
     def open(self, path: str, mode: str) -> Any:
         """A binary file object (``mode`` is ``"rb"``, ``"xb"`` or ``"wb"``), unbuffered for reads."""

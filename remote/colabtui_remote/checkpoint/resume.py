@@ -26,6 +26,7 @@ from .folders import (
     aside_folder,
     folder_names,
     folder_of,
+    is_folder_name,
     name_order,
     remove_folder,
     unpack_folder,
@@ -199,6 +200,8 @@ def load_resumable(directory: str | os.PathLike) -> tuple[dict, CheckpointInfo] 
         listed = {os.path.basename(e.path) for e in entries}
         unlisted = [n for n in files if n not in listed]
         for info in reversed(entries):
+            if is_folder_name(os.path.basename(info.path)):
+                continue  # a folder checkpoint (a framework's, or sharded): not a state file
             tried += 1
             try:
                 chosen = (_check_listed(info), info)

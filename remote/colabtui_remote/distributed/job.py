@@ -200,6 +200,8 @@ class Job:
             notes.append(f"saved by {len(parts)} ranks, resumed on {self.ranks.world_size}: "
                          f"rank {rank} takes rank {rank % len(parts)}'s random state and data "
                          "order (not an exact resume)")
+            if self.ranks.is_main:
+                print(f"colabtui: {notes[-1]}", flush=True)
         part = parts[rank % len(parts)]
         return notes + restore(_rank_tracked(self.mon), part)
 

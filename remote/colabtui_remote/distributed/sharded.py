@@ -148,6 +148,11 @@ def load_sharded(folder: str, tracked: dict[str, Any], *, process_group: Any = N
         raise CheckpointError(f"{folder}: torch.distributed.checkpoint could not load it: "
                               f"{type(exc).__name__}: {exc}") from exc
     notes = restore(split.rest, state)
+    saved_by = len(state.get("ranks") or [])
+    if saved_by > 1 and process_group is None:  # one process: the job's rank 0 part applies
+        print(f"colabtui: {folder} was saved by {saved_by} ranks and is resumed by one "
+              "process: parameters and optimizer resharded by DCP; the random state and data "
+              "order are rank 0's (not an exact resume)", flush=True)
     return state, notes
 
 
