@@ -34,11 +34,12 @@ def when(at: float) -> str:
 
 
 def alert_row(alert: Alert) -> tuple[Text, Text, Text, Text, Text]:
-    """The table row of ``alert``: time, session, kind, message, cleared (plain text)."""
-    cleared = "" if alert.cleared_at is None else f"cleared {when(alert.cleared_at)[6:]}"
+    """The table row of ``alert``: time, session, kind, cleared, message (plain text)."""
+    cleared = "holds" if alert.cleared_at is None else f"cleared {when(alert.cleared_at)[6:]}"
     return (Text(when(alert.at)), Text(alert.session),
             Text(alert.kind, style=SEVERITY_STYLE.get(alert.severity, "")),
-            Text(alert.message), Text(cleared, style="dim"))
+            Text(cleared, style="bold" if alert.cleared_at is None else "dim"),
+            Text(alert.message))
 
 
 class AlertsScreen(DialogScreen[None]):
@@ -62,7 +63,7 @@ class AlertsScreen(DialogScreen[None]):
             yield Static("colabtui — alerts, newest first", classes="dialog-title")
             yield Static(Text(EMPTY, style="dim"), id="alerts-empty")
             table: DataTable = DataTable(id="alerts-table", cursor_type="row", zebra_stripes=True)
-            table.add_columns("time", "session", "alert", "what", "cleared")
+            table.add_columns("time", "session", "alert", "now", "what")
             yield table
             yield Static(Text(CLOSE_HINT, style="dim"), id="alerts-close")
 
