@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.screen import ModalScreen
+
 from colabtui.alert_delivery import AlertCommand, Delivery, rules_from
 from colabtui.alerts import Alert, AlertBook, AlertChange
 from colabtui.config import SessionConfig
@@ -62,8 +64,8 @@ class AppAlerts:
         self._deliver(change, toast=False)
 
     def show(self) -> None:
-        """Open the Alerts screen (unless it is open)."""
-        if not isinstance(self.app.screen, AlertsScreen):
+        """Open the Alerts screen (not over a dialog, nor over itself)."""
+        if not isinstance(self.app.screen, ModalScreen):
             self.app.push_screen(AlertsScreen(self.book))
 
     def _deliver(self, change: AlertChange, *, toast: bool = True) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -367,6 +369,29 @@ def test_watch_exit_on_lost_exits_3_after_the_session_is_killed(digits_session, 
     assert lines[0]["session"] == "digits"
     hooked = [json.loads(line) for line in out.read_text().splitlines()]
     assert [h["kind"] for h in hooked] == ["lost"]  # the command ran before the exit
+
+
+def test_watch_exits_130_on_ctrl_c(tmp_path):
+    config = tmp_path / "config.toml"
+    nobody = SessionConfig("http://127.0.0.1:9", "t" * 20, "nobody")  # port 9: refused
+    save_config(Config([nobody], Settings(poll_interval_s=0.05, lost_after_s=0.1)), config)
+    env = {**os.environ, "COLABTUI_DATA_DIR": str(tmp_path / "data"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "remote"), str(ROOT)])}
+    proc = subprocess.Popen([sys.executable, "-m", "colabtui", "--config", str(config), "watch"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], WAIT_S)  # a bounded wait
+        assert ready, "watch printed nothing"
+        first = proc.stdout.readline()  # the lost alert: it is polling
+        assert "lost  nobody: no answer for" in first, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
 
 
 def test_watch_help_documents_the_exit_code():
