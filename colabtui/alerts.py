@@ -10,8 +10,9 @@ Conditions, per session (the kind in brackets):
 - ``nonfinite``: a watched series (``loss`` by default) turned NaN or ±inf: a new point of this
   poll is not finite, or, with no new point, the status's latest value is not. Clears once the
   latest value is finite again. One alert per series.
-- ``lost``: the session has not answered for more than ``lost_after_s`` (a session that had
-  finished or stopped may go away: that is not lost), or its state became ``failed`` or
+- ``lost``: the session has not answered for more than ``lost_after_s`` (a mailbox whose status
+  the runtime stopped refreshing counts as not answering; a session that had finished or
+  stopped may go away: that is not lost), or its state became ``failed`` or
   ``interrupted``. Clears when it answers with a live state.
 - ``work_at_risk``: work at risk reached its warning threshold
   (:func:`colabtui.figures.work_at_risk` gives ``warning``). Clears below it.
@@ -178,7 +179,8 @@ class AlertBook:
 
     def observe(self, key: str, label: str, at: float, status: Status | None,
                 new_points: Mapping[str, Sequence[MetricPoint]] | None = None,
-                error_words: str | None = None, offset: float = 0.0) -> AlertChange:
+                error_words: str | None = None, offset: float = 0.0,
+                stale: bool = False) -> AlertChange:
         """Take one poll of session ``key`` and evaluate every condition.
 
         Args:
@@ -189,6 +191,9 @@ class AlertBook:
             new_points: the points logged since the previous poll, by series.
             error_words: why the session did not answer (for the ``lost`` message).
             offset: local − session clock, seconds (for work at risk).
+            stale: the status is an old one the runtime stopped refreshing (a mailbox's
+                :attr:`~colabtui.session_client.SessionClient.stale`): it counts as no answer
+                (unless the run had ended).
 
         Returns:
             The alerts that fired and those that cleared with this poll.
@@ -197,17 +202,20 @@ class AlertBook:
         want: dict[tuple[str, str], str] = {}  # conditions holding now → message
         keep: set[tuple[str, str]] = set()  # conditions not evaluated this poll: unchanged
         rules = self.rules
-        if status is None:
+        fresh = status is not None and not (stale and status.state not in DONE_STATES)
+        if not fresh:
             if s.silent_since is None:
                 s.silent_since = at
             silent = at - s.silent_since
             gone_quietly = s.last_state in DONE_STATES
             if silent > rules.lost_after_s and not gone_quietly:
                 why = f": {error_words}" if error_words else ""
-                want[("lost", "")] = f"{label}: no answer for {silent:.0f} s{why}"
-            # what only a status tells stays as it was while the session is silent
+                what = "no answer" if status is None else "no fresh status"
+                want[("lost", "")] = f"{label}: {what} for {silent:.0f} s{why}"
+            # what only a fresh status tells stays as it was while the session is silent
             keep.update(k for k in s.active if k[0] != "lost")
         else:
+            assert status is not None
             s.silent_since = None
             self._evaluate(s, label, at, status, new_points or {}, offset, want)
             s.last_state = status.state

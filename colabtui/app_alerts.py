@@ -17,6 +17,7 @@ from colabtui.config import SessionConfig
 from colabtui.figures import clock_offset_s
 from colabtui.poller import internal_error
 from colabtui.screens.alerts import AlertsScreen
+from colabtui.session_client import SessionClient
 from colabtui.widgets.poll_result import PollResult
 
 ALERT_TOAST_S = 20.0
@@ -39,10 +40,13 @@ class AppAlerts:
         self.command = AlertCommand(settings)
         self._offsets: dict[str, float] = {}
 
-    def observe(self, session: SessionConfig, result: PollResult, transport: str) -> None:
-        """Take one poll result of ``session`` (reached by ``transport``); never raises."""
+    def observe(self, session: SessionConfig, result: PollResult,
+                client: SessionClient | None) -> None:
+        """Take one poll result of ``session`` got through ``client`` (``None``: a panel fed
+        fixed data, taken as HTTP); never raises."""
         try:
             status = result.status
+            transport = "http" if client is None else client.transport
             if status is not None:
                 offset = clock_offset_s(status.server_time, result.at, transport)
                 if offset is not None:
@@ -51,7 +55,8 @@ class AppAlerts:
             error = None if result.error is None else result.error.message
             self._deliver(self.book.observe(session.key, session.display_label, result.at,
                                             status, result.new_points, error,
-                                            self._offsets.get(session.key, 0.0)))
+                                            self._offsets.get(session.key, 0.0),
+                                            stale=client is not None and client.stale))
         except Exception as exc:  # noqa: BLE001 - alerts must never break a panel's polls
             self.app.notify(internal_error("evaluating alerts", exc).message,
                             severity="error", markup=False)

@@ -165,7 +165,8 @@ class Watch:
                     offset = offset if found is None else found
                 change = self.book.observe(
                     session.key, label, at, got.status, got.new_points,
-                    error_words=None if got.error is None else got.error.message, offset=offset)
+                    error_words=None if got.error is None else got.error.message, offset=offset,
+                    stale=client.stale)
                 for alert in change.fired:
                     self._emit(alert, "fired")
                 for alert in change.cleared:

@@ -207,6 +207,22 @@ def test_failed_and_interrupted_states_are_lost_and_a_finish_is_an_alert():
         assert book.observe(key, label, NOW + n, None, error_words="refused").fired == []
 
 
+def test_a_status_the_runtime_stopped_refreshing_counts_as_no_answer():
+    from ui_fixtures import NOW, three_sessions
+
+    fixed = three_sessions()[0]
+    book = AlertBook(AlertRules(risk_warning_s=1e9, lost_after_s=60))
+    key, label = fixed.config.key, fixed.config.display_label
+    assert book.observe(key, label, NOW, fixed.status).fired == []
+    assert book.observe(key, label, NOW + 10, fixed.status, stale=True).fired == []
+    change = book.observe(key, label, NOW + 71, fixed.status, stale=True)
+    assert kinds(change.fired) == ["lost"] and "no fresh status for 61 s" in change.fired[0].message
+    assert kinds(book.observe(key, label, NOW + 72, fixed.status).cleared) == ["lost"]
+    done = replace(fixed.status, state="finished")
+    book.observe(key, label, NOW + 73, done)
+    assert book.observe(key, label, NOW + 500, done, stale=True).fired == []  # it ended
+
+
 def test_gpu_memory_full_for_n_polls_in_a_row_fires_once():
     from ui_fixtures import NOW, three_sessions
 

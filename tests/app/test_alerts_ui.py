@@ -42,10 +42,10 @@ def _fire(app: ColabTuiApp, sessions) -> None:
     nan = replace(t4.status, metrics={"loss": None}, metrics_nonfinite={"loss": "nan"})
     for s, status, at in ((t4, t4.status, NOW - 240), (t4, nan, NOW - 200),
                           (a100, a100.status, NOW - 120), (p100, p100.status, NOW - 60)):
-        app.alerts.observe(s.config, PollResult(s.config.key, at, status=status), "http")
+        app.alerts.observe(s.config, PollResult(s.config.key, at, status=status), None)
     for at in (cpu.error_since, NOW):
-        app.alerts.observe(cpu.config, PollResult(cpu.config.key, at, error=cpu.error), "http")
-    app.alerts.observe(t4.config, PollResult(t4.config.key, NOW, status=t4.status), "http")
+        app.alerts.observe(cpu.config, PollResult(cpu.config.key, at, error=cpu.error), None)
+    app.alerts.observe(t4.config, PollResult(t4.config.key, NOW, status=t4.status), None)
 
 
 def test_the_alerts_screen(snap_compare, tmp_path, utc):
@@ -91,3 +91,35 @@ async def test_a_poll_that_fires_an_alert_is_a_toast_and_a_row_newest_first(tmp_
         assert not isinstance(app.screen, AlertsScreen)
         commands = [c.title for c in app.get_system_commands(app.screen)]
         assert "Alerts" in commands
+
+
+async def test_the_app_polling_a_real_session_toasts_its_nan(tmp_path):
+    from colabtui_remote import Monitor
+
+    from colabtui.config import Config, SessionConfig, Settings, save_config
+
+    mon = Monitor(run="live-nan", autosave_every=None)
+    url = mon.serve(port=0, quiet=True)
+    try:
+        config = tmp_path / "config.toml"
+        save_config(Config([SessionConfig(url, mon.token, "live")],
+                           Settings(poll_interval_s=0.1)), config)
+        app = ColabTuiApp(config, tmp_path / "ledger.sqlite3", backoff_max_s=0.4)
+        async with app.run_test(size=(120, 36)) as pilot:
+            await wait_for(pilot, lambda: app.panels and app.panels[0].status is not None,
+                           "the first status")
+            mon.log(step=1, loss=float("nan"))
+            mon.at_step_boundary(1)
+            await wait_for(pilot, lambda: any("live: loss is nan" in n.message
+                                              for n in app._notifications), "the NaN toast")
+            assert [a.kind for a in app.alerts.book.alerts()] == ["nonfinite"]
+    finally:
+        mon.close()
+
+
+async def wait_for(pilot, condition, what: str, bound_s: float = 60.0) -> None:
+    """Pause the app until ``condition()`` holds (bounded: fails after ``bound_s``)."""
+    deadline = time.monotonic() + bound_s
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting for {what}"
+        await pilot.pause(0.05)
