@@ -37,6 +37,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
+from colabtui.app_alerts import AppAlerts
 from colabtui.config import (
     Config,
     ConfigError,
@@ -100,6 +101,7 @@ class ColabTuiApp(App):
         Binding("1", "focus_panel(1)", "Focus", key_display="1-9"),
         *[Binding(str(n), f"focus_panel({n})", f"Focus {n}", show=False) for n in range(2, 10)],
         Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("exclamation_mark", "alerts", "Alerts", key_display="!", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -131,6 +133,7 @@ class ColabTuiApp(App):
             self.ledger_error = f"history is off: cannot open {self.ledger_path}: {exc}"
         self.log_scale = self.config.settings.log_scale
         self._signals_before: dict[int, object] = {}  # handlers to put back on exit
+        self.alerts = AppAlerts(self)
 
     # ----------------------------------------------------------------- layout
 
@@ -209,7 +212,8 @@ class ColabTuiApp(App):
         starting = None if self.starting is None else partial(self.starting, session.key)
         panel = SessionPanel(session, index, clock=self.clock, settings=self.config.settings,
                              ledger=self.ledger, poll=self.poll, backoff_max_s=self.backoff_max_s,
-                             log_scale=self.log_scale, starting=starting)
+                             log_scale=self.log_scale, starting=starting,
+                             observe=self.alerts.observe)
         self.query_one("#panels", Horizontal).mount(panel)
         return panel
 
@@ -399,7 +403,9 @@ class ColabTuiApp(App):
                        title="config error", severity="error", timeout=15)
             return
         self.config_error = None
-        for name in ("poll_interval_s", "risk_warning_min", "chart_refresh_s"):
+        for name in ("poll_interval_s", "risk_warning_min", "chart_refresh_s", "bell",
+                     "desktop_notify", "alert_series", "lost_after_s", "gpu_memory_polls",
+                     "alert_command", "alert_command_timeout_s"):
             setattr(self.config.settings, name, getattr(config.settings, name))  # panels read it
         self.config = Config(config.sessions, self.config.settings)
         self._follow_config()
@@ -479,6 +485,10 @@ class ColabTuiApp(App):
         self.toast("app", "log_scale", f"log scale {'on' if self.log_scale else 'off'}",
                    timeout=2)
 
+    def action_alerts(self) -> None:
+        """Open the Alerts screen: every alert, newest first."""
+        self.alerts.show()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -494,6 +504,7 @@ class ColabTuiApp(App):
             ("Remove focused session", "Remove it from the config; history stays (d)",
              "remove"),
             ("Toggle log scale", "Loss charts on a log scale (l)", "log_scale"),
+            ("Alerts", "Every alert, newest first (!)", "alerts"),
             ("Help", "Every key (?)", "help"),
         ]
         for title, help_text, action in commands:
@@ -532,6 +543,7 @@ class ColabTuiApp(App):
         else:
             toast(f"{message.label}: {what} failed: {record.error or 'no reason given'}",
                   title=f"{what} failed", severity="error", timeout=15)
+            self.alerts.command_failed(message.key, message.label, what, record.error or "")
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:

@@ -3,8 +3,9 @@
 Errors are printed as one message on stderr, never as a traceback. Exit codes: 0 success
 (for ``status``: every session answered, or had ended and is gone since, as the history
 says); 1 a session did not answer usably (unreachable, token refused, bad answer, other
-protocol version) or the demo failed; 2 bad input (usage, a bad URL or token, a config file that does not
-parse); 130 interrupted. The app (no command, or ``demo``) exits 0 on ``q``, 130 on SIGINT, 143
+protocol version) or the demo failed; 2 bad input (usage, a bad URL or token, a config file
+that does not parse); 3 ``watch --exit-on-lost`` saw a session lost (:mod:`.cli_watch`); 130
+interrupted. The app (no command, or ``demo``) exits 0 on ``q``, 130 on SIGINT, 143
 on SIGTERM, 129 on SIGHUP, and 1 on a crash, its traceback written to a file in
 ``$COLABTUI_LOG_DIR`` (default: the user log folder) whose path is printed on stderr.
 """
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from colabtui_remote.wire import clean_text
 
-from colabtui import __version__, cli_drive
+from colabtui import __version__, cli_drive, cli_watch
 from colabtui.config import (
     Config,
     ConfigError,
@@ -71,9 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui demo --sessions 2                 two local training runs, live\n"
                "  colabtui connect gdrive://FOLDER_ID/run/mailbox   a run's mailbox on Drive\n"
                "  colabtui checkpoints gdrive://FOLDER_ID/run  its checkpoints, verified or not\n"
+               "  colabtui watch --exit-on-lost              alerts as lines, no UI\n"
                "\nexit codes: 0 ok, 1 a session did not answer usably (or the app crashed: the "
-               "traceback's file is named), 2 bad input or config, 130 interrupted (SIGINT), "
-               "143 SIGTERM, 129 SIGHUP",
+               "traceback's file is named), 2 bad input or config, 3 a session was lost (watch "
+               "--exit-on-lost), 130 interrupted (SIGINT), 143 SIGTERM, 129 SIGHUP",
     )
     parser.add_argument("--version", action="version",
                         version=f"colabtui {__version__} (protocol v{_protocol_version()})")
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true",
                    help="start the demo runs over: delete their checkpoints and the demo's "
                         "history first (it says what it deletes)")
+    cli_watch.add_parser(sub, fmt)
     cli_drive.add_parsers(sub, fmt)
     return parser
 
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_status(config_path, args))
         if args.command == "demo":
             return _demo(args)
+        if args.command == "watch":
+            return cli_watch.run(args, config_path)
         if args.command in ("drive", "checkpoints"):
             return cli_drive.run(args)
         return _open_app(config_path)

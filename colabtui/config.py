@@ -12,6 +12,13 @@ File layout::
     risk_warning_min = 30.0
     chart_refresh_s = 3.0
     log_scale = false
+    bell = true                       # alerts ring the terminal bell
+    desktop_notify = "auto"           # "auto", "osc9", "osc777" or "off"
+    alert_series = ["loss"]           # series that must stay finite
+    lost_after_s = 60.0               # no answer for this long: the session is lost
+    gpu_memory_polls = 3              # polls in a row at >= 98 % GPU memory before an alert
+    alert_command = ["ntfy", "publish", "mytopic"]   # optional: gets each alert as JSON
+    alert_command_timeout_s = 10.0
 
     [[sessions]]
     url = "http://127.0.0.1:8765"
@@ -219,12 +226,30 @@ class Settings:
             part of a frame (bench/bench_app_cpu.py); a training curve read every few seconds
             loses nothing, while text figures still update every poll.
         log_scale: plot loss curves on a log scale.
+        bell: alerts ring the terminal bell.
+        desktop_notify: how alerts reach the desktop: ``"auto"`` (the terminal's own
+            notification escape when it is known to show one, else the bell), ``"osc9"``,
+            ``"osc777"`` or ``"off"``.
+        alert_series: the metric series that must stay finite (an alert when one turns NaN).
+        lost_after_s: seconds without an answer after which a session is lost (an alert).
+        gpu_memory_polls: polls in a row with a GPU's memory at or above 98 % before the
+            out-of-memory-risk alert.
+        alert_command: a program and its arguments (no shell) run for each alert with the
+            alert as one JSON object on stdin; empty for none.
+        alert_command_timeout_s: seconds the alert command may run before it is killed.
     """
 
     poll_interval_s: float = 1.0
     risk_warning_min: float = 30.0
     chart_refresh_s: float = 3.0
     log_scale: bool = False
+    bell: bool = True
+    desktop_notify: str = "auto"
+    alert_series: list[str] = field(default_factory=lambda: ["loss"])
+    lost_after_s: float = 60.0
+    gpu_memory_polls: int = 3
+    alert_command: list[str] = field(default_factory=list)
+    alert_command_timeout_s: float = 10.0
 
 
 @dataclass
@@ -342,18 +367,50 @@ def load_config(path: Path) -> Config:
     return _from_doc(doc, path, text)
 
 
+DESKTOP_NOTIFY = ("auto", "osc9", "osc777", "off")
+"""The values of ``settings.desktop_notify``."""
+
+
+def _check_notify(value: Any, name: str, path: Path, line: int | None) -> str:
+    if value not in DESKTOP_NOTIFY:
+        raise ConfigError(f"settings.{name} must be one of {', '.join(DESKTOP_NOTIFY)}",
+                          path, line)
+    return value
+
+
+def _check_strings(value: Any, name: str, path: Path, line: int | None) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"settings.{name} must be a list of non-empty strings", path, line)
+    return list(value)
+
+
+def _check_count(value: Any, name: str, path: Path, line: int | None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000:
+        raise ConfigError(f"settings.{name} must be a whole number from 1 to 10000", path, line)
+    return value
+
+
+_SETTING_CHECKS = {"notify": _check_notify, "names": _check_strings, "argv": _check_strings,
+                   "count": _check_count}
+
+
 def _from_doc(doc: dict[str, Any], path: Path, text: str) -> Config:
     settings = Settings()
     raw_settings = doc.get("settings", {})
     if not isinstance(raw_settings, dict):
         raise ConfigError("[settings] must be a table", path, _key_line(text, "settings"))
     for name, kind in (("poll_interval_s", "pos"), ("risk_warning_min", "pos"),
-                       ("chart_refresh_s", "pos"), ("log_scale", "bool")):
+                       ("chart_refresh_s", "pos"), ("log_scale", "bool"), ("bell", "bool"),
+                       ("desktop_notify", "notify"), ("alert_series", "names"),
+                       ("lost_after_s", "pos"), ("gpu_memory_polls", "count"),
+                       ("alert_command", "argv"), ("alert_command_timeout_s", "pos")):
         if name not in raw_settings:
             continue
         value = raw_settings[name]
         line = _key_line(text, name)
-        if kind == "bool":
+        if kind in _SETTING_CHECKS:
+            value = _SETTING_CHECKS[kind](value, name, path, line)
+        elif kind == "bool":
             if not isinstance(value, bool):
                 raise ConfigError(f"settings.{name} must be true or false", path, line)
         elif (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -404,6 +461,13 @@ def to_toml(config: Config) -> str:
             "risk_warning_min": float(config.settings.risk_warning_min),
             "chart_refresh_s": float(config.settings.chart_refresh_s),
             "log_scale": bool(config.settings.log_scale),
+            "bell": bool(config.settings.bell),
+            "desktop_notify": config.settings.desktop_notify,
+            "alert_series": list(config.settings.alert_series),
+            "lost_after_s": float(config.settings.lost_after_s),
+            "gpu_memory_polls": int(config.settings.gpu_memory_polls),
+            "alert_command": list(config.settings.alert_command),
+            "alert_command_timeout_s": float(config.settings.alert_command_timeout_s),
         },
         "sessions": [{"url": s.url, "token": s.token, "label": s.label} for s in config.sessions],
     }

@@ -41,9 +41,9 @@ REMOTE_ALONE = {"colabtui_remote.drive"}
 LAPTOP_LAYERS = [
     ["colabtui_remote"],
     ["colabtui"],  # the package's __init__: its version, nothing else
-    ["colabtui.formatting", "colabtui.figures"],
+    ["colabtui.formatting", "colabtui.figures", "colabtui.alerts"],
     ["colabtui.config"],
-    ["colabtui.crash_log"],
+    ["colabtui.crash_log", "colabtui.alert_delivery"],
     ["colabtui.session_client"],
     ["colabtui.client", "colabtui.mailbox_client", "colabtui.drive_mailbox"],
     ["colabtui.transport"],
@@ -51,8 +51,8 @@ LAPTOP_LAYERS = [
     ["colabtui.ledger", "colabtui.ledger_writes", "colabtui.poller"],
     ["colabtui.widgets"],
     ["colabtui.screens"],
-    ["colabtui.app"],
-    ["colabtui.demo", "colabtui.cli", "colabtui.cli_drive"],
+    ["colabtui.app", "colabtui.app_alerts"],
+    ["colabtui.demo", "colabtui.cli", "colabtui.cli_drive", "colabtui.cli_watch"],
     ["colabtui.__main__"],
 ]
 

@@ -90,13 +90,19 @@ class SessionPanel(Vertical, can_focus=True):
         backoff_max_s: longest wait between polls while the session fails, seconds.
         starting: whether the session is still starting (a demo run importing torch): until
             it first answers, the panel says "starting…" and polls without back-off.
+        observe: called with the session, each poll result as it arrives (before any
+            coalescing) and the client it came through (the app's alerts).
     """
 
     def __init__(self, session: SessionConfig, index: int, *, clock: Callable[[], float],
                  settings: Settings, ledger: Ledger | None, poll: bool = True,
                  backoff_max_s: float = 30.0, log_scale: bool = False,
-                 starting: Callable[[], bool] | None = None) -> None:
+                 starting: Callable[[], bool] | None = None,
+                 observe: Callable[[SessionConfig, PollResult, SessionClient | None], None]
+                 | None = None
+                 ) -> None:
         super().__init__(id=session.key)
+        self._observe = observe
         self.session = session
         self.index = index
         self._clock = clock
@@ -354,6 +360,8 @@ class SessionPanel(Vertical, can_focus=True):
 
     def on_poll_result(self, message: PollResult) -> None:
         message.stop()
+        if self._observe is not None:
+            self._observe(self.session, message, self._client)
         failed = message.error is not None
         if failed and message.error.kind == "token_refused":
             self.post_message(TokenRefused(self.session.key))  # bubbles up to the app
