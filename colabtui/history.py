@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from colabtui_remote import wire
 
-from colabtui.formatting import fmt_duration
+from colabtui.formatting import fmt_duration, short_count
 from colabtui.ledger import Ledger
 from colabtui.ledger_history import median_rate
 
@@ -252,10 +252,10 @@ def fmt_steps_per_s(rate: float | None) -> str:
 
 
 def fmt_lost(row: SessionHistory) -> str:
-    """``"1,200 steps, 14m"`` for a lost session, else ``"-"``."""
+    """``"1.2k steps, 14m"`` for a lost session, else ``"-"``."""
     if row.ended != "lost" or row.lost_steps is None:
         return NA
-    words = f"{row.lost_steps:,} steps"
+    words = f"{short_count(row.lost_steps)} steps"
     return words + (f", {fmt_duration(row.lost_s)}" if row.lost_s is not None else "")
 
 

@@ -20,6 +20,7 @@ KEYS = (
     ("1-9", "focus a session's panel"),
     ("tab", "focus the next panel"),
     ("l", "loss chart: log scale on/off"),
+    ("h", "history: every session recorded, GPUs ranked per run"),
     ("ctrl+p", "command palette (every action above)"),
     ("?", "this help (escape, ? or q closes it)"),
     ("q", "quit (in a dialog: close the dialog)"),
