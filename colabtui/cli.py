@@ -422,6 +422,11 @@ def _entry(entry: dict[str, Any], st: Status, now: float, offset: float,
             "gpus": len(st.gpus),
             "lost": [{"rank": r.rank, "why": plain(r.lost)} for r in st.world.ranks if r.lost],
         },
+        runtime=None if st.runtime is None else {
+            "platform": plain(st.runtime.platform), "age_s": _round1(st.runtime.age_s),
+            "max_s": st.runtime.max_s, "idle_timeout_s": st.runtime.idle_timeout_s,
+            "limit_note": plain(st.runtime.limit_note) if st.runtime.limit_note else None,
+        },
         status_age_s=_round1(status_age),
         stale=stale,
         invalid=invalid_paths(st),
@@ -462,7 +467,7 @@ def _fmt_age(seconds: float | None) -> str:
 
 
 def _row(e: dict[str, Any]) -> list[str]:
-    from colabtui.formatting import fmt_minutes
+    from colabtui.formatting import fmt_limit, fmt_minutes
 
     if not e["ok"]:
         return [e["label"], "error", "", "", "", e["error"]["message"]]
@@ -509,6 +514,10 @@ def _row(e: dict[str, Any]) -> list[str]:
         ckpt += f"; at risk {'≥' if e.get('stale') else ''}{fmt_minutes(risk['seconds'])}"
         if risk["warning"]:
             ckpt += f" (past {fmt_minutes(risk['warning_after_s'])})"
+    rt = e.get("runtime")
+    if rt and (rt["max_s"] is not None or "runtime.max_s" in invalid):  # as the panel says it
+        ckpt += (f"; runtime {shown('runtime.age_s', rt['age_s'], fmt_minutes)}"
+                 f" of ≤ {shown('runtime.max_s', rt['max_s'], fmt_limit)}")
     state = e["state"]
     if ended:
         ckpt = f"{state} at step {step.split('/')[0]} (server gone since); " + ckpt

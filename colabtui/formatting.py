@@ -60,6 +60,15 @@ def fmt_minutes(seconds: float | None) -> str:
     return fmt_duration(seconds)
 
 
+def fmt_limit(seconds: float | None) -> str:
+    """A runtime's maximum as its platform words it: ``"12h"``, ``"24h"``, else as
+    :func:`fmt_duration` (``"1h30m"``); ``"n/a"`` for ``None``."""
+    if seconds is not None and math.isfinite(seconds) and seconds >= 3600 \
+            and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    return fmt_duration(seconds)
+
+
 def fmt_age(then: float | None, now: float) -> str:
     """How long ago ``then`` was: ``"just now"``, ``"12 s ago"``, ``"4 min ago"``, ``"2 h ago"``.
 

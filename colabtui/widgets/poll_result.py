@@ -109,7 +109,11 @@ def result_news(result: PollResult, status: Status | None, conn_kind: str,
 
 def same_but_clocks(a: Status | None, b: Status | None) -> bool:
     """Whether two statuses differ at most in the session's clock fields (``server_time``,
-    ``uptime_s``), which move with every answer."""
+    ``uptime_s``, ``runtime.age_s``), which move with every answer."""
     if a is None or b is None:
         return a is b
-    return dataclasses.replace(a, server_time=b.server_time, uptime_s=b.uptime_s) == b
+    runtime = a.runtime
+    if runtime is not None and b.runtime is not None:
+        runtime = dataclasses.replace(runtime, age_s=b.runtime.age_s)
+    return dataclasses.replace(a, server_time=b.server_time, uptime_s=b.uptime_s,
+                               runtime=runtime) == b

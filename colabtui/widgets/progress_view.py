@@ -14,6 +14,7 @@ from colabtui.formatting import (
     fmt_duration,
     fmt_eta,
     fmt_field,
+    fmt_limit,
     fmt_minutes,
     fmt_number,
     fmt_rate,
@@ -42,7 +43,9 @@ def progress_lines(status: Status, width: int, *, live: bool = True,
     Args:
         status: the latest status the session sent.
         width: cells available (compact wording below :data:`COMPACT_BELOW`; the uptime,
-            to the minute, shows from 40).
+            to the minute, shows from 40). Where the runtime has a known maximum (see
+            ``colabtui_remote.runtime``) the uptime is the runtime's age and the maximum
+            follows it: ``up 10h20m · ≤ 12h``; otherwise it is the session's.
         live: the status is from the latest poll. When not (the session does not answer),
             a training state reads ``last known: running · 3m ago`` and there is no ETA;
             an ended state (stopped, finished, failed) still reads as itself.
@@ -77,9 +80,20 @@ def progress_lines(status: Status, width: int, *, live: bool = True,
         text.append(fmt_eta(status.step, status.total_steps, status.steps_per_s))
     else:
         text.append("—")
-    if width >= 40 and (status.uptime_s is not None or "uptime_s" in status.invalid):
+    rt = status.runtime
+    limited = rt is not None and (rt.max_s is not None or "max_s" in rt.invalid)
+    if limited and (rt.age_s is not None or "age_s" in rt.invalid):
+        up = fmt_field(rt, "age_s", fmt_minutes)  # the runtime's age: what its limit counts
+    elif status.uptime_s is not None or "uptime_s" in status.invalid:
+        up = fmt_field(status, "uptime_s", fmt_minutes)  # to the minute: moves every poll
+    else:
+        up = None
+    if width >= 40 and up is not None:
         text.append("  up ", style="dim")
-        text.append(fmt_field(status, "uptime_s", fmt_minutes))  # to the minute: moves every poll
+        text.append(up)
+        if limited:
+            text.append(" · ≤ ", style="dim")
+            text.append(fmt_field(rt, "max_s", fmt_limit), style="dim")
     if "loss" in status.metrics:
         value = status.metrics["loss"]
         marker = status.metrics_nonfinite.get("loss")

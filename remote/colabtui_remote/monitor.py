@@ -42,6 +42,7 @@ from .lifecycle import replace_live
 from .loops import TrainingLoops
 from .metrics import MetricsStore
 from .report import RunReport
+from .runtime import DEFAULT_LIMIT_MARGIN_S, RuntimeClock
 from .saving import Saver
 from .signals import SignalRequest
 from .throughput import MARKS
@@ -74,14 +75,14 @@ class Monitor(TrainingLoops, RunReport):
             the filesystem, when ``local_dir`` is given or ``$COLABTUI_LOCAL_CHECKPOINTS``
             names a runtime disk.
         drive_credentials: credentials file for a ``gdrive://`` destination (default: as
-            :func:`colabtui_remote.drive.auth.connect` finds them; env
-            ``COLABTUI_DRIVE_CREDENTIALS``).
+            :func:`colabtui_remote.drive.auth.connect` finds them; ``$COLABTUI_DRIVE_CREDENTIALS``).
         save_on_interrupt: on an interrupt (the kernel's stop button), save at the next step
             boundary before ``KeyboardInterrupt`` is raised there.
         start_over: load no checkpoint: train from step 0 (a finished run trained again).
         agree_every, rank_timeout_s: a distributed job's (``torchrun``, :mod:`.distributed`)
             step boundaries between agreements on a save or stop (None: about every 0.1 s),
             and seconds without a heartbeat before a rank is lost (the run fails).
+        limit_margin_s: the autosave is due this long before the runtime's limit (:mod:`.runtime`).
 
     Raises:
         ValueError: a bad argument (``run`` empty, a ``gdrive://`` URL that is not valid).
@@ -94,7 +95,7 @@ class Monitor(TrainingLoops, RunReport):
                  handle_sigterm: bool = True, local_dir: str | os.PathLike | None = None,
                  drive_credentials: str | os.PathLike | None = None,
                  save_on_interrupt: bool = True, start_over: bool = False,
-                 agree_every: int | None = None,
+                 agree_every: int | None = None, limit_margin_s: float = DEFAULT_LIMIT_MARGIN_S,
                  rank_timeout_s: float = DEFAULT_RANK_TIMEOUT_S) -> None:
         if not isinstance(run, str) or not run.strip():
             raise ValueError("run must be a non-empty name, e.g. Monitor(run='resnet-lr3e-4')")
@@ -123,10 +124,11 @@ class Monitor(TrainingLoops, RunReport):
         self._tracked: dict[str, Any] = {}
         self._started_at = time.time()
         self._started_mono = time.monotonic()
+        self._runtime = RuntimeClock(limit_margin_s, now=self._started_mono)
         self._saver = (JobSaver if ranks is not None else Saver)(
             self._dest.checkpointer if self._dest else None, self.commands, self._tracked_for_save,
-                            lambda: self.state, self._set_state, self.autosave_every,
-                            self._started_mono)
+            lambda: self.state, self._set_state, self.autosave_every, self._started_mono,
+            limit_at=self._runtime.save_at)
         self._boundaries: collections.deque[tuple[float, int]] = collections.deque(maxlen=MARKS)
         self._stop = False
         self._sigterm = False

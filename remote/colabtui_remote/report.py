@@ -4,6 +4,7 @@ none waits for the training thread."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -20,7 +21,7 @@ class RunReport:
     ``run``, ``label``, ``session_id``, ``state``, ``step``, ``total_steps``, ``epoch``,
     ``error``, ``metrics``, ``commands``, ``checkpointer``, ``autosave_every`` and the private
     ``_job`` (a distributed job's ranks and GPUs), ``_http`` (the server), ``_started_at``, ``_started_mono``, ``_boundaries``, ``_gpu``, ``_saver``,
-    ``_status_served_at``."""
+    ``_runtime`` (the runtime's age and limits), ``_status_served_at``."""
 
     @property
     def tunnel_url(self) -> str | None:
@@ -61,7 +62,7 @@ class RunReport:
         checkpoint = schema.CheckpointStatus()
         if self.checkpointer is not None:
             next_at = None
-            if self.autosave_every and self.state in ("running", "saving"):
+            if math.isfinite(self._saver.next_autosave) and self.state in ("running", "saving"):
                 next_at = now + (self._saver.next_autosave - time.monotonic())
             ckpt = self.checkpointer
             kept = ckpt.list()  # once a poll: last and count from the same reading
@@ -78,7 +79,8 @@ class RunReport:
             metrics_nonfinite=nonfinite, last_seq=self.metrics.last_seq,
             started_at=self._started_at, uptime_s=time.monotonic() - self._started_mono,
             server_time=now, gpus=gpus, gpu_error=gpu_error, checkpoint=checkpoint,
-            host=host_info(), error=self.error, world=world)
+            host=host_info(), error=self.error, world=world,
+            runtime=self._runtime.info(time.monotonic()))
 
     def checkpoint_list(self) -> schema.CheckpointList:
         """The manifest for ``GET /v1/checkpoints``."""

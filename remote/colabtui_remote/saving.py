@@ -4,7 +4,8 @@ The training thread calls :meth:`Saver.act` from ``Monitor.at_step_boundary`` wh
 pending, SIGTERM arrived or the autosave is due. A save copies the tracked state to CPU (the
 only stall) and hands it to the checkpoint writer's thread; a stop saves, waits until the
 checkpoint is durable, then ends the loop. A save that fails never ends the run: its reason goes
-to the command records and the checkpoint status.
+to the command records and the checkpoint status. Ahead of the runtime's known limit (see
+:mod:`.runtime`) the autosave is due at once, once a session (:meth:`Saver.schedule`).
 """
 
 from __future__ import annotations
@@ -36,19 +37,26 @@ class Saver:
         autosave_every: seconds between automatic checkpoints, or None.
         now: ``time.monotonic()`` at the start; the first autosave is due ``autosave_every``
             later.
+        limit_at: when the runtime reaches its known maximum less a margin,
+            ``time.monotonic()`` seconds (:attr:`~.runtime.RuntimeClock.save_at`; None: no
+            known limit): the autosave is due then, once a session, autosave on or off.
     """
 
     def __init__(self, checkpointer: Checkpointer | None, commands: CommandBook,
                  tracked: Callable[[], dict[str, Any]], get_state: Callable[[], str],
                  set_state: Callable[[str], None], autosave_every: float | None,
-                 now: float) -> None:
+                 now: float, limit_at: float | None = None) -> None:
         self.checkpointer = checkpointer
         self.commands = commands
         self._tracked = tracked
         self._get_state = get_state
         self._set_state = set_state
         self.autosave_every = autosave_every
-        self.next_autosave = now + autosave_every if autosave_every else float("inf")
+        self.limit_at = float("inf") if limit_at is None else limit_at
+        """When the save ahead of the runtime's limit is due, ``time.monotonic()`` seconds
+        (inf: none, or done)."""
+        self.next_autosave = min(now + autosave_every if autosave_every else float("inf"),
+                                 self.limit_at)
         """When the next autosave is due, ``time.monotonic()`` seconds (inf: never)."""
         self.framework: Callable[[list[schema.CommandRecord]], None] | None = None
         """Set by a framework integration that writes its own checkpoints: a save or stop due
@@ -60,8 +68,7 @@ class Saver:
         busy = self.busy
         if self.commands.has_pending() and not busy:
             records = self.commands.take_pending()
-            if self.autosave_every:
-                self.next_autosave = now + self.autosave_every
+            self.schedule(now)
             if self.framework is not None:
                 self.framework(records)
                 return False
@@ -69,12 +76,21 @@ class Saver:
                 return self.stop(records, step, epoch)
             self.save([r.id for r in records], step, epoch)
         elif now >= self.next_autosave and not busy:
-            self.next_autosave = now + self.autosave_every
+            self.schedule(now)
             if self.framework is not None:
                 self.framework([])
             else:
                 self.save([], step, epoch)
         return False
+
+    def schedule(self, now: float) -> None:
+        """A save starts at ``now``: the next autosave is ``autosave_every`` later, or the
+        limit's save when that comes first. Once it is due, a save at or after it is that save
+        (it is not made twice a session)."""
+        if now >= self.limit_at:
+            self.limit_at = float("inf")
+        every = self.autosave_every
+        self.next_autosave = min(now + every if every else float("inf"), self.limit_at)
 
     def save(self, command_ids: list[str], step: int, epoch: int | None, wait: bool = False
              ) -> tuple[schema.CheckpointInfo | None, str | None]:

@@ -199,6 +199,26 @@ def test_status_json(env: Path, monitor: Monitor, capsys) -> None:
     assert dead["error"] == {"kind": "unreachable", "message": "connection refused"}
 
 
+def test_status_carries_the_runtime_and_its_limit(env: Path, monkeypatch, capsys) -> None:
+    from colabtui_remote.runtime import MAX_S_ENV, detect_platform
+
+    monkeypatch.setenv(MAX_S_ENV, "86400")  # a paid Colab plan's 24 h, as a user sets it
+    mon = Monitor(run="limits", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
+    mon.serve(port=0, token=TOKEN, quiet=True)
+    try:
+        save_config(Config([SessionConfig(mon.url, TOKEN, "limits")]), env)
+        assert main(["status", "--json"]) == 0
+        runtime = json.loads(capsys.readouterr().out)["sessions"][0]["runtime"]
+        assert main(["status"]) == 0
+        row = capsys.readouterr().out.splitlines()[1]
+    finally:
+        mon.close()
+    assert runtime["platform"] == detect_platform() and runtime["max_s"] == 86400.0
+    assert "COLABTUI_RUNTIME_MAX_S" in runtime["limit_note"]
+    assert runtime["age_s"] is None or runtime["age_s"] >= 0
+    assert "of ≤ 24h" in row and "runtime " in row
+
+
 def test_status_table(env: Path, monitor: Monitor, capsys) -> None:
     save_config(Config([SessionConfig(monitor.url, TOKEN, "live")]), env)
     assert main(["status"]) == 0

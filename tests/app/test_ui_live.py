@@ -118,6 +118,9 @@ async def test_a_adds_after_checking_and_d_removes(tmp_path, digits_session):
             except NoMatches:  # dismissed: the app is saving the session
                 return "asking"
 
+        # the first refusal stays on the form until this click's check shows "asking …"
+        await wait_for(pilot, lambda: config.exists() or "token refused" not in form_says(),
+                       "the second check to start")
         await wait_for(pilot, lambda: config.exists() or "asking" not in form_says(),
                        "the check to end")
         assert config.exists(), form_says()

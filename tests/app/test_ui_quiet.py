@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 from colabtui_remote import Monitor
-from colabtui_remote.schema import MetricPoint
+from colabtui_remote.schema import MetricPoint, RuntimeInfo
 from test_ui_live import wait_for
 from textual.app import App, ComposeResult
 from ui_fixtures import NOW, feed, frozen_clock, three_sessions, write_config
@@ -48,6 +48,12 @@ def test_only_the_session_clocks_moving_is_no_change():
     assert same_but_clocks(status, later)
     assert not same_but_clocks(status, replace(later, step=(status.step or 0) + 1))
     assert not same_but_clocks(status, None) and same_but_clocks(None, None)
+    colab = RuntimeInfo(platform="colab", age_s=3600.0, max_s=43200.0)
+    aged = replace(later, runtime=replace(colab, age_s=3601.0))
+    assert same_but_clocks(replace(status, runtime=colab), aged)  # the runtime's age is a clock
+    assert not same_but_clocks(replace(status, runtime=colab),
+                               replace(aged, runtime=replace(colab, max_s=86400.0)))
+    assert not same_but_clocks(status, aged)  # a runtime object appeared
 
 
 def _received(panel, name: str) -> list[MetricPoint]:

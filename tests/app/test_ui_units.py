@@ -276,3 +276,26 @@ async def test_the_add_form_points_from_a_run_folder_to_its_mailbox(tmp_path):
             await pilot.pause(0.02)
         assert f"this is a run folder; its mailbox is {run}/mailbox" in shown
         assert app.screen is form
+
+
+def test_the_progress_line_shows_the_runtimes_age_beside_its_documented_maximum():
+    from colabtui_remote.schema import RuntimeInfo
+
+    from colabtui.formatting import fmt_limit
+
+    assert [fmt_limit(s) for s in (43200, 86400, 5400, None)] == ["12h", "24h", "1h30m", "n/a"]
+    status = dataclasses.replace(three_sessions()[0].status, uptime_s=21 * 60.0)
+    assert "up 21m" in progress_lines(status, 60).plain and "≤" not in progress_lines(
+        status, 60).plain  # no runtime object (an older session): as before
+    colab = RuntimeInfo(platform="colab", age_s=10 * 3600 + 20 * 60.0, max_s=43200.0,
+                        idle_timeout_s=5400.0, limit_note="Colab: up to 12 h free, 24 h paid")
+    line = progress_lines(dataclasses.replace(status, runtime=colab), 60).plain
+    assert "up 10h20m · ≤ 12h" in line  # the runtime's age, which its limit counts
+    other = RuntimeInfo(platform="other", age_s=50_000.0)  # no known maximum: the session's
+    assert "up 21m" in progress_lines(dataclasses.replace(status, runtime=other), 60).plain
+    paid = dataclasses.replace(colab, max_s=86400.0)
+    assert "· ≤ 24h" in progress_lines(dataclasses.replace(status, runtime=paid), 60).plain
+    bad = dataclasses.replace(colab, age_s=None, max_s=None, invalid=("age_s", "max_s"))
+    assert "up invalid · ≤ invalid" in progress_lines(
+        dataclasses.replace(status, runtime=bad), 60).plain
+    assert "up " not in progress_lines(dataclasses.replace(status, runtime=colab), 39).plain

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from bitwise import assert_same
 from colabtui_remote import Monitor
 from ports import free_port
 from torch.utils.data import DataLoader, TensorDataset
@@ -83,21 +84,6 @@ def send_stop_at(port: int, step: int, proc: subprocess.Popen) -> None:
     raise AssertionError(f"the run never reached step {step} (last status: {st}; "
                          f"last failure: {failure!r}):\n"
                          f"{proc.communicate()[0]}")
-
-
-def assert_same(a: dict, b: dict, where: str = "") -> None:
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and torch.equal(a, b), where
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 @pytest.fixture(scope="module")

@@ -83,7 +83,9 @@ def hostile_status() -> schema.Status:
         world=schema.WorldStatus(size=2, nodes=1, checkpoint_kind=f"sharded{ESC}", ranks=[
             schema.RankInfo(rank=r, local_rank=r, host=f"h{ESC}", pid=10 + r,
                             gpu_uuid=f"GPU-{ESC}", step=3, lost=f"gone{ESC}" if r else None)
-            for r in range(2)]))
+            for r in range(2)]),
+        runtime=schema.RuntimeInfo(platform=f"colab{ESC}", age_s=3600.0, max_s=43200.0,
+                                   idle_timeout_s=5400.0, limit_note=f"note{ESC}"))
 
 
 def document(obj: dict, **literals: str) -> bytes:
@@ -143,6 +145,26 @@ def test_a_distributed_jobs_numbers_out_of_range_are_invalid_and_its_ranks_bound
         doc = schema.status_to_wire(hostile_status())
         doc["world"] = bad
         with pytest.raises(wire.SchemaError, match="status.world"):
+            schema.parse_status(wire.loads(ascii_json(doc)))
+
+
+def test_a_runtimes_strings_are_inert_and_short_and_its_durations_bounded() -> None:
+    parsed = schema.parse_status(wire.loads(ascii_json(schema.status_to_wire(hostile_status()))))
+    assert parsed.runtime.platform == clean_text(f"colab{ESC}")[:16]
+    assert parsed.runtime.limit_note == clean_text(f"note{ESC}")
+    base = schema.status_to_wire(hostile_status())
+    base["runtime"].update(platform="x" * 5000, limit_note=f"{ESC}" * 400, age_s=-1.0,
+                           max_s="<HUGE>", idle_timeout_s="<INF>")
+    parsed = schema.parse_status(wire.loads(document(base, HUGE=HUGE, INF="-1e400")))
+    rt = parsed.runtime
+    assert (rt.platform, len(rt.limit_note)) == ("x" * 16, 120) and not UNSAFE.search(rt.limit_note)
+    assert (rt.age_s, rt.max_s, rt.idle_timeout_s) == (None, None, None)
+    assert schema.invalid_paths(parsed) == ["runtime.age_s", "runtime.max_s",
+                                            "runtime.idle_timeout_s"]
+    for bad in ("colab", [1], {"age_s": 1.0}, {"platform": 3}, {"platform": "colab", "max_s": "12h"}):
+        doc = schema.status_to_wire(hostile_status())
+        doc["runtime"] = bad
+        with pytest.raises(wire.SchemaError, match="status.runtime"):
             schema.parse_status(wire.loads(ascii_json(doc)))
 
 

@@ -266,10 +266,9 @@ class Job:
                 self._taken = mon.commands.take_pending()
                 stop = int(any(r.action == "stop" for r in self._taken))
                 save = 1 - stop
-                if saver.autosave_every:
-                    saver.next_autosave = now + saver.autosave_every
+                saver.schedule(now)
             elif now >= saver.next_autosave:
-                saver.next_autosave = now + saver.autosave_every
+                saver.schedule(now)
                 self._taken, save = [], 1
         return save, stop, int(mon._sigterm), int(mon._sigint)
 

@@ -44,6 +44,7 @@ from .types import (
     RankInfo,
     ReplicaCopy,
     ReplicaStatus,
+    RuntimeInfo,
     SaveProgress,
     Status,
     UploadProgress,
@@ -126,6 +127,38 @@ def _parse_world(obj: Any, where: str) -> WorldStatus | None:
                        nodes=get_int(o, "nodes", where, bad, None), ranks=ranks,
                        checkpoint_kind=get_field(o, "checkpoint_kind", OPT_STR, where, None),
                        invalid=tuple(bad))
+
+
+MAX_PLATFORM = 16
+"""Longest platform name a status keeps (``colab``, ``kaggle``, ``other``)."""
+
+MAX_LIMIT_NOTE = 120
+"""Longest ``runtime.limit_note`` a status keeps."""
+
+
+def _get_duration(o: dict, key: str, where: str, bad: list[str]) -> float | None:
+    """``o[key]`` as a length of time, seconds: finite and at least 0, else ``None`` and named
+    in ``bad``; ``None`` when missing or null."""
+    value = get_real(o, key, where, bad, None)
+    if value is not None and value < 0:
+        bad.append(key)
+        return None
+    return value
+
+
+def _parse_runtime(obj: Any, where: str) -> RuntimeInfo | None:
+    if obj is None:
+        return None
+    o = expect_object(obj, where)
+    bad: list[str] = []
+    note = get_field(o, "limit_note", OPT_STR, where, None)
+    return RuntimeInfo(
+        platform=get_field(o, "platform", (str,), where)[:MAX_PLATFORM],
+        age_s=_get_duration(o, "age_s", where, bad),
+        max_s=_get_duration(o, "max_s", where, bad),
+        idle_timeout_s=_get_duration(o, "idle_timeout_s", where, bad),
+        limit_note=None if note is None else note[:MAX_LIMIT_NOTE],
+        invalid=tuple(bad))
 
 
 def _parse_progress(obj: Any, where: str) -> SaveProgress | None:
@@ -291,6 +324,7 @@ def parse_status(obj: Any) -> Status:
         ),
         error=get_field(o, "error", OPT_STR, w, None),
         world=_parse_world(o.get("world"), "status.world"),
+        runtime=_parse_runtime(o.get("runtime"), "status.runtime"),
         invalid=tuple(bad),
     )
 

@@ -208,6 +208,22 @@ class WorldStatus:
 
 
 @dataclass(frozen=True)
+class RuntimeInfo:
+    """The runtime a session is on (see ``colabtui_remote.runtime``): its platform
+    (``colab``, ``kaggle``, ``other``), its age, the maximum its platform documents (or
+    ``COLABTUI_RUNTIME_MAX_S`` sets) and its idle timeout, seconds (``None``: unknown or none),
+    and a short note naming the limits. ``age_s`` is ``None`` where the runtime's start is
+    unknown (no ``/proc``)."""
+
+    platform: str
+    age_s: float | None = None
+    max_s: float | None = None
+    idle_timeout_s: float | None = None
+    limit_note: str | None = None
+    invalid: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Status:
     """``GET /v1/status``: one snapshot of a session.
 
@@ -240,6 +256,8 @@ class Status:
     """Why the run failed, when ``state == "failed"``."""
     world: WorldStatus | None = None
     """A distributed job's ranks; ``None`` for one process."""
+    runtime: RuntimeInfo | None = None
+    """The runtime's platform, age and limits; ``None`` from a session that does not say."""
     invalid: tuple[str, ...] = ()
 
 
