@@ -40,7 +40,9 @@ NA = "-"
 _START = "COALESCE(s.started_at, s.first_seen, 0)"
 _PAGE = f"""
 SELECT s.id, {_START}, s.run, s.session_id, s.label, s.platform, s.gpu, s.started_at,
-       s.first_seen, s.last_seen, s.state, s.step, s.ended, COALESCE(s.first_step, s.min_step),
+       s.first_seen, s.last_seen, s.state, s.step, s.ended,
+       CASE WHEN s.first_step IS NULL OR s.min_step < s.first_step THEN s.min_step
+            ELSE s.first_step END,
        s.uptime_s, s.server_time, s.checkpoints, s.durable_step, s.durable_at,
        EXISTS (SELECT 1 FROM sessions t WHERE t.run = s.run
                AND COALESCE(t.started_at, t.first_seen, 0) > {_START})
@@ -58,7 +60,8 @@ class SessionHistory:
         run: its run.
         session_id: its id.
         label: its label, or ``None``.
-        platform: the runtime's platform (``host.platform``), or ``None`` if never said.
+        platform: the runtime's platform (``colab``, ``kaggle``, ``other``), or ``None`` when
+            the session never said (an older colabtui_remote).
         gpu: its GPU name (``"2× Tesla T4"`` for several alike), or ``None``.
         started_at: when it started, Unix seconds (its own clock; else when first seen).
         lifetime_s: how long it lived, seconds: its uptime at its last status, else last

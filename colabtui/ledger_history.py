@@ -2,7 +2,7 @@
 that adds it to an older ledger file in place.
 
 Schema version 1 (``PRAGMA user_version``) adds to ``sessions``: ``platform`` (the runtime's
-``host.platform``), ``first_step`` (the step of its first status), ``uptime_s`` (its own uptime
+platform as it says: ``colab``, ``kaggle``, ``other``), ``first_step`` (the step it resumed from, else the step of its first status), ``uptime_s`` (its own uptime
 at its last status, seconds), ``server_time`` (its clock at its last status, Unix seconds),
 ``checkpoints`` (saves seen by the polls), ``ckpt_saved_at`` (the newest one's ``saved_at``),
 ``durable_step`` and ``durable_at`` (the newest checkpoint a dying runtime would leave: the one
@@ -164,11 +164,11 @@ def note_status(db: sqlite3.Connection, status: schema.Status, *, prev_step: int
     # A resumed session first shows the checkpoint it resumed from: that one is not its own.
     mine = saved is not None and (status.started_at is None or saved >= status.started_at)
     durable_step, durable_at = _durable(status)
-    platform = status.host.platform or None
+    platform = status.runtime.platform if status.runtime is not None else None
     db.execute(
         """UPDATE sessions SET
                platform = COALESCE(?, platform),
-               first_step = COALESCE(first_step, ?),
+               first_step = COALESCE(first_step, ?),  -- the step it resumed from, or its first
                uptime_s = COALESCE(?, uptime_s),
                server_time = COALESCE(?, server_time),
                checkpoints = checkpoints + (CASE WHEN ? AND ckpt_saved_at IS NOT ?
@@ -177,6 +177,7 @@ def note_status(db: sqlite3.Connection, status: schema.Status, *, prev_step: int
                durable_step = COALESCE(?, durable_step),
                durable_at = COALESCE(?, durable_at)
            WHERE session_id = ?""",
-        (platform, step, status.uptime_s, status.server_time, mine, saved, mine, saved,
+        (platform, last.step if last is not None and not mine and saved is not None else step,
+         status.uptime_s, status.server_time, mine, saved, mine, saved,
          _int64(durable_step), durable_at if durable_step is not None else None,
          status.session_id))

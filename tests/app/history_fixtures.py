@@ -10,17 +10,17 @@ from colabtui_remote.schema import (
     CheckpointInfo,
     CheckpointStatus,
     GpuStats,
-    HostInfo,
     ReplicaCopy,
     ReplicaStatus,
+    RuntimeInfo,
     Status,
 )
 from ui_fixtures import NOW
 
 from colabtui.ledger import Ledger
 
-COLAB = "Linux-6.1.85+"
-KAGGLE = "Linux-5.15.154+"
+COLAB = "colab"
+KAGGLE = "kaggle"
 
 
 def play_session(ledger: Ledger, *, run: str, session_id: str, label: str, gpu: str | None,
@@ -70,7 +70,7 @@ def play_session(ledger: Ledger, *, run: str, session_id: str, label: str, gpu: 
             gpus=[GpuStats(i, gpu, f"GPU-{i}") for i in range(gpus)] if gpu else [],
             gpu_error=None if gpu else "NVML Shared Library Not Found",
             checkpoint=CheckpointStatus(last=last_ckpt, replica=rep),
-            host=HostInfo(python="3.11.9", platform=platform))
+            runtime=None if platform is None else RuntimeInfo(platform, age_s=t + 40))
         ledger.record_status(session_id, f"http://127.0.0.1/{session_id}", label, status,
                              started_at + t + 0.5)
         if final:
