@@ -30,8 +30,11 @@ def add_parser(sub, fmt) -> None:
                     "durable checkpoint. Then, per run, its GPU types ranked by median steps/s.",
         epilog="examples:\n  colabtui history\n  colabtui history resnet-lr3e-4\n"
                "  colabtui history --json | jq '.runs[].by_gpu'\n"
-               "  colabtui history --csv > sessions.csv     (sessions only)")
+               "  colabtui history --csv > sessions.csv     (sessions only)\n"
+               "  colabtui history --demo                   the demo's runs")
     p.add_argument("run", nargs="?", default=None, help="only this run")
+    p.add_argument("--demo", action="store_true",
+                   help="the demo's history (`colabtui demo` keeps its own, apart from yours)")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="JSON on stdout (times: Unix s)")
     out.add_argument("--csv", action="store_true", help="CSV of the sessions on stdout")
@@ -43,6 +46,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = sys.stdout if out is None else out
     path = default_ledger_path()
+    if getattr(args, "demo", False):
+        from colabtui.demo import demo_dir
+
+        path = demo_dir() / "ledger.sqlite3"
     if not path.exists():  # nothing recorded: do not create the file to say so
         return _print(out, args, None, None)
     try:

@@ -59,7 +59,7 @@ SHOTS = [
     ("interrupted", (120, 36), "interrupted", ()),
     ("checkpoints-on-drive", (120, 36), "drive", ()),
     ("distributed-jobs", (120, 36), "distributed", ()),
-    ("history", (160, 30), "history", ("h",)),
+    ("history", (160, 30), "history", ("h", "down", "down")),
 ]
 
 

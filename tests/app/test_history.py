@@ -50,7 +50,7 @@ def utc(monkeypatch):
 
 
 def _run_cli(*argv: str, run: str | None = None) -> str:
-    args = Namespace(run=run, json="--json" in argv, csv="--csv" in argv)
+    args = Namespace(run=run, json="--json" in argv, csv="--csv" in argv, demo="--demo" in argv)
     out = io.StringIO()
     assert cli_history.run(args, out) == 0
     return out.getvalue()
@@ -165,6 +165,21 @@ def test_history_command_text_json_and_csv(tmp_path, monkeypatch, utc):
     csv_text = _run_cli("--csv")
     assert csv_text.splitlines()[0].startswith("run,session_id,label,platform,gpu")
     assert len(csv_text.splitlines()) == 1 + 8
+
+
+def test_the_demos_history_is_its_own(tmp_path, monkeypatch):
+    # `colabtui demo` records into data_dir()/demo/ledger.sqlite3 (its app's History screen
+    # reads it as any app does); `colabtui history --demo` prints it
+    monkeypatch.setenv("COLABTUI_DATA_DIR", str(tmp_path))
+    with Ledger(tmp_path / "demo" / "ledger.sqlite3") as ledger:
+        play_session(ledger, run="digits-lr1e-3", session_id="d1", label="digits lr=1e-3",
+                     gpu=None, platform="other", started_at=NOW - 600, lifetime_s=300, rate=50,
+                     end="stopped")
+    assert EMPTY in _run_cli()
+    assert "run digits-lr1e-3" in _run_cli("--demo")
+    from colabtui.cli import build_parser
+
+    assert build_parser().parse_args(["history", "--demo", "--json"]).demo
 
 
 def test_an_empty_history_says_so(tmp_path, monkeypatch):
