@@ -112,7 +112,7 @@ def _csv(out: TextIO, rows) -> None:
                   "median_steps_per_s,checkpoints,lost_steps,lost_s\n")
 
 
-WIDTHS = (22, 14, 20, 16, 8, 11, 10, 8, 5)
+WIDTHS = (22, 8, 24, 16, 8, 11, 10, 8, 5)
 """Column widths of the text table (the last column, work lost, is not padded)."""
 
 
