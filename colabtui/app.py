@@ -2,7 +2,7 @@
 
 Keys (also in the footer and the command palette): ``s`` save the focused session, ``S`` save
 all, ``x`` stop the focused one after a confirmation, ``a`` add, ``d`` remove (config only; the
-ledger keeps the history; asks first), ``1``-``9`` focus, ``l`` log scale, ``?`` help, ``q`` quit.
+ledger keeps the history; asks first), ``1``-``9`` focus, ``l`` log scale, ``h`` history, ``?`` help, ``q`` quit.
 
 Keys act on what the user sees: a digit moves the focus at once, so a key typed right after it
 in one burst acts on the newly focused panel; one save (and one stop) is in flight per session;
@@ -52,6 +52,7 @@ from colabtui.screens.add_session import AddSessionScreen
 from colabtui.screens.confirm_remove import ConfirmRemoveScreen
 from colabtui.screens.confirm_stop import ConfirmStopScreen
 from colabtui.screens.help import HelpScreen
+from colabtui.screens.history import HistoryScreen
 from colabtui.screens.welcome import WelcomeScreen
 from colabtui.widgets.app_footer import AppFooter, footer_tier
 from colabtui.widgets.panel_commands import CommandUpdate, TokenRefused
@@ -100,6 +101,7 @@ class ColabTuiApp(App):
         Binding("l", "log_scale", "Log"),
         Binding("1", "focus_panel(1)", "Focus", key_display="1-9"),
         *[Binding(str(n), f"focus_panel({n})", f"Focus {n}", show=False) for n in range(2, 10)],
+        Binding("h", "history", "History"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("exclamation_mark", "alerts", "Alerts", key_display="!", show=False),
         Binding("q", "quit", "Quit"),
@@ -291,11 +293,13 @@ class ColabTuiApp(App):
         """Whether ``action`` can run with ``screen`` on top (the command palette asks for the
         screen it was opened from, not for itself)."""
         if action in PANEL_ACTIONS:
-            if isinstance(screen, (ModalScreen, WelcomeScreen)):
+            if isinstance(screen, (ModalScreen, WelcomeScreen, HistoryScreen)):
                 return False
             if action != "log_scale" and not self.config.sessions:
                 return False
-        return not (action == "add" and isinstance(screen, ModalScreen))
+        if action == "history":
+            return not isinstance(screen, (ModalScreen, HistoryScreen))
+        return not (action == "add" and isinstance(screen, (ModalScreen, HistoryScreen)))
 
     def _send(self, panel: SessionPanel, action: str) -> None:
         """Send ``action`` to ``panel``'s session, unless one is still in flight: then say so."""
@@ -493,6 +497,12 @@ class ColabTuiApp(App):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_history(self) -> None:
+        """Open the History screen: every recorded session, GPUs ranked per run."""
+        if self._allowed("history", self.screen):
+            self.push_screen(HistoryScreen(self.ledger, self.clock,
+                                           why_off=self.ledger_error or "history is off"))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         commands = [
@@ -505,6 +515,7 @@ class ColabTuiApp(App):
              "remove"),
             ("Toggle log scale", "Loss charts on a log scale (l)", "log_scale"),
             ("Alerts", "Every alert, newest first (!)", "alerts"),
+            ("History", "Every session recorded; GPUs ranked per run (h)", "history"),
             ("Help", "Every key (?)", "help"),
         ]
         for title, help_text, action in commands:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from colabtui_remote.wire import clean_text
 
-from colabtui import __version__, cli_drive, cli_watch
+from colabtui import __version__, cli_drive, cli_history, cli_watch
 from colabtui.config import (
     Config,
     ConfigError,
@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui                                   open the app\n"
                "  colabtui connect http://127.0.0.1:8765 --token TOKEN --label 'resnet lr=3e-4'\n"
                "  colabtui status --json                     one poll of every session, as JSON\n"
+               "  colabtui history                           every session recorded, GPUs ranked\n"
                "  colabtui demo --sessions 2                 two local training runs, live\n"
                "  colabtui connect gdrive://FOLDER_ID/run/mailbox   a run's mailbox on Drive\n"
                "  colabtui checkpoints gdrive://FOLDER_ID/run  its checkpoints, verified or not\n"
@@ -133,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start the demo runs over: delete their checkpoints and the demo's "
                         "history first (it says what it deletes)")
     cli_watch.add_parser(sub, fmt)
+    cli_history.add_parser(sub, fmt)
     cli_drive.add_parsers(sub, fmt)
     return parser
 
@@ -151,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             return _demo(args)
         if args.command == "watch":
             return cli_watch.run(args, config_path)
+        if args.command == "history":
+            return cli_history.run(args)
         if args.command in ("drive", "checkpoints"):
             return cli_drive.run(args)
         return _open_app(config_path)

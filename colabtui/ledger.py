@@ -31,6 +31,7 @@ from pathlib import Path
 from colabtui_remote import schema, wire
 
 from colabtui.figures import ENDED_STATES
+from colabtui.ledger_history import migrate, note_status
 from colabtui.ledger_rollup import Bucket as _Bucket
 from colabtui.ledger_rollup import Reducer as _Reducer
 
@@ -233,6 +234,7 @@ class Ledger:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout_s * 1000))}")
             self._db.executescript(_SCHEMA)
+            migrate(self._db)  # an older file gets the history columns, in place
         except sqlite3.DatabaseError:
             self._db.close()
             raise
@@ -251,9 +253,10 @@ class Ledger:
         terminal = status.state if status.state in ("finished", "stopped", "failed") else None
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            row = self._db.execute("SELECT ended, ended_at FROM sessions WHERE session_id = ?",
-                                   (status.session_id,)).fetchone()
-            ended, ended_at = row if row else (None, None)
+            row = self._db.execute(
+                "SELECT ended, ended_at, step FROM sessions WHERE session_id = ?",
+                (status.session_id,)).fetchone()
+            ended, ended_at, prev_step = row if row else (None, None, None)
             if ended == "lost":  # it answered again
                 ended, ended_at = None, None
             if ended is None and terminal:
@@ -279,6 +282,7 @@ class Ledger:
                 """INSERT INTO last_status VALUES (?, ?)
                    ON CONFLICT (session_id) DO UPDATE SET status = excluded.status""",
                 (status.session_id, wire.dumps(schema.status_to_wire(status)).decode("utf-8")))
+            note_status(self._db, status, prev_step=prev_step)
 
     @_busy_is_ledger_busy
     def record_end(self, session_id: str, how: str, now: float) -> None:
@@ -415,6 +419,11 @@ class Ledger:
             return found, schema.parse_status(wire.loads(row[-1]))
         except wire.SchemaError:
             return None
+
+    def query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """Rows of one read-only ``sql`` statement (for :mod:`colabtui.history`)."""
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def runs(self) -> list[str]:
         """Names of every run with stored points."""

@@ -1,24 +1,28 @@
 """Regenerate the screenshots under screenshots/ (SVG, and PNG via cairosvg).
 
-    python scripts/screenshots.py
+    python scripts/screenshots.py [NAME...]     (names: only those shots)
 
 Layouts, from fixed realistic data with a frozen clock (tests/app/ui_fixtures.py): three
 sessions at 160x48 and 80x24, one session unreachable, one stopped, one interrupted, two with checkpoints on Drive (uploading; mount offline), two
 torchrun jobs (DDP on 2×T4; FSDP on two nodes, a rank lost), the stop confirmation
-(also at 40x12), the remove confirmation, the welcome screen, and the help screen.
+(also at 40x12), the remove confirmation, the welcome screen, the help screen, and the history
+(two runs' sessions over a week, tests/app/history_fixtures.py; times in UTC).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "app"))
 
 import cairosvg  # noqa: E402
+from history_fixtures import fill_history  # noqa: E402
 from ui_fixtures import (  # noqa: E402
     distributed_sessions,
     drive_sessions,
@@ -32,6 +36,7 @@ from ui_fixtures import (  # noqa: E402
 )
 
 from colabtui.app import ColabTuiApp  # noqa: E402
+from colabtui.ledger import Ledger  # noqa: E402
 
 OUT = ROOT / "screenshots"
 
@@ -54,11 +59,12 @@ SHOTS = [
     ("interrupted", (120, 36), "interrupted", ()),
     ("checkpoints-on-drive", (120, 36), "drive", ()),
     ("distributed-jobs", (120, 36), "distributed", ()),
+    ("history", (160, 30), "history", ("h", "down", "down")),
 ]
 
 
 def _sessions(kind: str):
-    if kind == "three":
+    if kind in ("three", "history"):
         return three_sessions()
     if kind == "unreachable":
         return [three_sessions()[0], unreachable_session()]
@@ -79,6 +85,9 @@ async def shoot(name: str, size: tuple[int, int], kind: str, keys: tuple[str, ..
     config = work / f"{name}.toml"
     if sessions:
         write_config(config, sessions)
+    if kind == "history":
+        with Ledger(work / f"{name}.sqlite3") as ledger:
+            fill_history(ledger)
     app = ColabTuiApp(config, work / f"{name}.sqlite3", clock=frozen_clock, poll=False)
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
@@ -86,6 +95,8 @@ async def shoot(name: str, size: tuple[int, int], kind: str, keys: tuple[str, ..
         await pilot.pause()
         if keys:
             await pilot.press(*keys)
+            await pilot.pause()
+            await app.workers.wait_for_complete()
             await pilot.pause()
         svg = app.export_screenshot(title="colabtui")
     path = OUT / f"{name}.svg"
@@ -97,9 +108,14 @@ async def shoot(name: str, size: tuple[int, int], kind: str, keys: tuple[str, ..
 
 
 async def main() -> None:
+    os.environ["TZ"] = "UTC"  # the history's start times, the same on every machine
+    time.tzset()
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        wanted = set(sys.argv[1:])  # names given: only those
         for name, size, kind, keys in SHOTS:
+            if wanted and name not in wanted:
+                continue
             path = await shoot(name, size, kind, keys, Path(tmp))
             print(f"wrote {path.relative_to(ROOT)} and .png")
 

@@ -47,12 +47,14 @@ LAPTOP_LAYERS = [
     ["colabtui.session_client"],
     ["colabtui.client", "colabtui.mailbox_client", "colabtui.drive_mailbox"],
     ["colabtui.transport"],
-    ["colabtui.ledger_rollup"],
+    ["colabtui.ledger_rollup", "colabtui.ledger_history"],
     ["colabtui.ledger", "colabtui.ledger_writes", "colabtui.poller"],
+    ["colabtui.history"],
     ["colabtui.widgets"],
     ["colabtui.screens"],
     ["colabtui.app", "colabtui.app_alerts"],
-    ["colabtui.demo", "colabtui.cli", "colabtui.cli_drive", "colabtui.cli_watch"],
+    ["colabtui.demo", "colabtui.cli", "colabtui.cli_drive", "colabtui.cli_watch",
+     "colabtui.cli_history"],
     ["colabtui.__main__"],
 ]
 

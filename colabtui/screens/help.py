@@ -21,6 +21,7 @@ KEYS = (
     ("tab", "focus the next panel"),
     ("l", "loss chart: log scale on/off"),
     ("!", "alerts: every alert, newest first (NaN loss, lost session, failed save…)"),
+    ("h", "history: every session recorded, GPUs ranked per run"),
     ("ctrl+p", "command palette (every action above)"),
     ("?", "this help (escape, ? or q closes it)"),
     ("q", "quit (in a dialog: close the dialog)"),

@@ -12,8 +12,8 @@ from textual.widgets._footer import FooterKey
 
 HIDDEN_BY_TIER: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset({"focus_panel(1)", "log_scale"}),
-    frozenset({"focus_panel(1)", "log_scale", "save_all", "add", "remove"}),
+    frozenset({"focus_panel(1)", "log_scale", "history"}),
+    frozenset({"focus_panel(1)", "log_scale", "save_all", "add", "remove", "history"}),
 )
 """Actions left out of the footer at each width tier (0 wide, 1 compact, 2 narrow)."""
 

@@ -78,3 +78,31 @@ def test_remove_confirmation(snap_compare, tmp_path):
 
 def test_welcome_screen(snap_compare, tmp_path):
     assert snap_compare(_app(tmp_path, []), terminal_size=(100, 32))
+
+
+def test_history_screen(snap_compare, tmp_path, monkeypatch):
+    import time
+
+    from history_fixtures import fill_history
+
+    from colabtui.ledger import Ledger
+
+    monkeypatch.setenv("TZ", "UTC")  # the start times, the same on every machine
+    time.tzset()
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        fill_history(ledger)
+    sessions = three_sessions()
+
+    async def run_before(pilot) -> None:
+        await _feeder(sessions)(pilot)
+        await pilot.press("h")
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    try:
+        assert snap_compare(_app(tmp_path, sessions), terminal_size=(160, 30),
+                            run_before=run_before)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
