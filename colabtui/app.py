@@ -2,7 +2,8 @@
 
 Keys (also in the footer and the command palette): ``s`` save the focused session, ``S`` save
 all, ``x`` stop the focused one after a confirmation, ``a`` add, ``d`` remove (config only; the
-ledger keeps the history; asks first), ``1``-``9`` focus, ``l`` log scale, ``h`` history, ``?`` help, ``q`` quit.
+ledger keeps the history; asks first), ``1``-``9`` focus, ``l`` log scale, ``h`` history,
+``!`` alerts, ``?`` help, ``q`` quit.
 
 Keys act on what the user sees: a digit moves the focus at once, so a key typed right after it
 in one burst acts on the newly focused panel; one save (and one stop) is in flight per session;
@@ -39,6 +40,7 @@ from textual.worker import Worker, WorkerState
 
 from colabtui.app_alerts import AppAlerts
 from colabtui.config import (
+    LIVE_SETTINGS,
     Config,
     ConfigError,
     SessionConfig,
@@ -51,7 +53,7 @@ from colabtui.ledger import Ledger
 from colabtui.screens.add_session import AddSessionScreen
 from colabtui.screens.confirm_remove import ConfirmRemoveScreen
 from colabtui.screens.confirm_stop import ConfirmStopScreen
-from colabtui.screens.help import HelpScreen
+from colabtui.screens.help import PALETTE_COMMANDS, HelpScreen
 from colabtui.screens.history import HistoryScreen
 from colabtui.screens.welcome import WelcomeScreen
 from colabtui.widgets.app_footer import AppFooter, footer_tier
@@ -297,9 +299,8 @@ class ColabTuiApp(App):
                 return False
             if action != "log_scale" and not self.config.sessions:
                 return False
-        if action == "history":
-            return not isinstance(screen, (ModalScreen, HistoryScreen))
-        return not (action == "add" and isinstance(screen, (ModalScreen, HistoryScreen)))
+        return not (action in ("add", "history")
+                    and isinstance(screen, (ModalScreen, HistoryScreen)))
 
     def _send(self, panel: SessionPanel, action: str) -> None:
         """Send ``action`` to ``panel``'s session, unless one is still in flight: then say so."""
@@ -407,9 +408,7 @@ class ColabTuiApp(App):
                        title="config error", severity="error", timeout=15)
             return
         self.config_error = None
-        for name in ("poll_interval_s", "risk_warning_min", "chart_refresh_s", "bell",
-                     "desktop_notify", "alert_series", "lost_after_s", "gpu_memory_polls",
-                     "alert_command", "alert_command_timeout_s"):
+        for name in LIVE_SETTINGS:
             setattr(self.config.settings, name, getattr(config.settings, name))  # panels read it
         self.config = Config(config.sessions, self.config.settings)
         self._follow_config()
@@ -505,20 +504,7 @@ class ColabTuiApp(App):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        commands = [
-            ("Save focused session", "Write a checkpoint of the focused session now (s)",
-             "save"),
-            ("Save all sessions", "Write a checkpoint of every session now (S)", "save_all"),
-            ("Stop focused session", "Save, then end the focused run; asks first (x)", "stop"),
-            ("Add session", "Add a session by URL and token (a)", "add"),
-            ("Remove focused session", "Remove it from the config; history stays (d)",
-             "remove"),
-            ("Toggle log scale", "Loss charts on a log scale (l)", "log_scale"),
-            ("Alerts", "Every alert, newest first (!)", "alerts"),
-            ("History", "Every session recorded; GPUs ranked per run (h)", "history"),
-            ("Help", "Every key (?)", "help"),
-        ]
-        for title, help_text, action in commands:
+        for title, help_text, action in PALETTE_COMMANDS:
             if self._allowed(action, screen):
                 yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
         if self._allowed("focus_panel", screen):

@@ -214,6 +214,12 @@ class SessionConfig:
         return mask_token(self.token)
 
 
+LIVE_SETTINGS = ("poll_interval_s", "risk_warning_min", "chart_refresh_s", "bell",
+                 "desktop_notify", "alert_series", "lost_after_s", "gpu_memory_polls",
+                 "alert_command", "alert_command_timeout_s")
+"""The settings a running app takes from an edited config file at once (the rest: at start)."""
+
+
 @dataclass
 class Settings:
     """App settings.

@@ -55,3 +55,19 @@ class HelpScreen(DialogScreen[None]):
 
     def close(self) -> None:
         self.dismiss(None)
+
+
+# The app's actions in the command palette: (title, help, action name); their keys are in KEYS.
+PALETTE_COMMANDS = (
+    ("Save focused session", "Write a checkpoint of the focused session now (s)",
+     "save"),
+    ("Save all sessions", "Write a checkpoint of every session now (S)", "save_all"),
+    ("Stop focused session", "Save, then end the focused run; asks first (x)", "stop"),
+    ("Add session", "Add a session by URL and token (a)", "add"),
+    ("Remove focused session", "Remove it from the config; history stays (d)",
+     "remove"),
+    ("Toggle log scale", "Loss charts on a log scale (l)", "log_scale"),
+    ("Alerts", "Every alert, newest first (!)", "alerts"),
+    ("History", "Every session recorded; GPUs ranked per run (h)", "history"),
+    ("Help", "Every key (?)", "help"),
+)
