@@ -4,7 +4,8 @@
 
 Layouts, from fixed realistic data with a frozen clock (tests/app/ui_fixtures.py): three
 sessions at 160x48 and 80x24, one session unreachable, one stopped, one interrupted, two with checkpoints on Drive (uploading; mount offline), two
-torchrun jobs (DDP on 2×T4; FSDP on two nodes, a rank lost), the stop confirmation
+torchrun jobs (DDP on 2×T4; FSDP on two nodes, a rank lost), the history, the alerts, the stop
+confirmation
 (also at 40x12), the remove confirmation, the welcome screen, the help screen, and the history
 (two runs' sessions over a week, tests/app/history_fixtures.py; times in UTC).
 """
@@ -27,6 +28,7 @@ from ui_fixtures import (  # noqa: E402
     distributed_sessions,
     drive_sessions,
     feed,
+    fire_alerts,
     frozen_clock,
     interrupted_session,
     stopped_session,
@@ -60,6 +62,7 @@ SHOTS = [
     ("checkpoints-on-drive", (120, 36), "drive", ()),
     ("distributed-jobs", (120, 36), "distributed", ()),
     ("history", (160, 30), "history", ("h", "down", "down")),
+    ("alerts", (120, 30), "alerts", ("exclamation_mark",)),
 ]
 
 
@@ -76,6 +79,8 @@ def _sessions(kind: str):
         return drive_sessions()
     if kind == "distributed":
         return distributed_sessions()
+    if kind == "alerts":
+        return [*three_sessions(), unreachable_session()]
     return []
 
 
@@ -92,6 +97,9 @@ async def shoot(name: str, size: tuple[int, int], kind: str, keys: tuple[str, ..
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         feed(app, sessions)
+        if kind == "alerts":
+            fire_alerts(app, sessions)  # a NaN loss, a lost session, a failed save…
+            app.clear_notifications()
         await pilot.pause()
         if keys:
             await pilot.press(*keys)

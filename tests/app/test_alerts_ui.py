@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable
-from ui_fixtures import NOW, feed, frozen_clock, three_sessions, unreachable_session, write_config
+from ui_fixtures import (
+    NOW,
+    feed,
+    fire_alerts,
+    frozen_clock,
+    three_sessions,
+    unreachable_session,
+    write_config,
+)
 
 from colabtui.app import ColabTuiApp
 from colabtui.screens.alerts import AlertsScreen
@@ -36,25 +44,13 @@ def _app(tmp_path: Path, sessions) -> ColabTuiApp:
     return ColabTuiApp(config, tmp_path / "ledger.sqlite3", clock=frozen_clock, poll=False)
 
 
-def _fire(app: ColabTuiApp, sessions) -> None:
-    """The polls the alerts see: a NaN loss, a lost session, a failed save, work at risk."""
-    t4, a100, p100, cpu = sessions
-    nan = replace(t4.status, metrics={"loss": None}, metrics_nonfinite={"loss": "nan"})
-    for s, status, at in ((t4, t4.status, NOW - 240), (t4, nan, NOW - 200),
-                          (a100, a100.status, NOW - 120), (p100, p100.status, NOW - 60)):
-        app.alerts.observe(s.config, PollResult(s.config.key, at, status=status), None)
-    for at in (cpu.error_since, NOW):
-        app.alerts.observe(cpu.config, PollResult(cpu.config.key, at, error=cpu.error), None)
-    app.alerts.observe(t4.config, PollResult(t4.config.key, NOW, status=t4.status), None)
-
-
 def test_the_alerts_screen(snap_compare, tmp_path, utc):
     sessions = [*three_sessions(), unreachable_session()]
 
     async def run_before(pilot) -> None:
         await pilot.pause()
         feed(pilot.app, sessions)
-        _fire(pilot.app, sessions)
+        fire_alerts(pilot.app, sessions)
         pilot.app.clear_notifications()  # the toasts (tested below) would cover the table
         await pilot.press("exclamation_mark")
         await pilot.pause()

@@ -290,3 +290,15 @@ def feed(app, sessions: list[FixedSession]) -> None:
         if s.error is not None:
             panel.apply(PollResult(s.config.key, s.error_since, error=s.error))
             panel.apply(PollResult(s.config.key, NOW, error=s.error))
+
+
+def fire_alerts(app, sessions) -> None:
+    """The polls the alerts see: a NaN loss, a lost session, a failed save, work at risk."""
+    t4, a100, p100, cpu = sessions
+    nan = replace(t4.status, metrics={"loss": None}, metrics_nonfinite={"loss": "nan"})
+    for s, status, at in ((t4, t4.status, NOW - 240), (t4, nan, NOW - 200),
+                          (a100, a100.status, NOW - 120), (p100, p100.status, NOW - 60)):
+        app.alerts.observe(s.config, PollResult(s.config.key, at, status=status), None)
+    for at in (cpu.error_since, NOW):
+        app.alerts.observe(cpu.config, PollResult(cpu.config.key, at, error=cpu.error), None)
+    app.alerts.observe(t4.config, PollResult(t4.config.key, NOW, status=t4.status), None)
