@@ -7,6 +7,7 @@ No timed assertions: every wait is a bounded loop on a condition.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
 import pytest
@@ -60,6 +61,18 @@ def _received(panel, name: str) -> list[MetricPoint]:
     """Points of series ``name`` the panel shows or will show at the next tick."""
     pending = panel.pending.new_points.get(name, []) if panel.pending is not None else []
     return [*panel.series.get(name, []), *pending]
+
+
+async def _settled(pilot, calls: list[str], quiet_s: float = 0.3, limit_s: float = 30.0) -> None:
+    """Wait (bounded) until the widgets counted in ``calls`` go ``quiet_s`` without a refresh
+    (the first frame's layout may still be drawing on a busy machine), then clear ``calls``."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        before = len(calls)
+        await pilot.pause(quiet_s)
+        if len(calls) == before:
+            break
+    calls.clear()
 
 
 def _count_refreshes(widgets) -> list[str]:
@@ -201,6 +214,7 @@ async def test_results_between_ticks_are_applied_together_on_the_next_tick(tmp_p
         widgets = [w for s in sessions for w in (app.panel(s.config.key),
                                                   *app.panel(s.config.key).query("*"))]
         calls = _count_refreshes(widgets)
+        await _settled(pilot, calls)
         for s in sessions:  # two polls of every session before one tick
             panel = app.panel(s.config.key)
             assert panel.receive(_next_result(s, NOW + 0.3, 1)) is True
