@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
@@ -227,8 +226,10 @@ async def _until_signal(watch: Watch) -> int:
         terminated = True
         task.cancel()
 
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+    try:
         loop.add_signal_handler(signal.SIGTERM, on_term)
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass  # Windows, or not the main thread: SIGTERM keeps Python's default (an exit)
     try:
         return await task
     except asyncio.CancelledError:

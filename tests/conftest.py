@@ -146,3 +146,13 @@ def creds(standin, tmp_path, monkeypatch):
     monkeypatch.setenv(API_ENDPOINT_ENV, standin.api_endpoint)
     monkeypatch.setenv(CREDENTIALS_ENV, str(path))
     return path
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Local time is UTC for this test (screens that show local times, in snapshots)."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

@@ -387,7 +387,8 @@ def test_watch_exit_on_lost_exits_3_after_the_session_is_killed(digits_session, 
     assert [h["kind"] for h in hooked] == ["lost"]  # the command ran before the exit
 
 
-def test_watch_exits_130_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_watch_exits_130_on_ctrl_c_and_143_on_sigterm(tmp_path, signum, code):
     config = tmp_path / "config.toml"
     nobody = SessionConfig("http://127.0.0.1:9", "t" * 20, "nobody")  # port 9: refused
     save_config(Config([nobody], Settings(poll_interval_s=0.05, lost_after_s=0.1)), config)
@@ -400,13 +401,13 @@ def test_watch_exits_130_on_ctrl_c(tmp_path):
         assert ready, "watch printed nothing"
         first = proc.stdout.readline()  # the lost alert: it is polling
         assert "lost  nobody: no answer for" in first, proc.stderr.read()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=WAIT_S)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, stderr
+    assert proc.returncode == code, stderr
     assert "Traceback" not in stderr
 
 

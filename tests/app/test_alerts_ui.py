@@ -11,7 +11,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable
 from ui_fixtures import (
     NOW,
@@ -26,16 +25,6 @@ from ui_fixtures import (
 from colabtui.app import ColabTuiApp
 from colabtui.screens.alerts import AlertsScreen
 from colabtui.widgets.poll_result import PollResult
-
-
-@pytest.fixture
-def utc(monkeypatch):
-    """Times on the Alerts screen are local: the snapshot is taken in UTC."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def _app(tmp_path: Path, sessions) -> ColabTuiApp:

@@ -40,15 +40,6 @@ from colabtui.screens.history import PAGE_SIZE, HistoryScreen
 DATA = Path(__file__).resolve().parent / "data"
 
 
-@pytest.fixture
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
 def _run_cli(*argv: str, run: str | None = None) -> str:
     args = Namespace(run=run, json="--json" in argv, csv="--csv" in argv, demo="--demo" in argv)
     out = io.StringIO()

@@ -402,11 +402,18 @@ def find_resumable_folder(ckpt: Checkpointer, framework: str) -> CheckpointInfo 
     if found is None and ckpt.replica is not None:
         found = _folder_from_replica(ckpt, framework)
     if found is not None:
-        try:
-            ckpt.resumed_from(found)
-        except OSError as exc:
-            logger.warning("colabtui_remote: could not unlist unusable checkpoints: %s", exc)
+        unlist_passed_over(ckpt, found)
     return found
+
+
+def unlist_passed_over(ckpt: Checkpointer, info: CheckpointInfo) -> None:
+    """:meth:`Checkpointer.resumed_from` ``info``: newer listed checkpoints that failed
+    verification, or were saved before this resume at a greater step, leave the list (never
+    deleted). A folder that cannot be written is logged, not raised: the resume goes on."""
+    try:
+        ckpt.resumed_from(info)
+    except OSError as exc:
+        logger.warning("colabtui_remote: could not unlist unusable checkpoints: %s", exc)
 
 
 def newest_folder(directory: str | os.PathLike, framework: str) -> CheckpointInfo | None:

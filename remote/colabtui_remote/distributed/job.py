@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from .. import schema
-from ..checkpoint.resume import find_resumable, find_resumable_folder
+from ..checkpoint.resume import find_resumable, find_resumable_folder, unlist_passed_over
 from ..checkpoint.state import capture_state, restore
 from ..checkpoint.trackable import GENERATOR_KINDS, kind_of
 from ..commands import INTERNAL_PREFIX
@@ -177,10 +177,7 @@ class Job:
         else:
             found = find_resumable(mon._dest) if main else None
             if found is not None:
-                try:
-                    mon.checkpointer.resumed_from(found[1])
-                except OSError as exc:
-                    log.warning("colabtui_remote: could not unlist unusable checkpoints: %s", exc)
+                unlist_passed_over(mon.checkpointer, found[1])
             found = groups.broadcast(found)
             if found is None:
                 return None
@@ -371,11 +368,9 @@ class Job:
                 if not isinstance(published, list):
                     continue
                 host = peers.get(rank, {}).get("host")
-                for g in published[:16]:
-                    try:
-                        gpu = schema.parse_status({"protocol": schema.PROTOCOL_VERSION,
-                                                   "run": "", "session_id": "", "state": "running",
-                                                   "gpus": [g]}).gpus[0]
+                for i, g in enumerate(published[:16]):
+                    try:  # another rank's text: as hostile as a session's
+                        gpu = schema.parse_gpu(g, f"rank {rank}'s gpus[{i}]")
                     except schema.SchemaError:
                         continue
                     out.append(dataclasses.replace(gpu, rank=by_uuid.get(gpu.uuid), host=host))
@@ -384,7 +379,7 @@ class Job:
     def _node_gpus(self) -> list[dict] | None:
         """This node's GPUs, for rank 0 (published with the heartbeat, once a second)."""
         gpus, _ = self.mon._gpu.snapshot()
-        return [dataclasses_to_wire(g) for g in gpus] or None
+        return [schema.gpu_to_wire(g) for g in gpus] or None
 
     # ------------------------------------------------------------------ the end
 
@@ -404,12 +399,6 @@ def _step_s(mon: Any) -> float | None:
     """Rank 0's recent step time, seconds (from its throughput), or None."""
     rate = mon.steps_per_s()
     return 1.0 / rate if rate else None
-
-
-def dataclasses_to_wire(obj: Any) -> dict:
-    from dataclasses import asdict
-
-    return {k: v for k, v in asdict(obj).items() if k != "invalid"}
 
 
 def _rank_tracked(mon: Any) -> dict[str, Any]:

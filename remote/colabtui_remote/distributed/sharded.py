@@ -165,7 +165,7 @@ def newest_sharded(ckpt: Any, newer_than: int | None = None) -> Any:
         CheckpointError: the manifest does not parse.
     """
     from ..checkpoint.manifest import read_trees
-    from ..checkpoint.resume import newest_folder
+    from ..checkpoint.resume import newest_folder, unlist_passed_over
 
     try:
         trees = read_trees(ckpt.directory)
@@ -176,13 +176,7 @@ def newest_sharded(ckpt: Any, newer_than: int | None = None) -> Any:
     info = newest_folder(ckpt.directory, FRAMEWORK)
     if info is None or (newer_than is not None and info.step <= newer_than):
         return None
-    try:
-        ckpt.resumed_from(info)
-    except OSError as exc:
-        import logging
-
-        logging.getLogger("colabtui_remote.distributed").warning(
-            "colabtui_remote: could not unlist unusable checkpoints: %s", exc)
+    unlist_passed_over(ckpt, info)
     return info
 
 
@@ -197,9 +191,8 @@ def load_newest(dest: Any, tracked: dict[str, Any]) -> tuple[dict, Any, list[str
     Raises:
         CheckpointError: as :meth:`Monitor.resume`.
     """
-    import logging
 
-    from ..checkpoint.resume import find_resumable
+    from ..checkpoint.resume import find_resumable, unlist_passed_over
 
     found = find_resumable(dest)
     ckpt = dest.checkpointer
@@ -211,11 +204,7 @@ def load_newest(dest: Any, tracked: dict[str, Any]) -> tuple[dict, Any, list[str
         return None
     state, info = found
     notes = restore(tracked, state)
-    try:
-        ckpt.resumed_from(info)  # newer listed ones failed verification
-    except OSError as exc:
-        logging.getLogger("colabtui_remote.checkpoint").warning(
-            "colabtui_remote: could not unlist unusable checkpoints: %s", exc)
+    unlist_passed_over(ckpt, info)
     return state, info, notes
 
 

@@ -36,6 +36,7 @@ from .parse import (
     parse_checkpoint_list,
     parse_command,
     parse_error,
+    parse_gpu,
     parse_metrics,
     parse_status,
 )
@@ -69,6 +70,7 @@ from .types import (
     checkpoint_list_to_wire,
     command_to_wire,
     error_body,
+    gpu_to_wire,
     invalid_paths,
     status_to_wire,
 )
@@ -80,7 +82,7 @@ __all__ = [
     "HostInfo", "MetricPoint", "MetricsPage", "ProtocolMismatch", "RankInfo", "ReplicaCopy",
     "ReplicaStatus", "RuntimeInfo", "SaveProgress", "SchemaError", "Status", "UploadProgress",
     "WorldStatus", "check_protocol",
-    "checkpoint_list_to_wire", "command_to_wire", "error_body", "invalid_paths",
+    "checkpoint_list_to_wire", "command_to_wire", "error_body", "gpu_to_wire", "invalid_paths",
     "parse_checkpoint_info", "parse_checkpoint_list", "parse_command", "parse_error",
-    "parse_metrics", "parse_status", "status_to_wire",
+    "parse_gpu", "parse_metrics", "parse_status", "status_to_wire",
 ]

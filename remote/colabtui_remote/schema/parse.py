@@ -77,7 +77,12 @@ def parse_checkpoint_info(obj: Any, where: str = "checkpoint") -> CheckpointInfo
     )
 
 
-def _parse_gpu(obj: Any, where: str) -> GpuStats:
+def parse_gpu(obj: Any, where: str = "gpu") -> GpuStats:
+    """One GPU of a status (strings cleaned, numbers bounded).
+
+    Raises:
+        SchemaError: not an object, or a field of the wrong type.
+    """
     o = expect_object(obj, where)
     bad: list[str] = []
     unsupported = get_field(o, "unsupported", (dict,), where, {})
@@ -313,7 +318,7 @@ def parse_status(obj: Any) -> Status:
         started_at=get_real(o, "started_at", w, bad, None),
         uptime_s=get_real(o, "uptime_s", w, bad, None),
         server_time=get_real(o, "server_time", w, bad, None),
-        gpus=[_parse_gpu(g, f"status.gpus[{i}]") for i, g in enumerate(gpus_raw[:16])],
+        gpus=[parse_gpu(g, f"status.gpus[{i}]") for i, g in enumerate(gpus_raw[:16])],
         gpu_error=get_field(o, "gpu_error", OPT_STR, w, None),
         checkpoint=_parse_checkpoint_status(o.get("checkpoint"), "status.checkpoint"),
         host=HostInfo(

@@ -353,6 +353,11 @@ def _to_wire(obj: Any) -> dict:
     return asdict(obj, dict_factory=_wire_fields)
 
 
+def gpu_to_wire(gpu: GpuStats) -> dict:
+    """The JSON object for one :class:`GpuStats` (as in a status's ``gpus``)."""
+    return _to_wire(gpu)
+
+
 def invalid_paths(obj: Any) -> list[str]:
     """Every field named invalid in ``obj`` and the objects in it, as dotted paths:
     ``["total_steps", "gpus[0].memory_used_bytes", "checkpoint.last.bytes"]``."""
