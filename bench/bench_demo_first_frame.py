@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TARGET_S = 2.0
@@ -28,15 +29,18 @@ def tmux(server: str, *args: str) -> str:
                           capture_output=True, text=True).stdout
 
 
-def first_frame(command: list[str], env: dict[str, str], words: str) -> float:
-    """Seconds from starting ``command`` in a 160x48 pane until the pane shows ``words``."""
+def first_frame(command: list[str], env: dict[str, str],
+                words: str | Callable[[str], bool]) -> float:
+    """Seconds from starting ``command`` in a 160x48 pane until the pane shows ``words`` (or
+    until ``words(pane text)`` is true)."""
+    shows = words if callable(words) else (lambda pane: words in pane)
     server = f"bench-{secrets.token_hex(4)}"
     line = shlex.join(["env", *(f"{k}={v}" for k, v in env.items()), *command])
     start = time.perf_counter()
     tmux(server, "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
          "new-session", "-d", "-s", "m", "-x", "160", "-y", "48", line)
     try:
-        while words not in tmux(server, "capture-pane", "-p", "-t", "m"):
+        while not shows(tmux(server, "capture-pane", "-p", "-t", "m")):
             if time.perf_counter() - start > 120:
                 raise RuntimeError(f"no {words!r} on screen within 120 s")
             time.sleep(0.02)

@@ -39,6 +39,7 @@ from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
 from colabtui.app_alerts import AppAlerts
+from colabtui.app_views import VIEW_SCREENS, AppViews
 from colabtui.config import (
     LIVE_SETTINGS,
     Config,
@@ -53,8 +54,7 @@ from colabtui.ledger import Ledger
 from colabtui.screens.add_session import AddSessionScreen
 from colabtui.screens.confirm_remove import ConfirmRemoveScreen
 from colabtui.screens.confirm_stop import ConfirmStopScreen
-from colabtui.screens.help import PALETTE_COMMANDS, HelpScreen
-from colabtui.screens.history import HistoryScreen
+from colabtui.screens.help import PALETTE_COMMANDS
 from colabtui.screens.welcome import WelcomeScreen
 from colabtui.widgets.app_footer import AppFooter, footer_tier
 from colabtui.widgets.panel_commands import CommandUpdate, TokenRefused
@@ -63,7 +63,7 @@ from colabtui.widgets.session_panel import SessionPanel
 COMPACT_BELOW_ROWS = 36
 """Terminals shorter than this get panels without blank lines between blocks."""
 
-PANEL_ACTIONS = {"save", "save_all", "stop", "remove", "focus_panel", "log_scale"}
+PANEL_ACTIONS = {"save", "save_all", "stop", "remove", "focus_panel", "log_scale", "x_axis"}
 """Actions that need the main screen with at least one panel."""
 
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -75,7 +75,7 @@ CRASH_ENV = "COLABTUI_TEST_CRASH_AFTER_S"
 """A test hook: the app raises ``RuntimeError`` this many seconds after it starts."""
 
 
-class ColabTuiApp(App):
+class ColabTuiApp(AppViews, App):
     """Watch and control training sessions.
 
     Args:
@@ -101,9 +101,11 @@ class ColabTuiApp(App):
         Binding("a", "add", "Add"),
         Binding("d", "remove", "Remove"),
         Binding("l", "log_scale", "Log"),
+        Binding("t", "x_axis", "Step/time"),
         Binding("1", "focus_panel(1)", "Focus", key_display="1-9"),
         *[Binding(str(n), f"focus_panel({n})", f"Focus {n}", show=False) for n in range(2, 10)],
         Binding("h", "history", "History"),
+        Binding("c", "compare", "Compare"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("exclamation_mark", "alerts", "Alerts", key_display="!", show=False),
         Binding("q", "quit", "Quit"),
@@ -136,6 +138,7 @@ class ColabTuiApp(App):
             self.ledger = None
             self.ledger_error = f"history is off: cannot open {self.ledger_path}: {exc}"
         self.log_scale = self.config.settings.log_scale
+        self.x_axis = "step"
         self._signals_before: dict[int, object] = {}  # handlers to put back on exit
         self.alerts = AppAlerts(self)
 
@@ -216,7 +219,7 @@ class ColabTuiApp(App):
         starting = None if self.starting is None else partial(self.starting, session.key)
         panel = SessionPanel(session, index, clock=self.clock, settings=self.config.settings,
                              ledger=self.ledger, poll=self.poll, backoff_max_s=self.backoff_max_s,
-                             log_scale=self.log_scale, starting=starting,
+                             log_scale=self.log_scale, x_axis=self.x_axis, starting=starting,
                              observe=self.alerts.observe)
         self.query_one("#panels", Horizontal).mount(panel)
         return panel
@@ -295,12 +298,12 @@ class ColabTuiApp(App):
         """Whether ``action`` can run with ``screen`` on top (the command palette asks for the
         screen it was opened from, not for itself)."""
         if action in PANEL_ACTIONS:
-            if isinstance(screen, (ModalScreen, WelcomeScreen, HistoryScreen)):
+            if isinstance(screen, (ModalScreen, WelcomeScreen, *VIEW_SCREENS)):
                 return False
-            if action != "log_scale" and not self.config.sessions:
+            if action not in ("log_scale", "x_axis") and not self.config.sessions:
                 return False
-        return not (action in ("add", "history")
-                    and isinstance(screen, (ModalScreen, HistoryScreen)))
+        return not (action in ("add", "history", "compare")
+                    and isinstance(screen, (ModalScreen, *VIEW_SCREENS)))
 
     def _send(self, panel: SessionPanel, action: str) -> None:
         """Send ``action`` to ``panel``'s session, unless one is still in flight: then say so."""
@@ -480,27 +483,9 @@ class ColabTuiApp(App):
         # Widget.focus() would wait for the next idle moment, after keys already queued
         panel.screen.set_focus(panel)
 
-    def action_log_scale(self) -> None:
-        """Toggle the log scale of every loss chart."""
-        self.log_scale = not self.log_scale
-        for panel in self.panels:
-            panel.set_log_scale(self.log_scale)
-        self.toast("app", "log_scale", f"log scale {'on' if self.log_scale else 'off'}",
-                   timeout=2)
-
     def action_alerts(self) -> None:
         """Open the Alerts screen: every alert, newest first."""
         self.alerts.show()
-
-    def action_help(self) -> None:
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
-
-    def action_history(self) -> None:
-        """Open the History screen: every recorded session, GPUs ranked per run."""
-        if self._allowed("history", self.screen):
-            self.push_screen(HistoryScreen(self.ledger, self.clock,
-                                           why_off=self.ledger_error or "history is off"))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

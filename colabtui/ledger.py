@@ -431,7 +431,8 @@ class Ledger:
             return [wire.clean_text(r[0])
                     for r in self._db.execute("SELECT DISTINCT run FROM series ORDER BY run")]
 
-    def load_series(self, run: str, max_points: int = 4000) -> dict[str, list[schema.MetricPoint]]:
+    def load_series(self, run: str, max_points: int = 4000, names: Iterable[str] | None = None
+                    ) -> dict[str, list[schema.MetricPoint]]:
         """The run's curves across all its sessions, by step.
 
         Sessions are taken in the order they started; a session's points count only below the
@@ -441,9 +442,13 @@ class Ledger:
         lowest and highest finite point and the first non-finite point of each kind, so spikes
         and divergence stay visible.
 
+        Args:
+            names: only these series (cleaned names, as returned); ``None``: every series.
+
         Returns:
             series name → points sorted by step (then seq). Non-finite values are NaN/±inf.
         """
+        wanted = None if names is None else set(names)
         max_points = max(int(max_points), 2)
         with self._lock:
             sessions = self._db.execute(
@@ -457,7 +462,8 @@ class Ledger:
             series = self._db.execute("SELECT id, name FROM series WHERE run = ? ORDER BY name",
                                       (run,)).fetchall()
             return {wire.clean_text(name): self._load_one(sid, cutoff, max_points)
-                    for sid, name in series}
+                    for sid, name in series
+                    if wanted is None or wire.clean_text(name) in wanted}
 
     def _load_one(self, sid: int, cutoff: dict[int, float],
                   max_points: int) -> list[schema.MetricPoint]:

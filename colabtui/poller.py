@@ -19,6 +19,7 @@ from colabtui_remote.schema import MetricPoint, Status
 
 from colabtui.client import SessionError
 from colabtui.config import SessionConfig
+from colabtui.curves import ResumeMark, run_curves
 from colabtui.ledger import Ledger
 from colabtui.ledger_writes import QueuedWrites
 from colabtui.session_client import SessionClient
@@ -57,6 +58,7 @@ class PollOutcome:
         new_points: points logged since the previous poll, by series.
         history: on a new session, the run's whole curve from the ledger (replacing what is
             shown; ``new_points`` then holds only points the ledger could not take yet).
+        resumes: with ``history``, where each later session of the run took over its curve.
         error: why the poll ended early (``status`` and points got before it are kept).
         note: a remark for the panel: history writes wait for a locked ledger file.
         stage: what the poll was doing when it ended, in words.
@@ -65,6 +67,7 @@ class PollOutcome:
     status: Status | None = None
     new_points: dict[str, list[MetricPoint]] = field(default_factory=dict)
     history: dict[str, list[MetricPoint]] | None = None
+    resumes: tuple[ResumeMark, ...] = ()
     error: SessionError | None = None
     note: str | None = None
     stage: str = "asking for the status"
@@ -161,7 +164,7 @@ class Poller:
             error = exc
         if fresh and ledger is not None:
             got.stage = "reading the history file"
-            got.history = await asyncio.to_thread(ledger.load_series, status.run)
+            got.history, got.resumes = await asyncio.to_thread(run_curves, ledger, status.run)
             if not kept:  # the history holds them
                 got.new_points = {}
         self.session_id = status.session_id

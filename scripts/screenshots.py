@@ -7,13 +7,15 @@ sessions at 160x48 and 80x24, one session unreachable, one stopped, one interrup
 torchrun jobs (DDP on 2×T4; FSDP on two nodes, a rank lost), the history, the alerts, the stop
 confirmation
 (also at 40x12), the remove confirmation, the welcome screen, the help screen, and the history
-(two runs' sessions over a week, tests/app/history_fixtures.py; times in UTC).
+(two runs' sessions over a week, tests/app/history_fixtures.py; times in UTC), and the compare
+view of the demo's three learning rates, by step and by wall time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 import tempfile
 import time
@@ -23,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "app"))
 
 import cairosvg  # noqa: E402
-from history_fixtures import fill_history  # noqa: E402
+from history_fixtures import fill_history, fill_learning_rates  # noqa: E402
 from ui_fixtures import (  # noqa: E402
     distributed_sessions,
     drive_sessions,
@@ -47,6 +49,11 @@ OUT = ROOT / "screenshots"
 FONT_SWAP = (('"Fira Code"', '"DejaVu Sans Mono"'),
              ("Fira Code, monospace", "DejaVu Sans Mono, monospace"))
 
+# DejaVu Sans Mono has no braille patterns (the charts' dots); DejaVu Sans has. Each run of text
+# in the SVG has its own x and textLength, so a run of braille in another font keeps its cells.
+BRAILLE_TEXT = re.compile(r"<text ([^>]*)>([^<]*[\u2800-\u28ff][^<]*)</text>")
+BRAILLE_FONT = r'<text style="font-family: DejaVu Sans" \1>\2</text>'
+
 SHOTS = [
     # name, size, sessions, keys pressed after the data is in
     ("three-sessions-160x48", (160, 48), "three", ()),
@@ -63,11 +70,13 @@ SHOTS = [
     ("distributed-jobs", (120, 36), "distributed", ()),
     ("history", (160, 30), "history", ("h", "down", "down")),
     ("alerts", (120, 30), "alerts", ("exclamation_mark",)),
+    ("compare", (140, 36), "compare", ("c",)),
+    ("compare-by-time", (140, 36), "compare", ("c", "t")),
 ]
 
 
 def _sessions(kind: str):
-    if kind in ("three", "history"):
+    if kind in ("three", "history", "compare"):
         return three_sessions()
     if kind == "unreachable":
         return [three_sessions()[0], unreachable_session()]
@@ -90,9 +99,9 @@ async def shoot(name: str, size: tuple[int, int], kind: str, keys: tuple[str, ..
     config = work / f"{name}.toml"
     if sessions:
         write_config(config, sessions)
-    if kind == "history":
+    if kind in ("history", "compare"):
         with Ledger(work / f"{name}.sqlite3") as ledger:
-            fill_history(ledger)
+            (fill_history if kind == "history" else fill_learning_rates)(ledger)
     app = ColabTuiApp(config, work / f"{name}.sqlite3", clock=frozen_clock, poll=False)
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
@@ -111,6 +120,7 @@ async def shoot(name: str, size: tuple[int, int], kind: str, keys: tuple[str, ..
     path.write_text(svg, encoding="utf-8")
     for old, new in FONT_SWAP:
         svg = svg.replace(old, new)
+    svg = BRAILLE_TEXT.sub(BRAILLE_FONT, svg)
     cairosvg.svg2png(bytestring=svg.encode("utf-8"), write_to=str(path.with_suffix(".png")))
     return path
 

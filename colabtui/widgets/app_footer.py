@@ -12,22 +12,23 @@ from textual.widgets._footer import FooterKey
 
 HIDDEN_BY_TIER: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset({"focus_panel(1)", "log_scale", "history"}),
-    frozenset({"focus_panel(1)", "log_scale", "save_all", "add", "remove", "history"}),
+    frozenset({"focus_panel(1)", "log_scale", "x_axis", "history", "compare"}),
+    frozenset({"focus_panel(1)", "log_scale", "x_axis", "save_all", "add", "remove", "history",
+               "compare"}),
 )
 """Actions left out of the footer at each width tier (0 wide, 1 compact, 2 narrow)."""
 
 
 def footer_tier(width: int) -> int:
-    """The width tier of a terminal ``width`` cells wide: 0 from 100, 1 from 60, else 2."""
-    return 0 if width >= 100 else 1 if width >= 60 else 2
+    """The width tier of a terminal ``width`` cells wide: 0 from 130, 1 from 60, else 2."""
+    return 0 if width >= 130 else 1 if width >= 60 else 2
 
 
 class AppFooter(Footer):
     """A :class:`Footer` that drops the less used keys as the terminal narrows.
 
     Attributes:
-        tier: 0 shows every binding; 1 (compact) drops focus and log scale; 2 (narrow) keeps
+        tier: 0 shows every binding; 1 (compact) drops focus, the chart keys and the history views; 2 (narrow) keeps
             save, stop, help and quit, without the command palette key.
     """
 

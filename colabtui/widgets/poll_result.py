@@ -11,6 +11,7 @@ from colabtui_remote.schema import MetricPoint, Status
 from textual.message import Message
 
 from colabtui.client import SessionError
+from colabtui.curves import ResumeMark
 
 __all__ = ["IDLE_AFTER_POLLS", "IDLE_GROWTH", "IDLE_MAX_S", "PollResult", "merge_results",
            "poll_delay", "result_news", "same_but_clocks"]
@@ -36,6 +37,7 @@ class PollResult(Message):
         status: the status, or ``None`` when the session could not be asked.
         new_points: points logged since the previous poll, by series.
         history: when set, the run's whole curve (from the ledger) replacing what is shown.
+        resumes: with ``history``, where each later session of the run took over its curve.
         error: why the poll failed (with ``status`` still set when only metrics failed).
         note: a remark beside the connection state (history writes wait for a locked file).
     """
@@ -45,6 +47,7 @@ class PollResult(Message):
     status: Status | None = None
     new_points: dict[str, list[MetricPoint]] = field(default_factory=dict)
     history: dict[str, list[MetricPoint]] | None = None
+    resumes: tuple[ResumeMark, ...] = ()
     error: SessionError | None = None
     note: str | None = None
 

@@ -32,6 +32,7 @@ Everything the session sends is untrusted: it is rendered as :class:`rich.text.T
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -45,15 +46,17 @@ from textual.worker import Worker, WorkerState
 
 from colabtui.client import SessionError
 from colabtui.config import SessionConfig, Settings
+from colabtui.curves import ResumeMark, run_curves
 from colabtui.figures import ENDED_STATES, clock_offset_s
 from colabtui.ledger import Ledger
 from colabtui.poller import Poller, internal_error
 from colabtui.session_client import SessionClient
 from colabtui.transport import make_client, transport_text
+from colabtui.widgets.chart_data import thin_points
 from colabtui.widgets.checkpoint_view import CheckpointView
 from colabtui.widgets.connection_line import connection_text
 from colabtui.widgets.gpu_view import GpuView
-from colabtui.widgets.loss_chart import LossChart, thin_points
+from colabtui.widgets.loss_chart import LossChart
 from colabtui.widgets.panel_commands import TokenRefused, follow_command
 from colabtui.widgets.poll_result import (
     IDLE_AFTER_POLLS,
@@ -96,7 +99,7 @@ class SessionPanel(Vertical, can_focus=True):
 
     def __init__(self, session: SessionConfig, index: int, *, clock: Callable[[], float],
                  settings: Settings, ledger: Ledger | None, poll: bool = True,
-                 backoff_max_s: float = 30.0, log_scale: bool = False,
+                 backoff_max_s: float = 30.0, log_scale: bool = False, x_axis: str = "step",
                  starting: Callable[[], bool] | None = None,
                  observe: Callable[[SessionConfig, PollResult, SessionClient | None], None]
                  | None = None
@@ -126,7 +129,9 @@ class SessionPanel(Vertical, can_focus=True):
         self._last_ok_at: float | None = None  # the clock at the last poll without an error
         self.clock_offset = 0.0
         self.series: dict[str, list[MetricPoint]] = {}
+        self.resumes: tuple[ResumeMark, ...] = ()
         self._log_scale = log_scale
+        self._x_axis = x_axis
         self._header_shown: tuple[object, ...] | None = None
         # what the polls brought, applied or not (for the idle back-off and "at once")
         self._received: tuple[Status | None, str, str] = (None, "waiting", "")
@@ -146,14 +151,17 @@ class SessionPanel(Vertical, can_focus=True):
         yield CheckpointView(self._clock, self._settings.risk_warning_min, id="checkpoint")
         chart = LossChart(id="chart")
         chart.log_scale = self._log_scale
+        chart.x_axis = self._x_axis
         yield chart
 
     def on_mount(self) -> None:
-        self._load_history()
         if self._poll_enabled:
             self._client = make_client(self.session)
             self._poller = Poller(self._client, self.session, self._ledger, self._clock)
-            self.poll_now()
+        if self._ledger is not None or self._poll_enabled:
+            # the history is read in a thread, then the first poll follows in the same worker
+            self.run_worker(self._start(), group=self._poll_group, exclusive=True,
+                            exit_on_error=False, description=f"start {self.session.key}")
 
     async def on_unmount(self) -> None:
         if self._timer is not None:
@@ -164,26 +172,42 @@ class SessionPanel(Vertical, can_focus=True):
             if client is not None:
                 await client.aclose()
 
-    def _load_history(self) -> None:
-        """Show the curve of this session's newest run from the ledger at once, and, when that
-        session ended (finished, stopped, failed), its last status too: a server gone after the
-        end shows "finished at step N", not an unreachable session with nothing logged."""
-        if self._ledger is None:
-            return
+    async def _start(self) -> None:
+        """Show what the ledger holds of this session at once, then poll (the poll worker)."""
+        if self._ledger is not None:
+            try:
+                shown = await asyncio.to_thread(self._read_history)
+            except Exception as exc:  # noqa: BLE001 - a bad history file never stops the polls
+                self._show_failure(internal_error("reading the history file", exc))
+            else:
+                if isinstance(shown, PollResult):
+                    if self.status is None:  # no poll came first
+                        self.apply(shown)
+                elif shown is not None and not self.series:  # no poll came first
+                    self.series, self.resumes = shown
+                    self.query_one(LossChart).set_series(self.series, self.resumes)
+        if self._poller is not None:
+            await self._poll_once()
+
+    def _read_history(self) -> PollResult | tuple[dict[str, list[MetricPoint]],
+                                                    tuple[ResumeMark, ...]] | None:
+        """The curve of this session's newest run from the ledger (in a thread) and, when
+        that session ended (finished, stopped, failed), its last status too, as a result to
+        apply: a server gone after the end shows "finished at step N", not an unreachable
+        session with nothing logged."""
+        assert self._ledger is not None
         if (ended := self._ledger.ended_status(self.session.key)) is not None:
             row, status = ended
             seen = row.last_seen if row.last_seen is not None else self._clock()
-            self.apply(PollResult(self.session.key, seen, status=status,
-                                  history=self._ledger.load_series(row.run),
-                                  error=SessionError("unreachable", "not asked yet")))
-            return
+            history, resumes = run_curves(self._ledger, row.run)
+            return PollResult(self.session.key, seen, status=status, history=history,
+                              resumes=resumes,
+                              error=SessionError("unreachable", "not asked yet"))
         for row in self._ledger.sessions():  # newest first
             if row.session_key == self.session.key:
-                history = self._ledger.load_series(row.run)
-                if history:
-                    self.series = history
-                    self.query_one(LossChart).set_series(self.series)
-                return
+                history, resumes = run_curves(self._ledger, row.run)
+                return (history, resumes) if history else None
+        return None
 
     def _header_text(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
@@ -251,6 +275,11 @@ class SessionPanel(Vertical, can_focus=True):
     def set_log_scale(self, on: bool) -> None:
         self._log_scale = on
         self.query_one(LossChart).log_scale = on
+
+    def set_x_axis(self, axis: str) -> None:
+        """Draw the chart by ``"step"`` or by wall ``"time"``."""
+        self._x_axis = axis
+        self.query_one(LossChart).x_axis = axis
 
     @property
     def pending(self) -> PollResult | None:
@@ -324,6 +353,7 @@ class SessionPanel(Vertical, can_focus=True):
         self.note = result.note
         if result.history is not None:
             self.series = {k: list(v) for k, v in result.history.items()}
+            self.resumes = result.resumes
         for name, pts in result.new_points.items():
             self._append(name, pts)
         # an ended session's values are final, not stale, and its server going away is expected
@@ -338,7 +368,7 @@ class SessionPanel(Vertical, can_focus=True):
             self.query_one(CheckpointView).show(self.status, self.clock_offset, live=self.live)
         if result.history is not None or result.new_points:
             chart = self.query_one(LossChart)
-            chart.update_series(self.series)
+            chart.update_series(self.series, self.resumes)
             if result.history is not None or not self._poll_enabled:
                 self._chart_drawn_at = time.monotonic()
                 chart.flush()
@@ -477,7 +507,7 @@ class SessionPanel(Vertical, can_focus=True):
         got = await self._poller.poll()
         self.post_message(PollResult(self.session.key, self._clock(), status=got.status,
                                      new_points=got.new_points, history=got.history,
-                                     error=got.error, note=got.note))
+                                     resumes=got.resumes, error=got.error, note=got.note))
 
     # ----------------------------------------------------------------- commands
 

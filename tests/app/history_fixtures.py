@@ -17,7 +17,7 @@ from colabtui_remote.schema import (
 )
 from ui_fixtures import NOW
 
-from colabtui.ledger import Ledger
+from colabtui.ledger import Ledger, iter_pages
 
 COLAB = "colab"
 KAGGLE = "kaggle"
@@ -107,3 +107,46 @@ def fill_history(ledger: Ledger) -> None:
     play_session(ledger, run="bert-base-ft", session_id="b2", label="bert-ft · Kaggle 2×T4",
                  gpu="Tesla T4", gpus=2, platform=KAGGLE, started_at=NOW - 2 * day,
                  lifetime_s=9 * 3600, rate=1.1, first_step=s, end="finished", poll_s=600)
+
+
+LEARNING_RATES = (1e-3, 3e-3, 1e-2)
+"""The demo's three runs (colabtui.demo.LEARNING_RATES)."""
+
+
+def fill_learning_rates(ledger: Ledger) -> None:
+    """The demo's three digits runs as a compare view sees them: 1,500 steps each, a run per
+    learning rate on a different GPU; lr=3e-3 was resumed once (its first session lost at step
+    900 after a save at 700); lr=1e-2 logged two NaN losses."""
+    import math
+    import random
+
+    gpus = {1e-3: "Tesla T4", 3e-3: "NVIDIA L4", 1e-2: "NVIDIA A100-SXM4-40GB"}
+    for i, lr in enumerate(LEARNING_RATES):
+        rng = random.Random(i)
+        run = f"digits-lr{lr:.0e}".replace("e-0", "e-")
+        speed = {1e-3: 1.0, 3e-3: 2.2, 1e-2: 3.5}[lr]
+        rate = {1e-3: 4.0, 3e-3: 6.0, 1e-2: 15.0}[lr]
+
+        def value(step: int, lr: float = lr, rng=rng, speed=speed) -> float:
+            if lr == 1e-2 and step in (1100, 1110):
+                return math.nan
+            floor = {1e-3: 0.2, 3e-3: 0.12, 1e-2: 0.04}[lr]
+            v = floor + 2.2 * math.exp(-step * speed / 600) + 0.03 * rng.random()
+            return v * (1.0 + (0.6 if lr == 1e-2 and step % 170 == 85 else 0.0))
+
+        parts = [("a", 0, 1500)] if lr != 3e-3 else [("a", 0, 900), ("b", 700, 1500)]
+        t = NOW - 4 * 3600 + i * 900
+        for tag, lo, hi in parts:
+            sid = f"{run}-{tag}"
+            play_session(ledger, run=run, session_id=sid, label=f"digits lr={lr:g}",
+                         gpu=gpus[lr], platform=COLAB, started_at=t,
+                         lifetime_s=(hi - lo) / rate, rate=rate, first_step=lo,
+                         end="stopped" if hi == 1500 else "lost", poll_s=30)
+            pages = iter_pages(run, {"loss": [(s, value(s)) for s in range(lo, hi, 5)]},
+                               t0=t - lo / rate)
+            for page in pages:
+                # time runs at the session's own rate: step / rate seconds after its start
+                page.series["loss"] = [p.__class__(p.seq, p.step, t + (p.step - lo) / rate,
+                                                   p.value) for p in page.series["loss"]]
+                ledger.add_points(run, sid, page)
+            t += (hi - lo) / rate + 1800

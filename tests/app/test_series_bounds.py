@@ -9,7 +9,7 @@ from colabtui_remote.schema import MetricPoint
 from ui_fixtures import NOW, frozen_clock, three_sessions, write_config
 
 from colabtui.app import ColabTuiApp
-from colabtui.widgets.loss_chart import thin_points
+from colabtui.widgets.chart_data import thin_points
 from colabtui.widgets.session_panel import MAX_POINTS_IN_MEMORY, PollResult
 
 

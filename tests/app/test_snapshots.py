@@ -106,3 +106,23 @@ def test_history_screen(snap_compare, tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_compare_screen(snap_compare, tmp_path):
+    from history_fixtures import fill_learning_rates
+
+    from colabtui.ledger import Ledger
+
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        fill_learning_rates(ledger)
+
+    async def run_before(pilot) -> None:
+        await pilot.pause()
+        await pilot.press("c")
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(_app(tmp_path, []), terminal_size=(140, 36), run_before=run_before)

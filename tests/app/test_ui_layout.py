@@ -30,7 +30,8 @@ from colabtui.screens.confirm_stop import ConfirmStopScreen
 from colabtui.screens.help import HelpScreen
 from colabtui.screens.welcome import NOTEBOOK_CELL
 from colabtui.widgets.app_footer import AppFooter
-from colabtui.widgets.loss_chart import LossChart, _Plot, distinct_labels, nice_ticks
+from colabtui.widgets.chart_axes import distinct_labels, nice_ticks
+from colabtui.widgets.loss_chart import LossChart, _Plot
 
 
 def _app(tmp_path: Path, sessions) -> ColabTuiApp:
@@ -274,3 +275,18 @@ def test_every_notification_is_plain_text():
             and isinstance(node.func, ast.Name) and node.func.id == "Notification"]
     assert made and all(any(k.arg == "markup" and isinstance(k.value, ast.Constant)
                             and k.value.value is False for k in node.keywords) for node in made)
+
+
+@pytest.mark.parametrize("width", [100, 130, 160])
+async def test_every_footer_key_fits_beside_the_palette_key(tmp_path, width):
+    sessions = three_sessions()
+    app = _app(tmp_path, sessions)
+    async with app.run_test(size=(width, 40)) as pilot:
+        await _fed(pilot, sessions)
+        keys = list(app.screen.query_one(AppFooter).query(FooterKey))
+        palette = [k for k in keys if k.has_class("-command-palette")]
+        right = palette[0].region.x if palette else width
+        assert {"save", "stop", "help", "quit"} <= {k.action for k in keys}
+        for key in keys:
+            if key not in palette:
+                assert key.region.right <= right, (key.action, key.region, right)

@@ -29,12 +29,12 @@ from colabtui.formatting import (
     fmt_rate,
 )
 from colabtui.screens.add_session import AddSessionScreen
-from colabtui.widgets.checkpoint_view import checkpoint_lines
-from colabtui.widgets.loss_chart import (
+from colabtui.widgets.chart_data import (
     chart_series,
     minmax_per_column,
     prepare,
 )
+from colabtui.widgets.checkpoint_view import checkpoint_lines
 from colabtui.widgets.progress_view import progress_lines
 
 

@@ -29,6 +29,7 @@ from colabtui_remote.schema import (
 
 from colabtui.client import SessionError
 from colabtui.config import Config, SessionConfig, Settings, save_config
+from colabtui.curves import ResumeMark
 from colabtui.widgets.session_panel import PollResult
 
 NOW = 1_760_000_000.0
@@ -70,6 +71,7 @@ class FixedSession:
     series: dict[str, list[MetricPoint]] = field(default_factory=dict)
     error: SessionError | None = None
     error_since: float | None = None
+    resumes: tuple[ResumeMark, ...] = ()
 
 
 def _status(label: str, run: str, step: int, total: int | None, *, epoch: int,
@@ -98,6 +100,7 @@ def three_sessions() -> list[FixedSession]:
                     next_autosave_at=NOW + 360, autosave_every_s=600, count=3),
                 loss=0.41, started_ago=5400),
         {"loss": loss_curve(842, seed=1, nan_at=(500, 501), spike_at=(300,))},
+        resumes=(ResumeMark(5200, NOW - 3600),),  # a second session, resumed from step 5,200
     )
     a100 = FixedSession(
         SessionConfig("http://127.0.0.1:8702", "tok-a100-0123456789abcdef", "vit-small · A100"),
@@ -286,7 +289,8 @@ def feed(app, sessions: list[FixedSession]) -> None:
     for s in sessions:
         panel = app.panel(s.config.key)
         at = NOW if s.error is None else s.error_since - 5
-        panel.apply(PollResult(s.config.key, at, status=s.status, history=s.series))
+        panel.apply(PollResult(s.config.key, at, status=s.status, history=s.series,
+                               resumes=s.resumes))
         if s.error is not None:
             panel.apply(PollResult(s.config.key, s.error_since, error=s.error))
             panel.apply(PollResult(s.config.key, NOW, error=s.error))
