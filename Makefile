@@ -18,14 +18,14 @@ endif
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml remote/pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py remote/pyproject.toml remote/colabtui_remote/VERSION constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e './remote[drive]' -e '.[demo,dev,drive]'
 	touch $(STAMP)
 
 # Only what the demo needs, with the CPU build of torch on Linux.
-$(DEMO_STAMP): pyproject.toml remote/pyproject.toml constraints.txt
+$(DEMO_STAMP): pyproject.toml setup.py remote/pyproject.toml remote/colabtui_remote/VERSION constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH_INDEX) -e './remote' -e '.[demo]'

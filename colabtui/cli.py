@@ -57,6 +57,18 @@ def _protocol_version() -> int:
     return PROTOCOL_VERSION
 
 
+def version_line() -> str:
+    """``colabtui 0.1.0 (colabtui-remote 0.1.0, protocol v1)``; says so when the two differ
+    (colabtui requires its own version of colabtui-remote: a mixed install)."""
+    from colabtui_remote import __version__ as remote_version
+
+    line = f"colabtui {__version__} (colabtui-remote {remote_version}, protocol " \
+           f"v{_protocol_version()})"
+    if remote_version != __version__:
+        line += " -- the versions differ: install both from one checkout or release"
+    return line
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with its sub-commands (exposed for tests and docs)."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -78,8 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                "traceback's file is named), 2 bad input or config, 3 a session was lost (watch "
                "--exit-on-lost), 130 interrupted (SIGINT), 143 SIGTERM, 129 SIGHUP",
     )
-    parser.add_argument("--version", action="version",
-                        version=f"colabtui {__version__} (protocol v{_protocol_version()})")
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--config", type=Path, default=None, metavar="PATH",
                         help=f"config file (default: {default_config_path()})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
