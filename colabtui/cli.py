@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from colabtui_remote.wire import clean_text
 
-from colabtui import __version__, cli_drive, cli_history, cli_watch
+from colabtui import __version__, cli_drive, cli_history, cli_notebook, cli_watch
 from colabtui.config import (
     Config,
     ConfigError,
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui connect gdrive://FOLDER_ID/run/mailbox   a run's mailbox on Drive\n"
                "  colabtui checkpoints gdrive://FOLDER_ID/run  its checkpoints, verified or not\n"
                "  colabtui watch --exit-on-lost              alerts as lines, no UI\n"
+               "  colabtui notebook --drive gdrive://root/colabtui   the notebook's install cell\n"
                "\nexit codes: 0 ok, 1 a session did not answer usably (or the app crashed: the "
                "traceback's file is named), 2 bad input or config, 3 a session was lost (watch "
                "--exit-on-lost), 130 interrupted (SIGINT), 143 SIGTERM, 129 SIGHUP",
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_watch.add_parser(sub, fmt)
     cli_history.add_parser(sub, fmt)
     cli_drive.add_parsers(sub, fmt)
+    cli_notebook.add_parser(sub, fmt)
     return parser
 
 
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli_history.run(args)
         if args.command in ("drive", "checkpoints"):
             return cli_drive.run(args)
+        if args.command == "notebook":
+            return cli_notebook.run(args)
         return _open_app(config_path)
     except ConfigError as exc:
         _err(str(exc))
