@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench screenshots setup clean
+.PHONY: demo test packages lint bench screenshots setup clean
 
 DEMO_STAMP := $(VENV)/.demo-installed
 
@@ -37,6 +37,10 @@ demo: $(DEMO_STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Both packages built (wheel and sdist), twine-checked, installed into a fresh venv and smoke-tested.
+packages: $(STAMP)
+	scripts/check_packages.sh $(BIN)/python
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
