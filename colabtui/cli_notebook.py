@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from colabtui.notebook_cell import COLAB_MOUNT, check_cell, install_cell
+from colabtui.notebook_cell import COLAB_MOUNT, EXTRAS, check_cell, install_cell
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -60,6 +60,10 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
                             "made); it must be in your My Drive, or give --in-notebook")
     where.add_argument("--drive-dir", type=Path, metavar="PATH",
                        help="copy the wheel into this local folder that Drive syncs")
+    p.add_argument("--extras", default=",".join(EXTRAS), metavar="LIST",
+                   help="colabtui-remote's extras the cell installs with it, from PyPI "
+                        f"(default {','.join(EXTRAS)}; also tunnel, transformers, lightning, "
+                        "keras)")
     p.add_argument("--in-notebook", metavar="PATH",
                    help="the folder's path as the notebook sees it (default: "
                         f"{COLAB_MOUNT}/MyDrive/… worked out from the Drive folder, or from "
@@ -71,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     import colabtui_remote
 
     version = colabtui_remote.__version__
+    extras = tuple(e.strip() for e in args.extras.split(",") if e.strip())
+    known = _known_extras()
+    unknown = [e for e in extras if e not in known]
+    if unknown:
+        _err(f"--extras: colabtui-remote has no extra {', '.join(map(repr, unknown))} (it has "
+             f"{', '.join(sorted(known))})")
+        return EXIT_USAGE
     if args.drive is None and args.drive_dir is None:
         if args.in_notebook is not None:
             _err("--in-notebook goes with --drive or --drive-dir (where the wheel is put)")
@@ -89,8 +100,18 @@ def run(args: argparse.Namespace) -> int:
                  f"(e.g. {COLAB_MOUNT}/MyDrive/colabtui)")
             return EXIT_USAGE
     if args.drive is not None:
-        return _to_drive(args.drive, in_notebook)
-    return _to_folder(args.drive_dir.expanduser(), in_notebook)
+        return _to_drive(args.drive, in_notebook, extras)
+    return _to_folder(args.drive_dir.expanduser(), in_notebook, extras)
+
+
+def _known_extras() -> set[str]:
+    """The extras remote/pyproject.toml declares, as the installed metadata lists them."""
+    import importlib.metadata
+
+    try:
+        return set(importlib.metadata.metadata("colabtui-remote").get_all("Provides-Extra") or ())
+    except importlib.metadata.PackageNotFoundError:  # a source tree on the path only
+        return set(EXTRAS)
 
 
 def _err(message: str) -> None:
@@ -108,11 +129,11 @@ def _made(out_dir: str) -> Any:
         return None
 
 
-def _print_cell(wheel: Any, where: str, in_notebook: str) -> int:
+def _print_cell(wheel: Any, where: str, in_notebook: str, extras: tuple[str, ...]) -> int:
     path = posixpath.join(in_notebook, wheel.path.name)
     _err(f"{wheel.path.name} ({wheel.made_from}) is in {where}; the notebook finds it at "
          f"{path}. Paste this cell into the notebook:")
-    sys.stdout.write(install_cell(wheel.version, path))
+    sys.stdout.write(install_cell(wheel.version, path, extras=extras))
     return EXIT_OK
 
 
@@ -128,7 +149,7 @@ def notebook_path_of(folder: Path) -> str | None:
     return None
 
 
-def _to_folder(folder: Path, in_notebook: str | None) -> int:
+def _to_folder(folder: Path, in_notebook: str | None, extras: tuple[str, ...]) -> int:
     if not folder.is_dir():
         what = "a file, not a folder" if folder.exists() else "no such folder"
         _err(f"{folder}: {what} (a folder that Drive for desktop syncs, e.g. "
@@ -157,10 +178,10 @@ def _to_folder(folder: Path, in_notebook: str | None) -> int:
         if not same:
             _err(f"{dest} does not read back as written; nothing to paste yet")
             return EXIT_FAILED
-        return _print_cell(wheel, str(folder), in_notebook)
+        return _print_cell(wheel, str(folder), in_notebook, extras)
 
 
-def _to_drive(url: str, in_notebook: str | None) -> int:
+def _to_drive(url: str, in_notebook: str | None, extras: tuple[str, ...]) -> int:
     from colabtui_remote.drive import DriveAuthError, DriveError, DriveNotFound
     from colabtui_remote.drive.client import DriveFolder
     from colabtui_remote.drive.url import is_gdrive_url, parse_gdrive_url
@@ -195,7 +216,7 @@ def _to_drive(url: str, in_notebook: str | None) -> int:
         except (DriveError, OSError) as exc:  # ChecksumMismatch too: Drive's md5 is checked
             _err(str(exc))
             return EXIT_FAILED
-        return _print_cell(wheel, f"{folder.url} (md5 checked)", in_notebook)
+        return _print_cell(wheel, f"{folder.url} (md5 checked)", in_notebook, extras)
 
 
 def _sha256(path: Path) -> str:

@@ -142,8 +142,10 @@ def test_drive_dir_copies_a_wheel_pip_installs_and_the_cell_installs_it(tmp_path
 
 def test_drive_dir_with_in_notebook_for_a_folder_of_another_name(tmp_path, capsys):
     assert main(["notebook", "--drive-dir", str(tmp_path), "--in-notebook",
-                 "/content/drive/MyDrive/wheels/"]) == 0
-    assert f"WHEEL = '/content/drive/MyDrive/wheels/{WHEEL}'" in capsys.readouterr().out
+                 "/content/drive/MyDrive/wheels/", "--extras", "gpu,tunnel"]) == 0
+    out = capsys.readouterr().out
+    assert f"WHEEL = '/content/drive/MyDrive/wheels/{WHEEL}'" in out
+    assert "WHEEL + '[gpu,tunnel]'" in out
     assert (tmp_path / WHEEL).is_file()
 
 
@@ -156,6 +158,7 @@ def test_drive_dir_with_in_notebook_for_a_folder_of_another_name(tmp_path, capsy
     (["--in-notebook", "/content/drive/MyDrive"], "--in-notebook goes with --drive"),
     (["--drive", "{tmp}"], "is not a Drive URL: --drive takes gdrive://FOLDER_ID"),
     (["--drive", "gdrive://short"], "'short' is not a Drive folder id"),
+    (["--drive-dir", "{tmp}", "--extras", "gpu,nope"], "colabtui-remote has no extra 'nope'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, says):
     (tmp_path / "file.txt").write_text("x")
