@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench screenshots setup clean
+.PHONY: demo test packages lint bench screenshots setup clean
 
 DEMO_STAMP := $(VENV)/.demo-installed
 
@@ -18,14 +18,14 @@ endif
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml remote/pyproject.toml constraints.txt
+$(STAMP): pyproject.toml setup.py remote/pyproject.toml remote/colabtui_remote/VERSION constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e './remote[drive]' -e '.[demo,dev,drive]'
 	touch $(STAMP)
 
 # Only what the demo needs, with the CPU build of torch on Linux.
-$(DEMO_STAMP): pyproject.toml remote/pyproject.toml constraints.txt
+$(DEMO_STAMP): pyproject.toml setup.py remote/pyproject.toml remote/colabtui_remote/VERSION constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt $(TORCH_INDEX) -e './remote' -e '.[demo]'
@@ -37,6 +37,10 @@ demo: $(DEMO_STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Both packages built (wheel and sdist), twine-checked, installed into a fresh venv and smoke-tested.
+packages: $(STAMP)
+	scripts/check_packages.sh $(BIN)/python
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'

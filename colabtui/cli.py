@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from colabtui_remote.wire import clean_text
 
-from colabtui import __version__, cli_drive, cli_history, cli_watch
+from colabtui import __version__, cli_drive, cli_history, cli_notebook, cli_watch
 from colabtui.config import (
     Config,
     ConfigError,
@@ -57,6 +57,18 @@ def _protocol_version() -> int:
     return PROTOCOL_VERSION
 
 
+def version_line() -> str:
+    """``colabtui 0.1.0 (colabtui-remote 0.1.0, protocol v1)``; says so when the two differ
+    (colabtui requires its own version of colabtui-remote: a mixed install)."""
+    from colabtui_remote import __version__ as remote_version
+
+    line = f"colabtui {__version__} (colabtui-remote {remote_version}, protocol " \
+           f"v{_protocol_version()})"
+    if remote_version != __version__:
+        line += " -- the versions differ: install both from one checkout or release"
+    return line
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with its sub-commands (exposed for tests and docs)."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -74,12 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui connect gdrive://FOLDER_ID/run/mailbox   a run's mailbox on Drive\n"
                "  colabtui checkpoints gdrive://FOLDER_ID/run  its checkpoints, verified or not\n"
                "  colabtui watch --exit-on-lost              alerts as lines, no UI\n"
+               "  colabtui notebook --drive gdrive://root/colabtui   the notebook's install cell\n"
                "\nexit codes: 0 ok, 1 a session did not answer usably (or the app crashed: the "
                "traceback's file is named), 2 bad input or config, 3 a session was lost (watch "
                "--exit-on-lost), 130 interrupted (SIGINT), 143 SIGTERM, 129 SIGHUP",
     )
-    parser.add_argument("--version", action="version",
-                        version=f"colabtui {__version__} (protocol v{_protocol_version()})")
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("--config", type=Path, default=None, metavar="PATH",
                         help=f"config file (default: {default_config_path()})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -136,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_watch.add_parser(sub, fmt)
     cli_history.add_parser(sub, fmt)
     cli_drive.add_parsers(sub, fmt)
+    cli_notebook.add_parser(sub, fmt)
     return parser
 
 
@@ -157,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli_history.run(args)
         if args.command in ("drive", "checkpoints"):
             return cli_drive.run(args)
+        if args.command == "notebook":
+            return cli_notebook.run(args)
         return _open_app(config_path)
     except ConfigError as exc:
         _err(str(exc))

@@ -41,7 +41,8 @@ REMOTE_ALONE = {"colabtui_remote.drive"}
 LAPTOP_LAYERS = [
     ["colabtui_remote"],
     ["colabtui"],  # the package's __init__: its version, nothing else
-    ["colabtui.formatting", "colabtui.figures", "colabtui.alerts"],
+    ["colabtui.formatting", "colabtui.figures", "colabtui.alerts", "colabtui.notebook_cell",
+     "colabtui.notebook_wheel"],
     ["colabtui.config"],
     ["colabtui.crash_log", "colabtui.alert_delivery"],
     ["colabtui.session_client"],
@@ -54,7 +55,7 @@ LAPTOP_LAYERS = [
     ["colabtui.screens"],
     ["colabtui.app", "colabtui.app_alerts", "colabtui.app_views"],
     ["colabtui.demo", "colabtui.cli", "colabtui.cli_drive", "colabtui.cli_watch",
-     "colabtui.cli_history"],
+     "colabtui.cli_history", "colabtui.cli_notebook"],
     ["colabtui.__main__"],
 ]
 

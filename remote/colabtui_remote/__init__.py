@@ -16,6 +16,8 @@ The wings (each folder's ``__init__`` says more; ARCHITECTURE.md draws them):
 - :mod:`.monitor` at the top, orchestrating them.
 """
 
+import os
+
 from .checkpoint.errors import CheckpointError, CheckpointWarning, ManifestUnreadable
 from .drive.errors import DriveError
 from .monitor import Monitor
@@ -26,9 +28,7 @@ from .wire import SchemaError
 __all__ = ["PROTOCOL_VERSION", "CheckpointError", "CheckpointWarning", "DriveError",
            "ManifestUnreadable", "Monitor", "PortInUse", "SchemaError", "__version__"]
 
-try:
-    from importlib.metadata import PackageNotFoundError, version
-
-    __version__ = version("colabtui-remote")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0+source"
+# The one place the version is written (both pyproject.toml files read it too): the same
+# answer from a source tree, an editable install and a wheel.
+with open(os.path.join(os.path.dirname(__file__), "VERSION"), encoding="utf-8") as _f:
+    __version__ = _f.read().strip()

@@ -92,7 +92,8 @@ def test_version(capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"colabtui {__version__} (protocol v{PROTOCOL_VERSION})"
+    assert capsys.readouterr().out.strip() == \
+        f"colabtui {__version__} (colabtui-remote {__version__}, protocol v{PROTOCOL_VERSION})"
 
 
 def test_python_m_colabtui_help() -> None:

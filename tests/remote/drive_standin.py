@@ -442,6 +442,12 @@ class DriveStandin:
                                      md5=hashlib.md5(data).hexdigest(), path=path)
         return fid
 
+    def shared_only(self, file_id: str) -> None:
+        """Make an item one shared with this account and not in its My Drive: Drive then lists
+        no parent of it that this account can see."""
+        with self._lock:
+            self._items[file_id].parents = []
+
     def trash(self, file_id: str) -> None:
         """Move an item to the trash."""
         with self._lock:

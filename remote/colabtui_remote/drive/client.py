@@ -164,6 +164,45 @@ class DriveFolder:
             raise DriveNotFound(f"Drive folder {self.folder_id} ({self.url}) is in the trash")
         return DriveFile.from_metadata(meta)
 
+    def path_in_my_drive(self, max_depth: int = 64) -> tuple[str, ...] | None:
+        """The titles of the folders from "My Drive" down to this one, as a mounted Drive shows
+        them: ``("colabtui", "wheels")`` for ``/content/drive/MyDrive/colabtui/wheels`` in
+        Colab, ``()`` for My Drive itself (``gdrive://root``). Each folder's first parent is
+        followed up to the one Drive marks ``isRoot``.
+
+        Returns:
+            The titles, or ``None`` when the folder is not in this account's My Drive (shared
+            with it and not added, or on a shared drive), or is more than ``max_depth``
+            folders down.
+
+        Raises:
+            DriveError: a Drive failure other than a parent this account cannot see.
+        """
+        require_pydrive2()
+        if self.folder_id == "root":
+            return ()
+        titles: list[str] = []
+        folder_id = self.folder_id
+        for _ in range(max_depth):
+            try:
+                with remote_call(f"reading the parents of Drive folder {self.url}",
+                                 not_found=f"Drive folder {folder_id} is not visible here"):
+                    gfile = self.drive.CreateFile({"id": folder_id})
+                    gfile.FetchMetadata()
+                    meta = dict(gfile)
+            except DriveNotFound:  # a parent folder only its owner sees: not in our My Drive
+                return None
+            parents = [p for p in meta.get("parents") or [] if isinstance(p, dict)]
+            if not parents:
+                return None
+            titles.append(str(meta.get("title") or ""))
+            if any(p.get("isRoot") for p in parents):
+                return tuple(reversed(titles))
+            folder_id = str(parents[0].get("id") or "")
+            if not is_folder_id(folder_id):
+                return None
+        return None
+
     def subfolder(self, title: str, create: bool = False) -> DriveFolder:
         """The folder titled ``title`` inside this one.
 
