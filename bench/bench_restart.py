@@ -22,12 +22,12 @@ import os
 import statistics
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_app_cpu import FLOOR_APP  # noqa: E402
 from bench_demo_first_frame import first_frame  # noqa: E402
 from bench_ledger_startup import fill  # noqa: E402
 
@@ -35,19 +35,6 @@ from colabtui.config import Config, save_config  # noqa: E402
 
 TARGET_S = 1.0
 
-TRIVIAL_APP = textwrap.dedent("""
-    from textual.app import App
-    from textual.widgets import Footer, Static
-
-    class Trivial(App):
-        BINDINGS = [("q", "quit", "Quit")]
-
-        def compose(self):
-            yield Static("trivial app ready")
-            yield Footer()
-
-    Trivial().run()
-""")
 
 
 def main() -> int:
@@ -64,7 +51,7 @@ def main() -> int:
         config = Path(tmp) / "config.toml"
         save_config(Config(sessions=sessions), config)
         trivial = Path(tmp) / "trivial.py"
-        trivial.write_text(TRIVIAL_APP)
+        trivial.write_text(FLOOR_APP)
         env = {"COLABTUI_DATA_DIR": str(data), "COLABTUI_CONFIG_DIR": f"{tmp}/config",
                "PYTHONPATH": os.pathsep.join(sys.path)}
         shown = [s.label for s in sessions]
@@ -74,7 +61,7 @@ def main() -> int:
 
         app = [first_frame([sys.executable, "-m", "colabtui", "--config", str(config)], env,
                            ready) for _ in range(args.repeat)]
-        ref = [first_frame([sys.executable, str(trivial)], env, "trivial app ready")
+        ref = [first_frame([sys.executable, str(trivial)], env, "a trivial Textual app")
                for _ in range(args.repeat)]
     med, ref_med = statistics.median(app), statistics.median(ref)
     ok = med <= TARGET_S
