@@ -115,6 +115,7 @@ def test_the_checking_cell_stops_where_colabtui_remote_is_not_installed(tmp_path
 def test_drive_dir_copies_a_wheel_pip_installs_and_the_cell_installs_it(tmp_path, capsys):
     folder = tmp_path / "Google Drive" / "My Drive" / "colabtui"
     folder.mkdir(parents=True)
+    before = {p: p.stat().st_mtime_ns for p in (ROOT / "remote").glob("*.egg-info")}
     assert main(["notebook", "--drive-dir", str(folder)]) == 0
     captured = capsys.readouterr()
     assert f"WHEEL = '/content/drive/MyDrive/colabtui/{WHEEL}'" in captured.out
@@ -122,7 +123,8 @@ def test_drive_dir_copies_a_wheel_pip_installs_and_the_cell_installs_it(tmp_path
     wheel = folder / WHEEL
     assert zipfile.ZipFile(wheel).read("colabtui_remote/VERSION").decode().strip() == VERSION
     assert [p.name for p in folder.iterdir()] == [WHEEL]  # no temporary file left
-    assert not list((ROOT / "remote").glob("*.egg-info"))  # built from a copy
+    # built from a copy: the tree's own egg-info (an editable install's, if any) is untouched
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "remote").glob("*.egg-info")} == before
 
     _pip_target(wheel, tmp_path / "target")
     version, where = _imported_from(tmp_path / "target")
