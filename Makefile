@@ -40,7 +40,7 @@ test: $(STAMP)
 
 # Both packages built (wheel and sdist), twine-checked, installed into a fresh venv and smoke-tested.
 packages: $(STAMP)
-	scripts/check_packages.sh $(BIN)/python
+	scripts/check_packages.sh $(abspath $(BIN))/python
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'

@@ -10,6 +10,9 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 python=${1:-$repo/.venv/bin/python}
+case "$python" in
+    */*) [[ "$python" = /* ]] || python="$PWD/$python" ;;  # a relative path: before the cd below
+esac
 work=$(mktemp -d "${TMPDIR:-/tmp}/colabtui-packages.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
