@@ -15,7 +15,6 @@ VERSION = (Path(__file__).parent / "remote" / "colabtui_remote" / "VERSION").rea
 
 setup(install_requires=[
     "textual>=8.0",
-    "textual-plot>=0.10",
     "httpx>=0.27",
     # httpcore tries to import sniffio on every request; without it each import attempt fails
     # and costs ~1 ms of CPU per poll (measured by bench/bench_app_cpu.py).

@@ -33,6 +33,7 @@ from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Header
@@ -208,8 +209,13 @@ class ColabTuiApp(AppViews, App):
 
     @property
     def panels(self) -> list[SessionPanel]:
-        """The session panels, in config order."""
-        return list(self.query(SessionPanel))
+        """The session panels, in config order (the children of ``#panels``: read every
+        second, so not a query of the whole DOM)."""
+        try:
+            row = self.screen_stack[0].query_one("#panels", Horizontal)
+        except (NoMatches, IndexError):  # not composed yet, or torn down
+            return []
+        return [child for child in row.children if isinstance(child, SessionPanel)]
 
     def panel(self, key: str) -> SessionPanel:
         """The panel of the session with this key."""

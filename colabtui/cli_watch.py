@@ -35,6 +35,9 @@ EXIT_LOST = 3
 
 EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 130, 143
 
+CANCEL_AGAIN_S = 0.5
+"""Seconds between cancellations of a watch that a signal asked to end and that goes on."""
+
 BACKOFF_MAX_S = 30.0
 """Longest wait between polls of a session that fails, seconds (as in the app); shorter when
 ``lost_after_s`` is short, so a lost session is noticed within half of it after the threshold."""
@@ -216,23 +219,33 @@ def run(args: argparse.Namespace, config_path: Path) -> int:
 
 
 async def _until_signal(watch: Watch) -> int:
-    """Run ``watch``; SIGTERM ends it with 143 (SIGINT stays KeyboardInterrupt: 130)."""
+    """Run ``watch``; SIGTERM ends it with 143, SIGINT with KeyboardInterrupt (130).
+
+    A signal cancels the watch and, should the cancellation be swallowed (Python 3.11's
+    ``asyncio.wait_for`` can lose one when the call it waits for completes at the same
+    moment), cancels it again every :data:`CANCEL_AGAIN_S` until it ends.
+    """
     task = asyncio.create_task(watch.run())
     loop = asyncio.get_running_loop()
-    terminated = False
+    code: int | None = None
 
-    def on_term() -> None:
-        nonlocal terminated
-        terminated = True
+    def on_signal(exit_code: int) -> None:
+        nonlocal code
+        code = exit_code
         task.cancel()
 
-    try:
-        loop.add_signal_handler(signal.SIGTERM, on_term)
-    except (NotImplementedError, RuntimeError, ValueError):
-        pass  # Windows, or not the main thread: SIGTERM keeps Python's default (an exit)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        if terminated:
-            return EXIT_TERMINATED
-        raise
+    for signum, exit_code in ((signal.SIGINT, EXIT_INTERRUPTED),
+                              (signal.SIGTERM, EXIT_TERMINATED)):
+        try:
+            loop.add_signal_handler(signum, on_signal, exit_code)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # Windows, or not the main thread: Python's default handling stays
+    while not task.done():
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN_S)
+        if code is not None and not task.done():
+            task.cancel()
+    if code == EXIT_INTERRUPTED:
+        raise KeyboardInterrupt
+    if code is not None:
+        return code
+    return task.result()

@@ -9,12 +9,29 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from textual_plot import NumericAxisFormatter
-
 from colabtui.formatting import fmt_duration
 
 MAX_Y_TICKS = 8
 """Most y ticks on a tall chart (a short one gets one every other row)."""
+
+
+class NumericAxisFormatter:
+    """Linear ticks at a 1, 2, 5 × 10^k spacing (:func:`nice_ticks`), labelled with as many
+    decimals as the spacing needs (``0.25``, ``2``, ``400``). The base of the chart's axes."""
+
+    def get_ticks(self, min_: float, max_: float, max_ticks: int = 8) -> list[float]:
+        """Ticks in ``[min_, max_]``, ``max_ticks`` or fewer."""
+        return nice_ticks(min_, max_, max_ticks)
+
+    def get_labels_for_ticks(self, ticks: Sequence[float]) -> list[str]:
+        """One label a tick, in the same order."""
+        if not ticks:
+            return []
+        spacing = abs(ticks[1] - ticks[0]) if len(ticks) >= 2 else 0.0
+        power = math.floor(math.log10(spacing)) if math.isfinite(spacing) and spacing > 0 else 0
+        decimals = -min(0, power)
+        return [f"{t:.{decimals}f}" for t in ticks]
+
 
 class LogAxisFormatter(NumericAxisFormatter):
     """Ticks on a log10 axis at 1, 2, 5 × 10^k (or whole decades over a wide range),
@@ -122,8 +139,6 @@ def short_number(value: float) -> str:
         if abs(value) >= div:
             return f"{value / div:.3g}{suffix}"
     return f"{value:.3g}"
-
-
 
 
 TIME_TICK_STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,

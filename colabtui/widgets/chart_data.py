@@ -11,6 +11,7 @@ chart's columns can show, with the points that cannot be drawn counted and marke
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,12 +63,15 @@ def minmax_per_column(steps: np.ndarray, values: np.ndarray, columns: int,
         return steps, values
     span = (x_max - x_min) or 1.0
     bucket = np.clip(((steps - x_min) / span * columns).astype(np.int64), 0, columns - 1)
-    # lexsort is stable: within a column, equal values keep their order, so [0] is the first
-    by_min = np.lexsort((values, bucket))
-    by_max = np.lexsort((-values, bucket))
-    sorted_bucket = bucket[by_min]
-    firsts = np.flatnonzero(np.r_[True, sorted_bucket[1:] != sorted_bucket[:-1]])
-    idx = np.unique(np.r_[by_min[firsts], by_max[firsts]])
+    # steps ascend, so each column's points are one run: reduce each run in C
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    run = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    chosen = []
+    for extreme in (np.minimum, np.maximum):
+        at = np.flatnonzero(values == extreme.reduceat(values, starts)[run])
+        _, first = np.unique(run[at], return_index=True)  # the first of equal extremes
+        chosen.append(at[first])
+    idx = np.unique(np.concatenate(chosen))
     return steps[idx], values[idx]
 
 
@@ -145,27 +149,67 @@ class PreparedSeries:
     style: str = SERIES_STYLES[0]
 
 
+def points_table(points: Sequence[MetricPoint]) -> np.ndarray:
+    """The points as a float64 table, shape (n, 4): seq, step, time (s), value."""
+    return np.fromiter(itertools.chain.from_iterable(points), dtype=np.float64,
+                       count=4 * len(points)).reshape(-1, 4)
+
+
+class PointTables:
+    """:func:`points_table` of the lists a chart draws, kept between draws and extended as a
+    list grows (a live series gains a few points a poll; converting all of them again was
+    most of a redraw). A list is known by identity, and its table is reused only while the
+    point last converted is still the same object at the same place (a list cut and refilled
+    after a resume is converted again)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[int, tuple[Sequence[MetricPoint], MetricPoint, np.ndarray]] = {}
+        self._used: dict[int, tuple[Sequence[MetricPoint], MetricPoint, np.ndarray]] = {}
+
+    def table(self, points: Sequence[MetricPoint]) -> np.ndarray:
+        """The table of ``points`` (see the class docstring)."""
+        key, n = id(points), len(points)
+        kept = self._kept.get(key)
+        table: np.ndarray | None = None
+        if kept is not None:
+            ref, last, old = kept
+            m = len(old)
+            if ref is points and 0 < m <= n and points[m - 1] is last:
+                table = old if m == n else np.concatenate([old, points_table(points[m:])])
+        if table is None:
+            table = points_table(points)
+        if n:
+            self._used[key] = (points, points[n - 1], table)
+        return table
+
+    def forget_unused(self) -> None:
+        """Keep only the tables asked for since the last call (one draw's lists)."""
+        self._kept, self._used = self._used, {}
+
+
 def prepare(name: str, points: Sequence[MetricPoint], log_scale: bool, *,
             x_axis: str = "step", origin: float = 0.0,
-            style: str = SERIES_STYLES[0]) -> PreparedSeries:
+            style: str = SERIES_STYLES[0], tables: PointTables | None = None) -> PreparedSeries:
     """Split a series into drawable points and marked ones (see :mod:`loss_chart`).
 
     Args:
         x_axis: ``"step"`` (x is the step) or ``"time"`` (x is ``point.time - origin``,
             seconds).
         origin: the time drawn as 0 on a time axis, seconds.
+        tables: where the points' table is kept between draws (``None``: converted anew).
     """
     if not points:
         empty = np.zeros(0)
         return PreparedSeries(name, empty, empty, empty, empty, 0, 0, 0, style)
-    n = len(points)
+    table = tables.table(points) if tables is not None else points_table(points)
+    # NumPy's stable sorts give the order sorted() gave
     if x_axis == "time":
-        pts = sorted(points, key=lambda p: (p.time, p.step))
-        steps = np.fromiter((p.time for p in pts), dtype=np.float64, count=n) - origin
+        order = np.lexsort((table[:, 1], table[:, 2]))  # by time, then step
+        steps = table[order, 2] - origin
     else:
-        pts = sorted(points, key=lambda p: p.step)
-        steps = np.fromiter((p.step for p in pts), dtype=np.float64, count=n)
-    values = np.fromiter((p.value for p in pts), dtype=np.float64, count=n)
+        order = np.argsort(table[:, 1], kind="stable")
+        steps = table[order, 1]
+    values = table[order, 3]
     nan = np.isnan(values)
     pinf = np.isposinf(values)
     ninf = np.isneginf(values)

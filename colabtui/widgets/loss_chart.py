@@ -1,5 +1,5 @@
 """The loss chart of one session (or of several runs, in the compare view): braille lines
-(2×4 dots a cell) drawn with textual-plot.
+(2×4 dots a cell) in an axis box, drawn by :class:`~colabtui.widgets.braille.BrailleCanvas`.
 
 What is drawn is worked out in :mod:`colabtui.widgets.chart_data` (non-finite points marked on
 the edges and counted, at most two points a dot column, log10 on request) and labelled with
@@ -9,32 +9,32 @@ the edges and counted, at most two points a dot column, log10 on request) and la
   since the chart's first point, or since each line's own first point in the compare view;
 * **resumes**: a grey vertical line where each later session of the run took over its curve,
   and the title counts the sessions.
+
+Drawing is one widget's strips, built once per change of data or size and kept: a repaint of
+the screen around the chart (an age ticking in the panel) copies them, it does not draw again.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 
 import numpy as np
 from colabtui_remote.schema import MetricPoint
+from colabtui_remote.wire import clean_text
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import Grid
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
-from textual.widgets import Static
-from textual_hires_canvas import Canvas
-from textual_plot import HiResMode, NumericAxisFormatter, PlotWidget
-from textual_plot.plot_widget import Legend
 
 from colabtui.curves import ResumeMark
+from colabtui.widgets.braille import BrailleCanvas
 from colabtui.widgets.chart_axes import (
     LogAxisFormatter,
+    NumericAxisFormatter,
     StepAxisFormatter,
     TimeAxisFormatter,
     ValueAxisFormatter,
@@ -45,12 +45,12 @@ from colabtui.widgets.chart_data import (
     RESUME_STYLE,
     SERIES_STYLES,
     ChartLine,
+    PointTables,
     PreparedSeries,
     chart_series,
     minmax_per_column,
     prepare,
 )
-from colabtui.widgets.text_block import text_key
 
 X_AXES = ("step", "time")
 """What x can be: the step, or wall time (seconds since the origin)."""
@@ -58,73 +58,11 @@ X_AXES = ("step", "time")
 MIN_MARGIN, MAX_MARGIN = 4, 12
 """Cells left of the axis box for y labels: the longest label plus two, within these."""
 
+MIN_PLOT_ROWS = 2
+"""Fewest rows inside the axis box worth drawing; a shorter chart shows its title alone."""
 
-class _Canvas(Canvas):
-    """A Canvas that works out its style once per paint, not once per line.
-
-    ``Canvas.render_line`` asks for ``self.rich_style`` on every line, and that walks every
-    ancestor's styles each time: about a third of the cost of painting a chart. Within one
-    :meth:`render_lines` call the style cannot change, so it is computed once there.
-    """
-
-    _frame_style: Style | None = None
-
-    @property
-    def rich_style(self) -> Style:
-        if self._frame_style is not None:
-            return self._frame_style
-        return super().rich_style
-
-    def render_lines(self, crop) -> list[Strip]:
-        self._frame_style = super().rich_style
-        try:
-            return super().render_lines(crop)
-        finally:
-            self._frame_style = None
-
-    def render_line(self, y: int) -> Strip:
-        strip = super().render_line(y)
-        # Canvas answers a line it has no buffer for (before its first resize) with
-        # Strip.blank(0), whose segment has no style; Textual's Monochrome filter (NO_COLOR)
-        # reads style.color of every segment and raises on None. Give such segments ours.
-        if any(segment.style is None for segment in strip):
-            style = self.rich_style
-            strip = Strip([Segment(text, style if seg_style is None else seg_style, control)
-                           for text, seg_style, control in strip], strip.cell_length)
-        return strip
-
-
-class _Plot(PlotWidget, can_focus=False):
-    """A PlotWidget that is only a display: the panel owns the keys (no pan, zoom, focus)."""
-
-    BINDINGS = []
-    margin_top = reactive(0)
-    margin_bottom = reactive(1)
-    margin_left = reactive(7)
-
-    def compose(self) -> ComposeResult:
-        # PlotWidget.compose, with the faster canvas
-        with Grid():
-            yield _Canvas(1, 1, id="margin-top")
-            yield _Canvas(1, 1, id="margin-left")
-            yield _Canvas(1, 1, id="plot")
-            yield _Canvas(1, 1, id="margin-bottom")
-        yield Legend(id="legend")
-
-    def _render_plot(self) -> None:
-        # every pixel set refreshes its canvas; one refresh per canvas at the end is enough
-        with ExitStack() as stack:
-            for canvas in self.query(_Canvas):
-                stack.enter_context(canvas.batch_refresh())
-            super()._render_plot()
-
-    def on_canvas_resize(self, event: Canvas.Resize) -> None:
-        # PlotWidget resizes its canvases' buffers only on its own layout refresh; a new
-        # margin (or a terminal resize the widget itself survives) resizes only the canvases,
-        # which left y labels cut to the old margin and empty columns on the right.
-        event.stop()
-        if event.size != event.canvas._canvas_size:
-            self.refresh(layout=True)
+X_LABEL_GAP = 2
+"""Cells kept free between two x labels (a label that would come closer is left out)."""
 
 
 class LossChart(Widget):
@@ -140,10 +78,12 @@ class LossChart(Widget):
         x_axis: ``"step"`` or ``"time"`` (:data:`X_AXES`).
     """
 
+    COMPONENT_CLASSES = {"loss-chart--axis"}
+    """``loss-chart--axis``: the axis box, its ticks and labels."""
+
     DEFAULT_CSS = """
     LossChart { height: 1fr; min-height: 3; }
-    LossChart > #chart-title { height: 1; }
-    LossChart > _Plot { height: 1fr; }
+    LossChart > .loss-chart--axis { color: $primary; }
     """
 
     log_scale: reactive[bool] = reactive(False)
@@ -155,13 +95,15 @@ class LossChart(Widget):
         self._series: dict[str, list[MetricPoint]] = {}
         self._lines: list[ChartLine] | None = None
         self._resumes: tuple[ResumeMark, ...] = ()
-        self._heading: tuple[object, ...] | None = None
         self._dirty = False
         self._empty_text = empty_text
-
-    def compose(self) -> ComposeResult:
-        yield Static(Text(self._empty_text, style="dim"), id="chart-title")
-        yield _Plot(allow_pan_and_zoom=False)
+        self._prepared_cache: tuple[list[PreparedSeries], float] | None = None
+        self._tables = PointTables()
+        self._strips: list[Strip] = []
+        self._drawn_for: tuple[Size, Style] | None = None
+        self._y_labels: list[str] = []
+        self._x_labels: list[str] = []
+        self._title_text = Text(empty_text)
 
     def set_series(self, series: Mapping[str, list[MetricPoint]],
                    resumes: Sequence[ResumeMark] | None = None) -> None:
@@ -208,11 +150,20 @@ class LossChart(Widget):
     def watch_x_axis(self) -> None:
         self._redraw()
 
-    def on_resize(self) -> None:
-        self._redraw()
+    @property
+    def title(self) -> Text:
+        """The title line as drawn last: the lines' names, counts of undrawable points."""
+        return self._title_text
 
-    def on_mount(self) -> None:
-        self._redraw()
+    @property
+    def y_labels(self) -> list[str]:
+        """The y tick labels drawn last, top to bottom (empty before the first draw)."""
+        return list(self._y_labels)
+
+    @property
+    def x_labels(self) -> list[str]:
+        """The x tick labels drawn last, left to right."""
+        return list(self._x_labels)
 
     def chart_lines(self) -> list[ChartLine]:
         """The lines drawn: those given to :meth:`set_lines`, or the series' losses."""
@@ -223,96 +174,163 @@ class LossChart(Widget):
                 for n, style in zip(names, SERIES_STYLES, strict=False)]
 
     def _prepared(self) -> tuple[list[PreparedSeries], float]:
-        """The lines prepared for the x axis shown, and the shared time origin (seconds)."""
+        """The lines prepared for the x axis shown, and the shared time origin (seconds);
+        kept until the data, the scale or the axis change (a resize only redraws)."""
+        if self._prepared_cache is not None:
+            return self._prepared_cache
         lines = self.chart_lines()
         time_axis = self.x_axis == "time"
         shared = min((min(p.time for p in line.points) for line in lines if line.points),
                      default=0.0) if time_axis else 0.0
-        return [prepare(line.name, line.points, self.log_scale, x_axis=self.x_axis,
-                        origin=(shared if line.origin is None else line.origin),
-                        style=line.style) for line in lines], shared
+        self._prepared_cache = [
+            prepare(line.name, line.points, self.log_scale, x_axis=self.x_axis,
+                    origin=(shared if line.origin is None else line.origin), style=line.style,
+                    tables=self._tables)
+            for line in lines], shared
+        self._tables.forget_unused()
+        return self._prepared_cache
 
     def _redraw(self) -> None:
+        """Forget the drawing: the next paint draws the data as it is now."""
         self._dirty = False
-        if not self.is_mounted:
-            return
-        try:
-            plot = self.query_one(_Plot)
-            title = self.query_one("#chart-title", Static)
-        except Exception:  # noqa: BLE001 - not composed yet; the mount redraw follows
-            return
+        self._prepared_cache = None
+        self._drawn_for = None
+        self.refresh()
+
+    # ----------------------------------------------------------------- painting
+
+    def render_lines(self, crop):
+        # the style is worked out once a paint (it walks every ancestor), not once a line
+        key = (self.size, self.rich_style)
+        if key != self._drawn_for:
+            self._drawn_for = key
+            self._strips = self._draw(self.size.width, self.size.height, key[1])
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        if 0 <= y < len(self._strips):
+            return self._strips[y]
+        style = self._drawn_for[1] if self._drawn_for is not None else Style()
+        return Strip.blank(self.size.width, style)
+
+    def _draw(self, width: int, height: int, base: Style) -> list[Strip]:
+        """The whole chart, ``height`` strips of ``width`` cells: the title, then the axis
+        box (with y labels left of it and x labels under it) when there is room."""
         prepared, origin = self._prepared()
-        heading = self._title(prepared)
-        key = text_key(heading)
-        if key != self._heading:
-            # one row high whatever it says: no layout pass (that cost more than the plot)
-            self._heading = key
-            title.update(heading, layout=False)
-        plot.clear()
-        formatter = LogAxisFormatter() if self.log_scale else ValueAxisFormatter()
-        plot.set_y_formatter(formatter)
+        self._title_text = self._title(prepared)
+        strips = [self._text_strip(self._title_text, width, base)]
+        self._y_labels, self._x_labels = [], []
+        rows = height - 1 - 3  # title; the box's top and bottom; the x labels
         all_x = [a for p in prepared for a in (p.steps, p.top, p.bottom) if len(a)]
-        # no points yet: the title says so; an empty 0..1 box would only look like data
-        plot.display = bool(all_x)
-        if not all_x:
-            plot.set_yticks(None)
-            plot.set_xlimits(0, 1)
-            plot.set_ylimits(0, 1)
-            return
+        if height > 1 and all_x and rows >= MIN_PLOT_ROWS:
+            strips += self._plot(prepared, origin, all_x, width, rows, base)
+        blank = Strip.blank(width, base)
+        return (strips + [blank] * height)[:height]
+
+    def _plot(self, prepared: list[PreparedSeries], origin: float, all_x: list[np.ndarray],
+              width: int, rows: int, base: Style) -> list[Strip]:
+        """The axis box and what is in it: ``rows`` + 3 strips."""
         x_min = float(min(a.min() for a in all_x))
         x_max = float(max(a.max() for a in all_x))
         if x_min == x_max:
             x_min, x_max = x_min - 1, x_max + 1
         finite = [p.values for p in prepared if len(p.values)]
-        if finite:
-            y_min = float(min(v.min() for v in finite))
-            y_max = float(max(v.max() for v in finite))
-        else:
-            y_min, y_max = 0.0, 1.0
+        y_min = float(min(v.min() for v in finite)) if finite else 0.0
+        y_max = float(max(v.max() for v in finite)) if finite else 1.0
         if y_min == y_max:
             pad = abs(y_min) * 0.05 or 0.5
             y_min, y_max = y_min - pad, y_max + pad
-        rows = max(2, self.size.height - 1 - plot.margin_bottom - 2)
-        # one row of headroom (and footroom) so edge markers sit inside the axis box
-        cell = (y_max - y_min) / rows
-        ticks = y_ticks(formatter, y_min - cell, y_max + cell, rows)
+        # a row of headroom and one of footroom for the edge markers, where the span allows
+        cell = (y_max - y_min) / max(1, rows - 2)
+        lo, hi = (y_min - cell, y_max + cell) if math.isfinite(cell) else (y_min, y_max)
+        formatter = LogAxisFormatter() if self.log_scale else ValueAxisFormatter()
+        ticks = y_ticks(formatter, lo, hi, rows)
         labels = formatter.get_labels_for_ticks(ticks)
-        # the margin fits the longest label (labels are never cut), within reason
         margin = min(MAX_MARGIN, max(MIN_MARGIN, max(map(len, labels), default=0) + 2))
-        if plot.margin_left != margin:
-            plot.margin_left = margin
-        plot.set_yticks(ticks)
-        columns = max(1, self.size.width - margin - 2)
-        plot.set_xlimits(x_min, x_max)
-        plot.set_ylimits(y_min - cell, y_max + cell)
-        x_format: NumericAxisFormatter = (TimeAxisFormatter() if self.x_axis == "time"
-                                          else StepAxisFormatter())
-        max_ticks = max(2, columns // 7)
-        ticks = x_format.get_ticks(x_min, x_max, max_ticks=max_ticks)
-        ticks = ticks[::math.ceil(len(ticks) / max_ticks)] if ticks else ticks
-        plot.set_xticks(ticks)
-        plot.set_x_formatter(x_format)
-        y_max, y_min = y_max + cell * 0.6, y_min - cell * 0.6
+        columns = width - margin - 1  # the box's left side is the margin's last cell
+        if columns < 2:
+            return []
+        dots_x, dots_y = 2 * columns - 1, 4 * rows - 1
+
+        def to_x(x: np.ndarray | float) -> np.ndarray:
+            return (np.asarray(x, dtype=np.float64) - x_min) / (x_max - x_min) * dots_x
+
+        def to_y(y: np.ndarray | float) -> np.ndarray:
+            # halves first: hi - lo overflows when the values span past ±1e308
+            with np.errstate(over="ignore", invalid="ignore"):
+                y = np.asarray(y, dtype=np.float64)
+                return (hi / 2 - y / 2) / (hi / 2 - lo / 2) * dots_y
+
+        canvas = BrailleCanvas(columns, rows)
         for mark in self._resumes:
             x = mark.step if self.x_axis == "step" else mark.time - origin
             if x_min <= x <= x_max:
-                plot.plot(np.array([x, x]), np.array([y_min, y_max]), line_style=RESUME_STYLE,
-                          hires_mode=HiResMode.BRAILLE)
+                canvas.line(to_x([x, x]), [0, dots_y], RESUME_STYLE)
         for p in prepared:
-            if len(p.steps):
-                # two dot columns a cell: each keeps its extremes
-                xs, ys = minmax_per_column(p.steps, p.values, 2 * columns, x_min, x_max)
-                if len(xs) == 1:
-                    plot.scatter(xs, ys, marker="•", marker_style=p.style)
-                else:
-                    plot.plot(xs, ys, line_style=p.style, hires_mode=HiResMode.BRAILLE)
+            if not len(p.steps):
+                continue
+            # two dot columns a cell: each keeps its extremes
+            xs, ys = minmax_per_column(p.steps, p.values, 2 * columns, x_min, x_max)
+            if len(xs) == 1:
+                col, row = int(to_x(xs[0]) // 2), int(np.nan_to_num(to_y(ys[0])) // 4)
+                canvas.text(min(max(row, 0), rows - 1), col, "•", p.style)
+            else:
+                canvas.line(to_x(xs), to_y(ys), p.style)
         for p in prepared:
-            if len(p.top):
-                plot.scatter(p.top, np.full(len(p.top), y_max), marker="▲",
-                             marker_style=MARKER_STYLE)
-            if len(p.bottom):
-                plot.scatter(p.bottom, np.full(len(p.bottom), y_min), marker="▼",
-                             marker_style=MARKER_STYLE)
+            for xs, row, mark in ((p.top, 0, "▲"), (p.bottom, rows - 1, "▼")):
+                for col in np.unique((to_x(xs) // 2).astype(np.int64)).tolist():
+                    canvas.text(row, col, mark, MARKER_STYLE)
+        tick_rows = {}
+        for tick, label in zip(ticks, labels, strict=True):
+            row = int(np.nan_to_num(to_y(tick)) // 4)
+            if 0 <= row < rows:
+                tick_rows.setdefault(row, label)
+        self._y_labels = [tick_rows[r] for r in sorted(tick_rows)]
+        x_format: NumericAxisFormatter = (TimeAxisFormatter() if self.x_axis == "time"
+                                          else StepAxisFormatter())
+        max_ticks = max(2, columns // 7)
+        x_ticks = x_format.get_ticks(x_min, x_max, max_ticks=max_ticks)
+        x_ticks = x_ticks[::math.ceil(len(x_ticks) / max_ticks)] if x_ticks else x_ticks
+        x_cols = [int(to_x(t) // 2) for t in x_ticks]
+        axis = base + self.get_component_rich_style("loss-chart--axis", partial=True)
+        return self._box(canvas.to_strips(base), tick_rows, margin, columns,
+                         list(zip(x_cols, x_format.get_labels_for_ticks(x_ticks), strict=True)),
+                         width, axis)
+
+    def _box(self, inside: list[Strip], tick_rows: dict[int, str], margin: int, columns: int,
+             x_ticks: list[tuple[int, str]], width: int, axis: Style) -> list[Strip]:
+        """The canvas framed: y labels and ``┫`` ticks left, ``┳`` ticks and x labels below."""
+        left = " " * (margin - 1)
+        right_pad = " " * (width - margin - columns - 1)
+        bottom = ["━"] * columns
+        label_row = [" "] * width
+        free_from = 0
+        for col, label in x_ticks:
+            if not 0 <= col < columns:
+                continue
+            bottom[col] = "┳"
+            at = margin + col
+            start = max(0, min(at - len(label) // 2, width - len(label)))
+            if start >= free_from:
+                label_row[start:start + len(label)] = label
+                free_from = start + len(label) + X_LABEL_GAP
+                self._x_labels.append(label)
+        strips = [Strip([Segment(left + "┏" + "━" * columns + "┓" + right_pad, axis)], width)]
+        for row, strip in enumerate(inside):
+            label = tick_rows.get(row)
+            head = (label.rjust(margin - 2) + " ┫") if label is not None else left + "┃"
+            strips.append(Strip([Segment(head[-margin:], axis), *strip,
+                                 Segment("┃" + right_pad, axis)], width))
+        strips.append(Strip([Segment(left + "┗" + "".join(bottom) + "┛" + right_pad, axis)],
+                            width))
+        strips.append(Strip([Segment("".join(label_row), axis)], width))
+        return strips
+
+    def _text_strip(self, text: Text, width: int, base: Style) -> Strip:
+        text = text.copy()
+        text.truncate(width, overflow="ellipsis")
+        segments = list(text.render(self.app.console, end=""))
+        return Strip(Segment.apply_style(segments, base)).extend_cell_length(width, base)
 
     def _title(self, prepared: list[PreparedSeries]) -> Text:
         if not prepared:
@@ -322,7 +340,7 @@ class LossChart(Widget):
             if text:
                 text.append("  ")
             text.append("━ ", style=p.style)
-            text.append(p.name)  # untrusted: appended as plain text, never markup
+            text.append(clean_text(p.name))  # untrusted: plain text, never markup
         counts = []
         nan = sum(p.nan for p in prepared)
         inf = sum(p.inf for p in prepared)

@@ -37,9 +37,15 @@ class TextBlock(Widget):
         self._build = build
         self._shown: tuple[object, ...] | None = None
         self._lines: int | None = None
+        self._synced: tuple[int, Text] | None = None  # (width, text) built by the last sync
 
     def render(self) -> Text:
-        text = self._build()
+        width = self.size.width
+        if self._synced is not None and self._synced[0] == width:
+            text = self._synced[1]  # built by the sync that asked for this paint
+        else:
+            text = self._build()
+        self._synced = None
         self._shown, self._lines = text_key(text), text.plain.count("\n") + 1
         return text
 
@@ -55,4 +61,5 @@ class TextBlock(Widget):
         lines = text.plain.count("\n") + 1
         self.refresh(layout=lines != self._lines)
         self._shown, self._lines = key, lines
+        self._synced = (self.size.width, text)
         return True

@@ -122,7 +122,7 @@ async def test_the_chart_draws_by_wall_time_and_marks_the_sessions(tmp_path):
         chart = app.query_one(LossChart)
         chart.set_series(series, resumes)
         await pilot.pause()
-        title = str(app.query_one("#chart-title").render())
+        title = chart.title.plain
         assert "2 sessions" in title
         steps_shown = app.export_screenshot()
         chart.x_axis = "time"

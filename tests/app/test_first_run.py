@@ -25,6 +25,7 @@ from colabtui.config import Config, SessionConfig, Settings, load_config, save_c
 from colabtui.ledger import Ledger
 from colabtui.screens.add_session import AddSessionScreen
 from colabtui.widgets.gpu_view import gpu_lines
+from colabtui.widgets.loss_chart import LossChart
 
 WAIT_S = 30.0
 """Bound on each wait for a condition (a bound, not an assertion about speed)."""
@@ -66,8 +67,9 @@ def write(path: Path, *sessions: SessionConfig) -> Path:
 
 
 def shown(panel) -> dict[str, str]:
-    return {part: panel.query_one(f"#{part}").render().plain
-            for part in ("header", "progress", "checkpoint", "chart-title")}
+    parts = {part: panel.query_one(f"#{part}").render().plain
+             for part in ("header", "progress", "checkpoint")}
+    return {**parts, "chart-title": panel.query_one(LossChart).title.plain}
 
 
 # --------------------------------------------------------------------------- ended runs

@@ -24,6 +24,7 @@ from textual.filter import Monochrome
 from ui_fixtures import feed, frozen_clock, three_sessions, write_config
 
 from colabtui.app import CRASH_ENV, ColabTuiApp, run_app
+from colabtui.widgets.loss_chart import LossChart
 
 WAIT_S = 60.0
 """Bound on each wait for a terminal to show something (a bound, not a speed assertion)."""
@@ -193,5 +194,5 @@ async def test_no_color_draws_the_charts(tmp_path, monkeypatch):
         await pilot.pause(0.3)
         shown = app.export_screenshot()
         for panel in app.panels:
-            assert panel.query_one("#chart-title").render().plain.startswith("━ loss")
+            assert panel.query_one(LossChart).title.plain.startswith("━ loss")
         assert re.search("[\u2801-\u28ff]", shown), "the loss lines are drawn (braille)"

@@ -31,7 +31,7 @@ from colabtui.screens.help import HelpScreen
 from colabtui.screens.welcome import NOTEBOOK_CELL
 from colabtui.widgets.app_footer import AppFooter
 from colabtui.widgets.chart_axes import distinct_labels, nice_ticks
-from colabtui.widgets.loss_chart import LossChart, _Plot
+from colabtui.widgets.loss_chart import LossChart
 
 
 def _app(tmp_path: Path, sessions) -> ColabTuiApp:
@@ -47,15 +47,20 @@ async def _fed(pilot, sessions) -> None:
 
 
 def _y_labels(chart: LossChart) -> list[str]:
-    """The y tick labels the chart drew, top to bottom."""
-    margin = chart.query_one(_Plot).query_one("#margin-left")
-    return [line for line in ("".join(row).strip() for row in margin._buffer) if line]
+    """The y tick labels the chart drew, top to bottom, read off its painted rows."""
+    rows = [strip.text for strip in (chart.render_line(y) for y in range(chart.size.height))]
+    return [row.split("┫")[0].strip() for row in rows if "┫" in row]
 
 
 def _canvases_fit(chart: LossChart) -> bool:
-    """Every canvas of the plot has a buffer the size of its widget (no stale columns)."""
-    return all(c._canvas_size == c.size for c in chart.query_one(_Plot).query("Canvas")
-               if c.size.area)
+    """Every row the chart painted is its width, and the axis box's right side is its last
+    column (no stale columns after a resize)."""
+    chart.render_lines(chart.region.reset_offset)  # what a paint does now
+    rows = [chart.render_line(y) for y in range(chart.size.height)]
+    framed = [strip.text for strip in rows if "┃" in strip.text]
+    return (all(strip.cell_length == chart.size.width for strip in rows) and bool(framed)
+            and all(text.endswith("┃") for text in framed) and chart.y_labels == [
+                label for label in _y_labels(chart)])
 
 
 # --------------------------------------------------------------------------- pure parts
