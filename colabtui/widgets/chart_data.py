@@ -169,7 +169,7 @@ class PointTables:
     def table(self, points: Sequence[MetricPoint]) -> np.ndarray:
         """The table of ``points`` (see the class docstring)."""
         key, n = id(points), len(points)
-        kept = self._kept.get(key)
+        kept = self._used.get(key) or self._kept.get(key)  # asked for twice in one draw
         table: np.ndarray | None = None
         if kept is not None:
             ref, last, old = kept

@@ -102,7 +102,6 @@ class LossChart(Widget):
         self._strips: list[Strip] = []
         self._drawn_for: tuple[Size, Style] | None = None
         self._y_labels: list[str] = []
-        self._x_labels: list[str] = []
         self._title_text = Text(empty_text)
 
     def set_series(self, series: Mapping[str, list[MetricPoint]],
@@ -160,11 +159,6 @@ class LossChart(Widget):
         """The y tick labels drawn last, top to bottom (empty before the first draw)."""
         return list(self._y_labels)
 
-    @property
-    def x_labels(self) -> list[str]:
-        """The x tick labels drawn last, left to right."""
-        return list(self._x_labels)
-
     def chart_lines(self) -> list[ChartLine]:
         """The lines drawn: those given to :meth:`set_lines`, or the series' losses."""
         if self._lines is not None:
@@ -180,8 +174,8 @@ class LossChart(Widget):
             return self._prepared_cache
         lines = self.chart_lines()
         time_axis = self.x_axis == "time"
-        shared = min((min(p.time for p in line.points) for line in lines if line.points),
-                     default=0.0) if time_axis else 0.0
+        shared = min((float(self._tables.table(line.points)[:, 2].min())
+                      for line in lines if line.points), default=0.0) if time_axis else 0.0
         self._prepared_cache = [
             prepare(line.name, line.points, self.log_scale, x_axis=self.x_axis,
                     origin=(shared if line.origin is None else line.origin), style=line.style,
@@ -219,7 +213,7 @@ class LossChart(Widget):
         prepared, origin = self._prepared()
         self._title_text = self._title(prepared)
         strips = [self._text_strip(self._title_text, width, base)]
-        self._y_labels, self._x_labels = [], []
+        self._y_labels = []
         rows = height - 1 - 3  # title; the box's top and bottom; the x labels
         all_x = [a for p in prepared for a in (p.steps, p.top, p.bottom) if len(a)]
         if height > 1 and all_x and rows >= MIN_PLOT_ROWS:
@@ -301,7 +295,6 @@ class LossChart(Widget):
              x_ticks: list[tuple[int, str]], width: int, axis: Style) -> list[Strip]:
         """The canvas framed: y labels and ``┫`` ticks left, ``┳`` ticks and x labels below."""
         left = " " * (margin - 1)
-        right_pad = " " * (width - margin - columns - 1)
         bottom = ["━"] * columns
         label_row = [" "] * width
         free_from = 0
@@ -314,14 +307,13 @@ class LossChart(Widget):
             if start >= free_from:
                 label_row[start:start + len(label)] = label
                 free_from = start + len(label) + X_LABEL_GAP
-                self._x_labels.append(label)
-        strips = [Strip([Segment(left + "┏" + "━" * columns + "┓" + right_pad, axis)], width)]
+        strips = [Strip([Segment(left + "┏" + "━" * columns + "┓", axis)], width)]
         for row, strip in enumerate(inside):
             label = tick_rows.get(row)
             head = (label.rjust(margin - 2) + " ┫") if label is not None else left + "┃"
             strips.append(Strip([Segment(head[-margin:], axis), *strip,
-                                 Segment("┃" + right_pad, axis)], width))
-        strips.append(Strip([Segment(left + "┗" + "".join(bottom) + "┛" + right_pad, axis)],
+                                 Segment("┃", axis)], width))
+        strips.append(Strip([Segment(left + "┗" + "".join(bottom) + "┛", axis)],
                             width))
         strips.append(Strip([Segment("".join(label_row), axis)], width))
         return strips
