@@ -21,7 +21,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml setup.py remote/pyproject.toml remote/colabtui_remote/VERSION constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e './remote[drive]' -e '.[demo,dev,drive]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e './remote[drive]' -e '.[demo,dev,drive,colab]'
+	# Google's Colab CLI asks for Python >= 3.12 but runs on 3.11 (constraints.txt says why).
+	$(BIN)/python -m pip install --quiet -c constraints.txt --ignore-requires-python google-colab-cli
 	touch $(STAMP)
 
 # Only what the demo needs, with the CPU build of torch on Linux.

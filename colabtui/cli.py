@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from colabtui_remote.wire import clean_text
 
-from colabtui import __version__, cli_drive, cli_history, cli_notebook, cli_watch
+from colabtui import __version__, cli_colab, cli_drive, cli_history, cli_notebook, cli_watch
 from colabtui.config import (
     Config,
     ConfigError,
     SessionConfig,
     default_config_path,
     default_ledger_path,
+    is_colab_url,
     is_gdrive_url,
     load_config,
     mask_token,
@@ -107,10 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui connect ~/GoogleDrive/MyDrive/colabtui/RUN     (a mailbox folder)\n"
                "  colabtui connect gdrive://1AbC.../RUN   (the same mailbox through the Drive API;\n"
                "                                          needs `colabtui drive login` once)\n"
+               "  colabtui connect colab://ENDPOINT       (a Colab runtime's mailbox, through\n"
+               "                                          Colab's proxy: `colabtui colab list`)\n"
                "The exact line to paste is printed by the notebook when it calls mon.serve();\n"
                "a folder is the run's mailbox (mon.serve_mailbox()) as synced to this machine.")
     p.add_argument("url", help="the session's URL (http:// or https://), a mailbox folder synced "
-                               "here, or a mailbox on Drive (gdrive://FOLDER_ID/path)")
+                               "here, a mailbox on Drive (gdrive://FOLDER_ID/path), or one on a "
+                               "Colab runtime (colab://ENDPOINT[/path])")
     p.add_argument("--token", default=None,
                    help="bearer token the session printed (an http(s) URL needs one)")
     p.add_argument("--label", default="", help="name shown in the app (default: the session's)")
@@ -149,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_history.add_parser(sub, fmt)
     cli_drive.add_parsers(sub, fmt)
     cli_notebook.add_parser(sub, fmt)
+    cli_colab.add_parser(sub, fmt)
     return parser
 
 
@@ -172,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli_drive.run(args)
         if args.command == "notebook":
             return cli_notebook.run(args)
+        if args.command == "colab":
+            return cli_colab.run(args)
         return _open_app(config_path)
     except ConfigError as exc:
         _err(str(exc))
@@ -223,6 +230,8 @@ async def _connect(config_path: Path, args: argparse.Namespace) -> int:
         return await _connect_mailbox(config_path, args)
     if is_gdrive_url(args.url.strip()):
         return await _connect_drive(config_path, args)
+    if is_colab_url(args.url):
+        return await _connect_colab(config_path, args)
     try:
         url = validate_url(args.url)
         if args.token is None:
@@ -290,6 +299,27 @@ async def _connect_drive(config_path: Path, args: argparse.Namespace) -> int:
         _err(f"{url}: {plain(exc)}")
         return EXIT_SESSION
     return await _save_mailbox(config_path, args, url, client, f"Drive mailbox {url}")
+
+
+async def _connect_colab(config_path: Path, args: argparse.Namespace) -> int:
+    """``colabtui connect colab://ENDPOINT[/path]``: a mailbox on a Colab runtime's disk,
+    through Colab's runtime proxy, with the Colab CLI's sign-in."""
+    from colabtui.colab.client import ColabMailboxClient
+
+    try:
+        url = validate_url(args.url)
+    except ConfigError as exc:
+        _err(exc.reason)
+        return EXIT_USAGE
+    client = ColabMailboxClient(url)
+    try:  # signed in, and the runtime is assigned to the account; a status may come later
+        await asyncio.to_thread(client.storage.proxy.current)
+    except OSError as exc:
+        await client.aclose()
+        _err(f"{url}: {plain(exc)}")
+        return EXIT_SESSION
+    return await _save_mailbox(config_path, args, url, client,
+                               f"Colab runtime {client.endpoint}")
 
 
 async def _save_mailbox(config_path: Path, args: argparse.Namespace, url: str, client: Any,

@@ -111,9 +111,17 @@ def is_gdrive_url(url: object) -> bool:
     return check(url)
 
 
+def is_colab_url(url: object) -> bool:
+    """True for a session on a Colab runtime reached through Colab's proxy (``colab://``)."""
+    from colabtui.colab.url import is_colab_url as check
+
+    return check(url)
+
+
 def needs_token(url: str) -> bool:
-    """Whether a session URL needs a bearer token: HTTP does, a mailbox (folder or Drive) not."""
-    return mailbox_path(url) is None and not is_gdrive_url(url)
+    """Whether a session URL needs a bearer token: HTTP does; a mailbox (folder, Drive, or a
+    Colab runtime's disk, reached with the Colab sign-in) does not."""
+    return mailbox_path(url) is None and not is_gdrive_url(url) and not is_colab_url(url)
 
 
 def validate_url(url: str) -> str:
@@ -127,6 +135,13 @@ def validate_url(url: str) -> str:
     text = url.strip() if isinstance(url, str) else ""
     if not text:
         raise ConfigError("the session URL is empty")
+    if is_colab_url(text):
+        from colabtui.colab.url import colab_url, parse_colab_url
+
+        try:
+            return colab_url(*parse_colab_url(text))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if is_gdrive_url(text):
         from colabtui_remote.drive.url import parse_gdrive_url
 
@@ -196,6 +211,8 @@ class SessionConfig:
         folder = mailbox_path(self.url)
         if folder is not None:
             return folder.name or str(folder)
+        if is_colab_url(self.url):  # the runtime's endpoint
+            return "colab " + self.url[len("colab://"):].split("/")[0]
         if is_gdrive_url(self.url):  # the run folder's title, not "mailbox" below it
             parts = self.url[len("gdrive://"):].rstrip("/").split("/")
             if len(parts) > 2 and parts[-1] == "mailbox":

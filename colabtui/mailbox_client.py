@@ -108,7 +108,7 @@ class MailboxClient:
             SessionError: ``unreachable`` (no folder, no status yet, unreadable),
                 ``bad_response`` (garbage), ``protocol`` (another protocol version).
         """
-        synced = "" if self.transport == "drive" else ", and has the folder synced"
+        synced = "" if self.transport in ("drive", "colab") else ", and has the folder synced"
         status = await asyncio.to_thread(self._read_parsed, STATUS, schema.parse_status,
                                          "no status.json yet: has the runtime called "
                                          f"mon.serve_mailbox(){synced}?")
@@ -184,6 +184,9 @@ class MailboxClient:
     def _unreachable(self, exc: OSError) -> SessionError:
         from colabtui_remote.drive.errors import DriveAuthError, DriveError
 
+        kind = getattr(exc, "session_error_kind", None)
+        if kind is not None:  # a storage error that knows what the panel should say
+            return SessionError(kind, str(exc))
         if isinstance(exc, DriveAuthError):  # credentials missing, expired or revoked
             return SessionError("token_refused", str(exc))
         if isinstance(exc, DriveError):  # the Drive API's errors say what and where
@@ -208,6 +211,8 @@ class MailboxClient:
                 raise SessionError("unreachable", missing) from None
             return None
         except OSError as exc:
+            if getattr(exc, "session_error_kind", None) is not None:
+                raise self._unreachable(exc) from None
             raise SessionError("bad_response" if "larger" in str(exc) else "unreachable",
                                f"{name}: {exc.strerror or exc}") from None
 

@@ -1,8 +1,9 @@
 """What the app and ``colabtui status`` ask of a session's client, whatever the transport.
 
-Three clients implement :class:`SessionClient`: :class:`~colabtui.client.RemoteClient` (HTTP),
-:class:`~colabtui.mailbox_client.MailboxClient` (a mailbox folder synced to this machine) and
-:class:`~colabtui.drive_mailbox.DriveMailboxClient` (a mailbox on Drive through its API). Each
+Four clients implement :class:`SessionClient`: :class:`~colabtui.client.RemoteClient` (HTTP),
+:class:`~colabtui.mailbox_client.MailboxClient` (a mailbox folder synced to this machine),
+:class:`~colabtui.drive_mailbox.DriveMailboxClient` (a mailbox on Drive through its API) and
+:class:`~colabtui.colab.client.ColabMailboxClient` (a mailbox on a Colab runtime's disk). Each
 sets every member itself, so the panel and the CLI read them directly, never with a fallback.
 """
 
@@ -12,7 +13,7 @@ from typing import Protocol, runtime_checkable
 
 from colabtui_remote import schema
 
-TRANSPORTS = ("http", "mailbox", "drive")
+TRANSPORTS = ("http", "mailbox", "drive", "colab")
 """The values of :attr:`SessionClient.transport`."""
 
 

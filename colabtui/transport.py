@@ -1,6 +1,7 @@
 """Which client reaches a saved session: HTTP for an ``http(s)://`` URL, a mailbox folder for
-a ``mailbox:/path`` URL, a mailbox on Drive through its API for a ``gdrive://ID`` URL. All
-three implement :class:`~colabtui.session_client.SessionClient` and raise the same
+a ``mailbox:/path`` URL, a mailbox on Drive through its API for a ``gdrive://ID`` URL, a
+mailbox on a Colab runtime's disk through Colab's proxy for ``colab://ENDPOINT``. All four
+implement :class:`~colabtui.session_client.SessionClient` and raise the same
 :class:`~colabtui.client.SessionError` kinds."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from rich.text import Text
 
 from colabtui.client import RemoteClient
-from colabtui.config import SessionConfig, is_gdrive_url, mailbox_path
+from colabtui.config import SessionConfig, is_colab_url, is_gdrive_url, mailbox_path
 from colabtui.formatting import fmt_duration
 from colabtui.mailbox_client import MailboxClient
 from colabtui.session_client import SessionClient
@@ -29,6 +30,10 @@ def make_client(session: SessionConfig, *, timeout_s: float = 5.0) -> SessionCli
         from colabtui.drive_mailbox import drive_mailbox_client
 
         return drive_mailbox_client(session.url)
+    if is_colab_url(session.url):
+        from colabtui.colab.client import ColabMailboxClient
+
+        return ColabMailboxClient(session.url)
     return RemoteClient(session.url, session.token, timeout_s=timeout_s)
 
 

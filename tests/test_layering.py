@@ -42,11 +42,14 @@ LAPTOP_LAYERS = [
     ["colabtui_remote"],
     ["colabtui"],  # the package's __init__: its version, nothing else
     ["colabtui.formatting", "colabtui.figures", "colabtui.alerts", "colabtui.notebook_cell",
-     "colabtui.notebook_wheel"],
+     "colabtui.notebook_wheel", "colabtui.colab", "colabtui.colab.url", "colabtui.colab.errors"],
     ["colabtui.config"],
-    ["colabtui.crash_log", "colabtui.alert_delivery"],
+    ["colabtui.crash_log", "colabtui.alert_delivery", "colabtui.colab.account"],
+    ["colabtui.colab.proxy"],
+    ["colabtui.colab.contents"],
     ["colabtui.session_client"],
     ["colabtui.client", "colabtui.mailbox_client", "colabtui.drive_mailbox"],
+    ["colabtui.colab.client"],
     ["colabtui.transport"],
     ["colabtui.ledger_rollup", "colabtui.ledger_history"],
     ["colabtui.ledger", "colabtui.ledger_writes", "colabtui.curves", "colabtui.poller"],
@@ -55,7 +58,7 @@ LAPTOP_LAYERS = [
     ["colabtui.screens"],
     ["colabtui.app", "colabtui.app_alerts", "colabtui.app_views"],
     ["colabtui.demo", "colabtui.cli", "colabtui.cli_drive", "colabtui.cli_watch",
-     "colabtui.cli_history", "colabtui.cli_notebook"],
+     "colabtui.cli_history", "colabtui.cli_notebook", "colabtui.cli_colab"],
     ["colabtui.__main__"],
 ]
 

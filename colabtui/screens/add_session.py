@@ -2,8 +2,9 @@
 answers ``/v1/status`` with this token; every problem is shown in the form, in words.
 
 The URL may also be a mailbox: a folder synced from Drive (``~/GoogleDrive/.../RUN``) or
-``gdrive://FOLDER_ID/...`` through the Drive API; those need no token, and are added once the
-folder is there, even before the runtime has written its first status.
+``gdrive://FOLDER_ID/...`` through the Drive API, or ``colab://ENDPOINT`` on a Colab runtime's
+disk (``colabtui colab list``); those need no token, and are added once the folder is there,
+even before the runtime has written its first status.
 
 A URL already saved updates that session: its token (a notebook that printed a new one), and
 its label when one is given."""
@@ -56,7 +57,8 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="add-box", classes="dialog"):
             yield Static("Add a session (or a new token for a saved one)", classes="dialog-title")
-            yield Label("URL (printed by mon.serve()), a mailbox folder, or gdrive://ID/…")
+            yield Label("URL (printed by mon.serve()), a mailbox folder, gdrive://ID/… or "
+                        "colab://ENDPOINT")
             yield Input(placeholder="http://127.0.0.1:8765", id="url")
             yield Label("Token (not for a mailbox)")
             yield Input(placeholder="the --token value", password=True, id="token")

@@ -1,0 +1,141 @@
+"""``colabtui colab login`` and ``colabtui colab list``: the Colab account through Google's own
+Colab CLI (``google-colab-cli``, used as a library; see :mod:`colabtui.colab`).
+
+Errors are one line on stderr; exit codes as in :mod:`colabtui.cli` (1: Colab or the sign-in
+failed, 2: usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
+    """Add ``colab`` to the ``colabtui`` sub-command parsers."""
+    p = sub.add_parser(
+        "colab", formatter_class=fmt,
+        help="your Colab runtimes, through Google's Colab CLI (login, list)",
+        description="Colab through Google's own Colab CLI (pip install 'colabtui[colab]'). "
+                    "`login` signs in with the CLI's own Google sign-in (a URL to open, a code "
+                    "to paste; stored in ~/.config/colab-cli/token.json, shared with the "
+                    "`colab` command). `list` shows the runtimes assigned to your account: "
+                    "accelerator, age, and whether a colabtui Monitor answers in each "
+                    "(its mailbox at /content/colabtui unless --path says otherwise).",
+        epilog="examples:\n"
+               "  colabtui colab login\n"
+               "  colabtui colab list\n"
+               "  colabtui connect colab://ENDPOINT          # a runtime from the list\n"
+               "\nin the notebook: mon.serve_mailbox('/content/colabtui', interval_s=1)")
+    p.add_argument("action", choices=("login", "list"), help="sign in, or list your runtimes")
+    p.add_argument("--json", action="store_true", help="list: one JSON document")
+    p.add_argument("--path", default=None, metavar="FOLDER",
+                   help="list: the mailbox folder on each runtime (default /content/colabtui)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``colab login`` or ``colab list``; returns the exit code."""
+    from colabtui.colab.errors import ColabError
+
+    try:
+        if args.action == "login":
+            return _login()
+        return _list(args)
+    except ColabError as exc:
+        print(f"colabtui: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _login() -> int:
+    from colabtui.colab import account
+
+    account.login()
+    acct = account.Account()
+    runtimes = acct.runtimes()
+    print(f"signed in to Colab (stored in {account.token_path()}); "
+          f"{len(runtimes)} runtime{'s' if len(runtimes) != 1 else ''} assigned")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from colabtui.colab.account import Account
+    from colabtui.colab.url import DEFAULT_MAILBOX, parse_colab_url
+
+    path = DEFAULT_MAILBOX
+    if args.path is not None:
+        try:
+            _, path = parse_colab_url(f"colab://x/{args.path.strip('/')}")
+        except ValueError as exc:
+            print(f"colabtui: --path: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    acct = Account()
+    runtimes = acct.runtimes()
+    units = acct.compute_units()
+    rows = [_probe(acct, rt, path) for rt in runtimes]
+    if args.json:
+        print(json.dumps({"runtimes": rows, "compute_units": None if units is None else
+                          {"balance": units[0], "per_hour": units[1]}}, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no runtimes assigned to your account (start one in the browser, or with "
+              "`colab new`)")
+    else:
+        _print_table(rows)
+    if units is not None:
+        print(f"compute units: {units[0]:.2f} left, using {units[1]:.2f} an hour")
+    return EXIT_OK
+
+
+def _probe(acct: Any, rt: Any, path: str) -> dict[str, Any]:
+    """One runtime's row: its age from its Jupyter server, and the Monitor in its mailbox."""
+    from colabtui_remote import schema, wire
+
+    from colabtui.colab.contents import ContentsMailbox
+    from colabtui.colab.proxy import RuntimeProxy
+    from colabtui.colab.url import colab_url
+
+    storage = ContentsMailbox(RuntimeProxy(rt.endpoint, lambda: acct, runtime=rt), path)
+    row: dict[str, Any] = {"endpoint": rt.endpoint, "accelerator": rt.accelerator,
+                           "variant": rt.variant, "shape": rt.shape,
+                           "url": colab_url(rt.endpoint, path), "started_at": None,
+                           "monitor": None, "error": None}
+    try:
+        row["started_at"] = storage.server_started_at()
+        status = schema.parse_status(wire.loads(storage.read("status.json")))
+        row["monitor"] = {"run": status.run, "label": status.label, "state": status.state,
+                          "step": status.step, "server_time": status.server_time}
+    except FileNotFoundError:
+        row["error"] = f"no Monitor at /{path}"
+    except (OSError, schema.SchemaError) as exc:
+        row["error"] = str(exc)[:200]
+    finally:
+        storage.close()
+    return row
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    from colabtui_remote.wire import clean_text
+
+    from colabtui.formatting import fmt_duration
+
+    now = time.time()
+    table = [["ENDPOINT", "GPU", "SHAPE", "UP", "MONITOR"]]
+    for r in rows:
+        up = "-" if r["started_at"] is None else fmt_duration(max(0.0, now - r["started_at"]))
+        m = r["monitor"]
+        if m is not None:
+            step = "-" if m["step"] is None else m["step"]
+            monitor = clean_text(f"{m['label'] or m['run']} · {m['state']} · step {step}", 80)
+        else:
+            monitor = clean_text(r["error"] or "-", 80)
+        gpu = "CPU" if r["accelerator"] == "NONE" else r["accelerator"]
+        table.append([r["endpoint"], gpu, r["shape"].replace("_", "-").lower(), up, monitor])
+    widths = [max(len(row[i]) for row in table) for i in range(4)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    print("\nwatch one: colabtui connect colab://ENDPOINT")

@@ -1,0 +1,280 @@
+"""A stand-in for Colab's tunnel endpoints, its runtime proxy and Google's OAuth token endpoint,
+on loopback, in front of real Jupyter servers.
+
+Google's servers cannot be reached from the test machine, so this server speaks the part of
+Colab's API that ``colab_cli.client.Client`` (google-colab-cli 0.7.5) sends, and the real client
+runs against it unchanged, pointed here by ``COLABTUI_COLAB_DOMAIN``:
+
+- ``GET /tun/m/assignments`` → ``)]}'`` + ``{"assignments": [...]}``, each with a fresh proxy
+  token (``runtimeProxyInfo``: ``token``, ``tokenExpiresInSeconds``, ``url``);
+- ``GET /tun/m/assign?nbh=...`` → the runtime already assigned to that notebook id (with a fresh
+  token), else ``{"acc", "nbh", "token": XSRF, "variant"}``; ``POST`` with ``X-Goog-Colab-Token``
+  assigns one (412 past :attr:`ColabStandin.max_assignments`);
+- ``GET /tun/m/unassign/ENDPOINT`` → ``{"token": XSRF}``; ``POST`` releases it;
+- ``GET /tun/m/ccu-info`` → ``currentBalance``, ``consumptionRateHourly``, ``assignmentsCount``,
+  ``eligibleGpus``;
+- ``POST /token`` (``grant_type=refresh_token``): a new access token, as Google's OAuth server;
+- ``/proxy/ENDPOINT/...``: the runtime proxy. It wants a token it issued for that runtime and
+  not expired, in ``X-Colab-Runtime-Proxy-Token`` or the ``colab-runtime-proxy-token`` query
+  field (401 otherwise), and forwards the request to the runtime's Jupyter server with that
+  server's own token. A released runtime's proxy answers 502.
+
+Every ``/tun/m`` route wants ``Authorization: Bearer <access token>`` issued here (401 else).
+Failure injection: :meth:`ColabStandin.expire_access_tokens`, :meth:`~ColabStandin.release`,
+:meth:`~ColabStandin.revoke_refresh_token`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+XSSI = ")]}'\n"
+
+
+@dataclass
+class StandinRuntime:
+    """A runtime the stand-in has assigned: its Jupyter server and proxy tokens."""
+
+    endpoint: str
+    jupyter_url: str
+    jupyter_token: str
+    accelerator: str = "T4"
+    variant: int = 1  # AssignmentVariant.GPU
+    shape: int = 0  # Shape.STANDARD
+    notebook_hash: str = ""
+    tokens: dict[str, float] = field(default_factory=dict)  # proxy token -> expiry (time.time)
+
+
+class ColabStandin:
+    """The stand-in server. ``start()`` it, then :meth:`add_runtime` the Jupyter servers.
+
+    Args:
+        token_lifetime_s: ``tokenExpiresInSeconds`` of each proxy token issued.
+        max_assignments: assignments past which ``POST /tun/m/assign`` answers 412.
+        on_assign: ``f(endpoint) -> (jupyter_url, jupyter_token)`` for a new assignment.
+    """
+
+    def __init__(self, *, token_lifetime_s: float = 3600.0, max_assignments: int = 3,
+                 on_assign=None) -> None:
+        self.token_lifetime_s = token_lifetime_s
+        self.max_assignments = max_assignments
+        self.on_assign = on_assign
+        self.runtimes: dict[str, StandinRuntime] = {}
+        self.access_tokens: dict[str, float] = {}
+        self.refresh_token = "refresh-" + secrets.token_urlsafe(8)
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request
+        self.proxy_tokens_used: set[str] = set()
+        self.xsrf: set[str] = set()
+        self.balance = 97.5
+        self.lock = threading.Lock()
+        self._http = httpx.Client(timeout=30, trust_env=False)
+        self._server: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> ColabStandin:
+        standin = self
+
+        class Handler(_Handler):
+            owner = standin
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True,
+                         name="colab-standin").start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        self._http.close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # ------------------------------------------------------------------ set-up and failures
+
+    def new_access_token(self, lifetime_s: float = 3600.0) -> str:
+        token = "access-" + secrets.token_urlsafe(12)
+        with self.lock:
+            self.access_tokens[token] = time.time() + lifetime_s
+        return token
+
+    def write_credentials(self, home: Path, lifetime_s: float = 3600.0) -> Path:
+        """The Colab CLI's token file under ``home`` (``~/.config/colab-cli/token.json``), as
+        ``google.oauth2.credentials.Credentials.to_json`` writes it, refreshed here."""
+        from datetime import datetime, timedelta, timezone
+
+        path = home / ".config" / "colab-cli" / "token.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        expiry = datetime.now(timezone.utc) + timedelta(seconds=lifetime_s)
+        path.write_text(json.dumps({
+            "token": self.new_access_token(lifetime_s), "refresh_token": self.refresh_token,
+            "token_uri": f"{self.url}/token", "client_id": "standin.apps.googleusercontent.com",
+            "client_secret": "standin-secret", "scopes": ["openid"],
+            "expiry": expiry.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}))
+        return path
+
+    def add_runtime(self, endpoint: str, jupyter_url: str, jupyter_token: str,
+                    accelerator: str = "T4") -> StandinRuntime:
+        rt = StandinRuntime(endpoint, jupyter_url.rstrip("/"), jupyter_token, accelerator)
+        with self.lock:
+            self.runtimes[endpoint] = rt
+        return rt
+
+    def release(self, endpoint: str) -> None:
+        """The runtime ends (timed out, or released elsewhere)."""
+        with self.lock:
+            self.runtimes.pop(endpoint, None)
+
+    def expire_access_tokens(self) -> None:
+        with self.lock:
+            self.access_tokens = {t: 0.0 for t in self.access_tokens}
+
+    def expire_proxy_tokens(self) -> None:
+        with self.lock:
+            for rt in self.runtimes.values():
+                rt.tokens = {t: 0.0 for t in rt.tokens}
+
+    def revoke_refresh_token(self) -> None:
+        self.refresh_token = "revoked-" + secrets.token_urlsafe(8)
+
+    # ------------------------------------------------------------------ the routes
+
+    def _proxy_info(self, rt: StandinRuntime) -> dict:
+        token = "proxy-" + secrets.token_urlsafe(12)
+        rt.tokens[token] = time.time() + self.token_lifetime_s
+        return {"token": token, "tokenExpiresInSeconds": int(self.token_lifetime_s),
+                "url": f"{self.url}/proxy/{rt.endpoint}"}
+
+    def _listed(self, rt: StandinRuntime) -> dict:
+        return {"accelerator": rt.accelerator, "endpoint": rt.endpoint, "variant": rt.variant,
+                "machineShape": rt.shape, "runtimeProxyInfo": self._proxy_info(rt)}
+
+    def handle_tun(self, method: str, path: str, query: dict, headers) -> tuple[int, object]:
+        auth = headers.get("Authorization", "")
+        with self.lock:
+            good = self.access_tokens.get(auth.removeprefix("Bearer "), 0.0) > time.time()
+        if not good:
+            return 401, {"error": {"code": 401, "message": "Request had invalid credentials."}}
+        rest = path[len("/tun/m/"):]
+        with self.lock:
+            if rest == "assignments" and method == "GET":
+                return 200, {"assignments": [self._listed(rt) for rt in self.runtimes.values()]}
+            if rest == "ccu-info" and method == "GET":
+                return 200, {"currentBalance": self.balance, "consumptionRateHourly": 1.96,
+                             "assignmentsCount": len(self.runtimes),
+                             "eligibleGpus": ["T4", "L4", "A100"], "eligibleTpus": []}
+            if rest == "assign":
+                nbh = query.get("nbh", [""])[0]
+                for rt in self.runtimes.values():
+                    if rt.notebook_hash == nbh:
+                        return 200, {"endpoint": rt.endpoint,
+                                     "runtimeProxyInfo": self._proxy_info(rt)}
+                if method == "GET":
+                    xsrf = secrets.token_urlsafe(8)
+                    self.xsrf.add(xsrf)
+                    return 200, {"acc": query.get("accelerator", ["NONE"])[0], "nbh": nbh,
+                                 "token": xsrf, "variant": query.get("variant", ["DEFAULT"])[0]}
+                if headers.get("X-Goog-Colab-Token") not in self.xsrf:
+                    return 403, {"error": "bad XSRF token"}
+                if len(self.runtimes) >= self.max_assignments or self.on_assign is None:
+                    return 412, {"error": "too many assignments"}
+                accelerator = query.get("accelerator", ["NONE"])[0]
+            elif rest.startswith("unassign/"):
+                endpoint = rest[len("unassign/"):]
+                if method == "GET":
+                    xsrf = secrets.token_urlsafe(8)
+                    self.xsrf.add(xsrf)
+                    return 200, {"token": xsrf}
+                if headers.get("X-Goog-Colab-Token") not in self.xsrf:
+                    return 403, {"error": "bad XSRF token"}
+                self.runtimes.pop(endpoint, None)
+                return 200, {}
+            else:
+                return 404, {"error": f"no route {method} {path}"}
+        endpoint = f"gpu-{accelerator.lower()}-s-{secrets.token_hex(6)}"
+        url, token = self.on_assign(endpoint)  # outside the lock: it starts a server
+        with self.lock:
+            rt = StandinRuntime(endpoint, url, token, accelerator, notebook_hash=nbh)
+            self.runtimes[endpoint] = rt
+            return 200, {"accelerator": accelerator, "endpoint": endpoint,
+                         "runtimeProxyInfo": self._proxy_info(rt), "variant": rt.variant}
+
+    def handle_token(self, body: bytes) -> tuple[int, object]:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if form.get("grant_type") != "refresh_token" or \
+                form.get("refresh_token") != self.refresh_token:
+            return 400, {"error": "invalid_grant", "error_description": "Token has been expired "
+                         "or revoked."}
+        return 200, {"access_token": self.new_access_token(), "expires_in": 3600,
+                     "token_type": "Bearer", "scope": "openid"}
+
+    def handle_proxy(self, method: str, path: str, query: dict, headers, body: bytes
+                     ) -> tuple[int, bytes, str]:
+        endpoint, _, rest = path[len("/proxy/"):].partition("/")
+        token = headers.get("X-Colab-Runtime-Proxy-Token") or \
+            query.get("colab-runtime-proxy-token", [""])[0]
+        with self.lock:
+            rt = self.runtimes.get(endpoint)
+            if rt is None:
+                return 502, b"<html>502. That's an error.</html>", "text/html"
+            if rt.tokens.get(token, 0.0) <= time.time():
+                return 401, b'{"message": "invalid runtime proxy token"}', "application/json"
+            self.proxy_tokens_used.add(token)
+        params = [(k, v) for k, vs in query.items() for v in vs
+                  if k not in ("colab-runtime-proxy-token", "authuser")]
+        r = self._http.request(method, f"{rt.jupyter_url}/{rest}", params=params,
+                               content=body or None,
+                               headers={"Authorization": f"token {rt.jupyter_token}",
+                                        "Content-Type": headers.get("Content-Type", "")})
+        return r.status_code, r.content, r.headers.get("Content-Type", "application/json")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: ColabStandin
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+    def _route(self) -> None:
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        owner = self.owner
+        owner.requests.append((self.command, parts.path))
+        if parts.path.startswith("/proxy/"):
+            status, data, ctype = owner.handle_proxy(self.command, parts.path, query,
+                                                     self.headers, body)
+        else:
+            if parts.path.startswith("/tun/m/"):
+                status, obj = owner.handle_tun(self.command, parts.path, query, self.headers)
+                data = (XSSI + json.dumps(obj)).encode() if status == 200 else \
+                    json.dumps(obj).encode()
+            elif parts.path == "/token" and self.command == "POST":
+                status, obj = owner.handle_token(body)
+                data = json.dumps(obj).encode()
+            else:
+                status, data = 404, b'{"error": "not found"}'
+            ctype = "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _route
