@@ -21,56 +21,18 @@ import argparse
 import asyncio
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "app"), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT / "tests" / "app"), str(ROOT / "tests"), str(ROOT / "bench")]
 
-from colab_standin import ColabStandin  # noqa: E402
-from test_colab import start_jupyter  # noqa: E402
-
-from colabtui.widgets.panel_commands import COMMAND_POLL_S  # noqa: E402
+from bench_mailbox import report, round_trip, wait_for  # noqa: E402
+from colab_standin import standin_with_runtime  # noqa: E402
 
 ENDPOINT = "gpu-t4-s-bench"
-
-
-async def wait_for(probe, limit_s: float = 60.0):
-    deadline = time.monotonic() + limit_s
-    while True:
-        try:
-            value = await probe()
-        except Exception:  # noqa: BLE001 — not there yet (no status.json)
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit("bench_colab_transport: gave up waiting")
-        await asyncio.sleep(COMMAND_POLL_S)
-
-
-async def round_trip(client) -> float:
-    t0 = time.perf_counter()
-    sent = await client.send_command("save")
-
-    async def done():
-        record = await client.get_command(sent.id)
-        return record if record.state in ("done", "failed") else None
-
-    record = await wait_for(done)
-    if record.state != "done":
-        raise SystemExit(f"bench_colab_transport: the save failed: {record.error}")
-
-    async def shown():
-        st = await client.status()
-        return st.checkpoint.last is not None and st.checkpoint.last.step == record.checkpoint.step
-
-    await wait_for(shown)
-    return time.perf_counter() - t0
 
 
 async def run(interval: float, trials: int) -> tuple[list[float], int]:
@@ -92,14 +54,9 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=1.0, help="runtime's mailbox interval, s")
     ap.add_argument("--trials", type=int, default=8)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, \
+            standin_with_runtime(Path(tmp), ENDPOINT) as (standin, disk):
         tmp = Path(tmp)
-        disk, rtdir = tmp / "runtime-disk", tmp / "jupyter"
-        (disk / "content").mkdir(parents=True)
-        rtdir.mkdir()
-        jupyter, url, token = start_jupyter(disk, rtdir)
-        standin = ColabStandin().start()
-        standin.add_runtime(ENDPOINT, url, token)
         import colab_cli.auth
 
         colab_cli.auth.TOKEN_CONFIG_PATH = str(standin.write_credentials(tmp / "home"))
@@ -118,20 +75,9 @@ def main() -> None:
         finally:
             proc.kill()
             proc.wait(30)
-            standin.stop()
-            jupyter.kill()
-            jupyter.wait(30)
-    worst, p50 = max(samples), statistics.median(samples)
-    reference = args.interval + 1.0
-    ratio = worst / reference
-    print(f"colab transport round trip (save written → done → status seen, through the runtime "
-          f"proxy and the Jupyter contents API), {len(samples)} trials, runtime interval "
-          f"{args.interval:g} s, laptop follows every {COMMAND_POLL_S:g} s")
-    print(f"  median {p50:.2f} s, worst {worst:.2f} s; all: {' '.join(f'{s:.2f}' for s in samples)}")
-    print(f"  requests through the stand-in: {requests}; assignment listings: {refreshes}")
-    print(f"  reference (interval + 1 s): {reference:.2f} s")
-    print(f"  ratio worst/reference: {ratio:.2f}  {'PASS' if ratio <= 1.0 else 'FAIL'} (target ≤ 1.00)")
-
+    report("colab transport round trip (save written → done → status seen, through the "
+           "runtime proxy and the Jupyter contents API)", samples, args.interval,
+           f"requests through the stand-in: {requests}; assignment listings: {refreshes}")
 
 if __name__ == "__main__":
     main()

@@ -21,23 +21,31 @@ runs against it unchanged, pointed here by ``COLABTUI_COLAB_DOMAIN``:
 
 Every ``/tun/m`` route wants ``Authorization: Bearer <access token>`` issued here (401 else).
 Failure injection: :meth:`ColabStandin.expire_access_tokens`, :meth:`~ColabStandin.release`,
-:meth:`~ColabStandin.revoke_refresh_token`.
+:meth:`~ColabStandin.revoke_refresh_token`, :meth:`~ColabStandin.expire_proxy_tokens`.
+:func:`standin_with_runtime` starts it with one runtime: a real ``jupyter_server``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from ports import free_port
 
 XSSI = ")]}'\n"
+JUPYTER_START_S = 60.0
 
 
 @dataclass
@@ -278,3 +286,51 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _route
+
+
+def start_jupyter(root: Path, runtime_dir: Path) -> tuple[subprocess.Popen, str, str]:
+    """A real Jupyter server (jupyter_server) on loopback serving ``root``, as Colab's runtime
+    serves ``/``. Returns (process, URL, token)."""
+    port, token = free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime_dir),
+           "JUPYTER_CONFIG_DIR": str(runtime_dir / "config"),
+           "JUPYTER_DATA_DIR": str(runtime_dir / "data")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--ServerApp.open_browser=False", "--allow-root"],
+        stdout=subprocess.DEVNULL, stderr=open(runtime_dir / "jupyter.log", "wb"), env=env)  # noqa: SIM115 — the server owns it
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + JUPYTER_START_S
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"},
+                         timeout=2).status_code == 200:
+                return proc, url, token
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"jupyter_server did not start: {(runtime_dir / 'jupyter.log').read_text()}")
+
+
+@contextlib.contextmanager
+def standin_with_runtime(base: Path, endpoint: str) -> Iterator[tuple[ColabStandin, Path]]:
+    """The stand-in with one runtime assigned: a real Jupyter server whose disk is
+    ``base/runtime-disk`` (with its ``content`` folder, as Colab's ``/content``). Yields
+    (stand-in, disk); stops both after."""
+    disk, rtdir = base / "runtime-disk", base / "jupyter-runtime"
+    (disk / "content").mkdir(parents=True)
+    rtdir.mkdir()
+    proc, url, token = start_jupyter(disk, rtdir)
+    standin = ColabStandin().start()
+    try:
+        standin.add_runtime(endpoint, url, token)
+        yield standin, disk
+    finally:
+        standin.stop()
+        proc.kill()
+        proc.wait(timeout=30)

@@ -10,16 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from colab_standin import ColabStandin
-from ports import free_port
+from colab_standin import standin_with_runtime
 
 from colabtui.client import SessionError
 from colabtui.colab import account as colab_account
@@ -32,49 +29,11 @@ ENDPOINT = "gpu-t4-s-standin1"
 START_TIMEOUT_S = 60.0
 
 
-def start_jupyter(root: Path, runtime_dir: Path) -> tuple[subprocess.Popen, str, str]:
-    """A real Jupyter server (jupyter_server) on loopback serving ``root``, as Colab's runtime
-    serves ``/``. Returns (process, URL, token)."""
-    port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime_dir),
-           "JUPYTER_CONFIG_DIR": str(runtime_dir / "config"),
-           "JUPYTER_DATA_DIR": str(runtime_dir / "data")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.open_browser=False", "--allow-root"],
-        stdout=subprocess.DEVNULL, stderr=open(runtime_dir / "jupyter.log", "wb"), env=env)  # noqa: SIM115 — the server owns it
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/status", headers={"Authorization": f"token {token}"},
-                         timeout=2).status_code == 200:
-                return proc, url, token
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"jupyter_server did not start: {(runtime_dir / 'jupyter.log').read_text()}")
-
-
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory):
     """One Colab runtime: a Jupyter server on a disk of its own (``root``), behind the stand-in."""
-    base = tmp_path_factory.mktemp("colab")
-    root, rtdir = base / "runtime-disk", base / "jupyter-runtime"
-    (root / "content").mkdir(parents=True)
-    rtdir.mkdir()
-    proc, url, token = start_jupyter(root, rtdir)
-    standin = ColabStandin().start()
-    standin.add_runtime(ENDPOINT, url, token)
-    yield {"root": root, "standin": standin, "jupyter": url}
-    standin.stop()
-    proc.kill()
-    proc.wait(timeout=30)
+    with standin_with_runtime(tmp_path_factory.mktemp("colab"), ENDPOINT) as (standin, root):
+        yield {"root": root, "standin": standin}
 
 
 @pytest.fixture
