@@ -3,8 +3,9 @@ answers ``/v1/status`` with this token; every problem is shown in the form, in w
 
 The URL may also be a mailbox: a folder synced from Drive (``~/GoogleDrive/.../RUN``) or
 ``gdrive://FOLDER_ID/...`` through the Drive API, or ``colab://ENDPOINT`` on a Colab runtime's
-disk (``colabtui colab list``); those need no token, and are added once the folder is there,
-even before the runtime has written its first status.
+disk; those need no token, and are added once the folder is there, even before the runtime has
+written its first status. Signed in to Colab (``colabtui colab login``), the form lists the
+account's runtimes to pick from.
 
 A URL already saved updates that session: its token (a notebook that printed a new one), and
 its label when one is given."""
@@ -20,7 +21,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 from colabtui.client import SessionError
 from colabtui.config import (
@@ -57,9 +59,10 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="add-box", classes="dialog"):
             yield Static("Add a session (or a new token for a saved one)", classes="dialog-title")
-            yield Label("URL (printed by mon.serve()), a mailbox folder, gdrive://ID/… or "
-                        "colab://ENDPOINT")
+            yield Label("URL (mon.serve()), mailbox folder, gdrive:// or colab://")
             yield Input(placeholder="http://127.0.0.1:8765", id="url")
+            yield Label("Your Colab runtimes (enter picks one):", id="colab-title")
+            yield OptionList(id="colab-runtimes")
             yield Label("Token (not for a mailbox)")
             yield Input(placeholder="the --token value", password=True, id="token")
             yield Label("Label (optional)")
@@ -70,7 +73,41 @@ class AddSessionScreen(DialogScreen[SessionConfig | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
+        self.query_one("#colab-title").display = False
+        self.query_one("#colab-runtimes").display = False
         self.query_one("#url", Input).focus()
+        self._list_colab_runtimes()
+
+    @work(thread=True, exclusive=True, group="colab-runtimes", exit_on_error=False)
+    def _list_colab_runtimes(self) -> None:
+        """With the Colab CLI installed and signed in: the account's runtimes to pick from
+        (a worker thread; nothing is shown, and nothing asked, otherwise)."""
+        try:
+            from colabtui.colab.account import Account, token_path
+
+            if not Path(token_path()).exists():
+                return
+            runtimes = Account().runtimes()
+        except (OSError, ImportError):
+            return
+        if runtimes:
+            self.app.call_from_thread(self._show_colab_runtimes, runtimes)
+
+    def _show_colab_runtimes(self, runtimes: list) -> None:
+        from colabtui.colab.url import colab_url
+
+        options = self.query_one("#colab-runtimes", OptionList)
+        options.clear_options()
+        for rt in runtimes:
+            gpu = "CPU" if rt.accelerator == "NONE" else rt.accelerator
+            options.add_option(Option(Text(f"{rt.endpoint} · {gpu}"), id=colab_url(rt.endpoint)))
+        self.query_one("#colab-title").display = True
+        options.display = True
+
+    @on(OptionList.OptionSelected, "#colab-runtimes")
+    def _colab_picked(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#url", Input).value = event.option.id or ""
+        self.query_one("#label", Input).focus()
 
     def show_error(self, message: str) -> None:
         """Show ``message`` literally (it may hold text from the session)."""

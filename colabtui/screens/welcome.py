@@ -11,9 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 NOTEBOOK_CELL = '''\
-# colabtui-remote is not on PyPI: install it from a clone of this repository
-!git clone <your copy of this repository> colabtui
-!pip install -q "./colabtui/remote[gpu]"     # [gpu]: nvidia-ml-py for GPU stats
+# first the cell `colabtui notebook` prints (it installs this version), then:
 from colabtui_remote import Monitor
 
 mon = Monitor(run="my-run",
@@ -32,7 +30,10 @@ def welcome_text() -> Group:
     """The welcome message as a renderable (title, the cell, the ways to add a session)."""
     intro = Text()
     intro.append("No sessions yet.\n\n", style="bold")
-    intro.append("1. In your notebook (Colab, Kaggle, a VM), run this cell:\n")
+    intro.append("1. Here, run ")
+    intro.append("colabtui notebook --drive gdrive://root/colabtui", style="bold")
+    intro.append(" and paste the cell it\n   prints into your notebook (Colab, Kaggle, a VM); "
+                 "then start the Monitor:\n")
     cell = Syntax(NOTEBOOK_CELL, "python", theme="ansi_dark", background_color="default",
                   padding=(1, 2))
     add = Text()
@@ -40,7 +41,11 @@ def welcome_text() -> Group:
     add.append(" a ", style="bold reverse")
     add.append(" here, or run\n\n   ")
     add.append("colabtui connect URL --token T --label NAME", style="bold")
-    add.append("\n\n   in another terminal: the session shows up here. ")
+    add.append("\n   (on Colab: ")
+    add.append("colabtui colab list", style="bold")
+    add.append(", then ")
+    add.append("colabtui connect colab://ENDPOINT", style="bold")
+    add.append(")\n\n   in another terminal: the session shows up here. ")
     add.append("?", style="bold")
     add.append(" shows every key; ")
     add.append("q", style="bold")

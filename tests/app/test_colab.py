@@ -301,3 +301,41 @@ async def test_a_huge_or_garbled_file_on_the_runtime_is_a_bad_response(runtime, 
         with pytest.raises(SessionError) as err:
             await client.status()
         assert err.value.kind == "bad_response" and "\x1b" not in err.value.message
+
+
+# --------------------------------------------------------------------------- the app
+
+
+async def test_the_add_form_lists_the_colab_runtimes_and_adds_the_one_picked(
+        runtime, signed_in, training, tmp_path):
+    from textual.widgets import OptionList
+
+    from colabtui.app import ColabTuiApp
+    from colabtui.config import load_config
+    from colabtui.screens.add_session import AddSessionScreen
+
+    training()
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    app = ColabTuiApp(config, tmp_path / "ledger.sqlite3")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("a")
+        form = app.screen
+        assert isinstance(form, AddSessionScreen)
+        options = form.query_one("#colab-runtimes", OptionList)
+        deadline = time.monotonic() + 30
+        while options.option_count == 0:
+            assert time.monotonic() < deadline, "the runtimes were never listed"
+            await pilot.pause(0.1)
+        assert options.display and str(options.get_option_at_index(0).prompt) == \
+            f"{ENDPOINT} · T4"
+        options.focus()
+        await pilot.press("down", "enter")  # highlight the first, pick it
+        assert form.query_one("#url").value == f"colab://{ENDPOINT}/{DEFAULT_MAILBOX}"
+        await pilot.click("#add")
+        deadline = time.monotonic() + 30
+        while not app.panels or app.panels[0].conn_kind != "connected":
+            assert time.monotonic() < deadline, "the picked runtime was never watched"
+            await pilot.pause(0.2)
+    (saved,) = load_config(config).sessions
+    assert saved.url == f"colab://{ENDPOINT}/{DEFAULT_MAILBOX}" and saved.label == "colab digits"

@@ -253,10 +253,14 @@ async def test_a_finished_or_failed_session_shows_no_live_risk(tmp_path, state, 
 # --------------------------------------------------------------------------- text
 
 
-def test_the_welcome_cell_installs_from_a_clone():
-    assert "!git clone" in NOTEBOOK_CELL
-    assert '!pip install -q "./colabtui/remote[gpu]"' in NOTEBOOK_CELL
+def test_the_welcome_screen_sends_to_colabtui_notebook_and_has_no_placeholder_to_paste():
+    from colabtui.screens.welcome import welcome_text
+
+    assert "<" not in NOTEBOOK_CELL and "!git clone" not in NOTEBOOK_CELL  # pasted, it would fail
     assert "pip install colabtui-remote" not in NOTEBOOK_CELL  # not on PyPI
+    text = "".join(r.plain for r in welcome_text().renderables if hasattr(r, "plain"))
+    assert "colabtui notebook --drive gdrive://root/colabtui" in text
+    assert "colabtui connect colab://ENDPOINT" in text
 
 
 def test_every_notification_is_plain_text():
