@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  colabtui checkpoints gdrive://FOLDER_ID/run  its checkpoints, verified or not\n"
                "  colabtui watch --exit-on-lost              alerts as lines, no UI\n"
                "  colabtui notebook --drive gdrive://root/colabtui   the notebook's install cell\n"
+               "  colabtui colab list                        your Colab runtimes (Google's Colab CLI)\n"
                "\nexit codes: 0 ok, 1 a session did not answer usably (or the app crashed: the "
                "traceback's file is named), 2 bad input or config, 3 a session was lost (watch "
                "--exit-on-lost), 130 interrupted (SIGINT), 143 SIGTERM, 129 SIGHUP",
