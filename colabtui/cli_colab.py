@@ -1,4 +1,4 @@
-"""``colabtui colab login`` and ``colabtui colab list``: the Colab account through Google's own
+"""``colabtui colab login``, ``list`` and ``release``: the Colab account through Google's own
 Colab CLI (``google-colab-cli``, used as a library; see :mod:`colabtui.colab`).
 
 Errors are one line on stderr; exit codes as in :mod:`colabtui.cli` (1: Colab or the sign-in
@@ -20,31 +20,40 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
     """Add ``colab`` to the ``colabtui`` sub-command parsers."""
     p = sub.add_parser(
         "colab", formatter_class=fmt,
-        help="your Colab runtimes, through Google's Colab CLI (login, list)",
+        help="your Colab runtimes, through Google's Colab CLI (login, list, release)",
         description="Colab through Google's own Colab CLI (pip install 'colabtui[colab]'). "
                     "`login` signs in with the CLI's own Google sign-in (a URL to open, a code "
                     "to paste; stored in ~/.config/colab-cli/token.json, shared with the "
                     "`colab` command). `list` shows the runtimes assigned to your account: "
                     "accelerator, age, and whether a colabtui Monitor answers in each "
-                    "(its mailbox at /content/colabtui unless --path says otherwise).",
+                    "(its mailbox at /content/colabtui unless --path says otherwise). "
+                    "`release ENDPOINT` gives a runtime back to Colab (it stops, its disk is "
+                    "lost; it asks first unless --yes).",
         epilog="examples:\n"
                "  colabtui colab login\n"
                "  colabtui colab list\n"
                "  colabtui connect colab://ENDPOINT          # a runtime from the list\n"
+               "  colabtui colab release ENDPOINT            # stop paying for an idle one\n"
                "\nin the notebook: mon.serve_mailbox('/content/colabtui', interval_s=1)")
-    p.add_argument("action", choices=("login", "list"), help="sign in, or list your runtimes")
+    p.add_argument("action", choices=("login", "list", "release"),
+                   help="sign in, list your runtimes, or release one")
+    p.add_argument("endpoint", nargs="?", default=None,
+                   help="release: the runtime's endpoint (from `colabtui colab list`)")
+    p.add_argument("--yes", action="store_true", help="release: do not ask first")
     p.add_argument("--json", action="store_true", help="list: one JSON document")
     p.add_argument("--path", default=None, metavar="FOLDER",
                    help="list: the mailbox folder on each runtime (default /content/colabtui)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``colab login`` or ``colab list``; returns the exit code."""
+    """Run ``colab login``, ``list`` or ``release``; returns the exit code."""
     from colabtui.colab.errors import ColabError
 
     try:
         if args.action == "login":
             return _login()
+        if args.action == "release":
+            return _release(args)
         return _list(args)
     except ColabError as exc:
         print(f"colabtui: {exc}", file=sys.stderr)
@@ -59,6 +68,44 @@ def _login() -> int:
     runtimes = acct.runtimes()
     print(f"signed in to Colab (stored in {account.token_path()}); "
           f"{len(runtimes)} runtime{'s' if len(runtimes) != 1 else ''} assigned")
+    return EXIT_OK
+
+
+def _release(args: argparse.Namespace) -> int:
+    """Unassign one runtime, after a yes on the terminal (or ``--yes``)."""
+    from colabtui_remote.wire import clean_text
+
+    from colabtui.colab.account import Account
+    from colabtui.colab.url import parse_colab_url
+
+    if args.endpoint is None:
+        print("colabtui: release needs the runtime's endpoint (see `colabtui colab list`)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        endpoint, _ = parse_colab_url(f"colab://{args.endpoint}")
+    except ValueError as exc:
+        print(f"colabtui: {clean_text(str(exc), 300)}", file=sys.stderr)
+        return EXIT_USAGE
+    acct = Account()
+    runtime = next((r for r in acct.runtimes() if r.endpoint == endpoint), None)
+    if runtime is None:
+        print(f"colabtui: no runtime {endpoint} is assigned to your account (see `colabtui "
+              "colab list`)", file=sys.stderr)
+        return EXIT_FAILED
+    gpu = "CPU" if runtime.accelerator == "NONE" else runtime.accelerator
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(f"colabtui: releasing {endpoint} stops it and loses its disk: say --yes to "
+                  "do it without a terminal to ask on", file=sys.stderr)
+            return EXIT_USAGE
+        answer = input(f"release runtime {endpoint} ({gpu})? It stops, and everything on its "
+                       "disk is lost (a run's Drive checkpoints stay). [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not released")
+            return EXIT_OK
+    acct.release(endpoint)
+    print(f"released {endpoint} ({gpu})")
     return EXIT_OK
 
 

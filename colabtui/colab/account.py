@@ -156,6 +156,15 @@ class Account:
                         expires_at=now + a.runtime_proxy_info.token_expires_in_seconds)
                 for a in listed]
 
+    def release(self, endpoint: str) -> None:
+        """Unassign the runtime ``endpoint`` (``/tun/m/unassign/ENDPOINT``): Colab stops it and
+        its disk is gone. Only ever called on the user's explicit, confirmed request.
+
+        Raises:
+            NotSignedIn, ColabError: as :meth:`runtimes`.
+        """
+        self._call(self.client.unassign, endpoint)
+
     def compute_units(self) -> tuple[float, float] | None:
         """``(balance, consumption per hour)`` in compute units (``GET /tun/m/ccu-info``), or
         ``None`` when the account has no such figures (Colab answers 4xx for them).

@@ -339,3 +339,23 @@ async def test_the_add_form_lists_the_colab_runtimes_and_adds_the_one_picked(
             await pilot.pause(0.2)
     (saved,) = load_config(config).sessions
     assert saved.url == f"colab://{ENDPOINT}/{DEFAULT_MAILBOX}" and saved.label == "colab digits"
+
+
+def test_release_asks_first_and_gives_the_runtime_back(runtime, signed_in):
+    standin = runtime["standin"]
+    kept = standin.runtimes[ENDPOINT]
+    env = signed_in["env"]
+    try:
+        r = colabtui(env, "colab", "release", ENDPOINT)  # no terminal to ask on: refused
+        assert r.returncode == 2 and "say --yes" in r.stderr, r.stderr
+        assert ENDPOINT in standin.runtimes
+        r = colabtui(env, "colab", "release", "gpu-none-such")
+        assert r.returncode == 1 and "no runtime gpu-none-such is assigned" in r.stderr
+        r = colabtui(env, "colab", "release")
+        assert r.returncode == 2 and "needs the runtime's endpoint" in r.stderr
+        r = colabtui(env, "colab", "release", ENDPOINT, "--yes")
+        assert r.returncode == 0 and r.stdout.strip() == f"released {ENDPOINT} (T4)", r.stderr
+        assert ENDPOINT not in standin.runtimes
+        assert ("POST", f"/tun/m/unassign/{ENDPOINT}") in standin.requests
+    finally:
+        standin.runtimes[ENDPOINT] = kept
