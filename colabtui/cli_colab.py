@@ -56,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
             return _release(args)
         return _list(args)
     except ColabError as exc:
-        print(f"colabtui: {exc}", file=sys.stderr)
+        from colabtui_remote.wire import clean_text
+
+        print(f"colabtui: {clean_text(str(exc), 500)}", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -181,7 +183,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
         else:
             monitor = clean_text(r["error"] or "-", 80)
         gpu = "CPU" if r["accelerator"] == "NONE" else r["accelerator"]
-        table.append([r["endpoint"], gpu, r["shape"].replace("_", "-").lower(), up, monitor])
+        table.append([clean_text(r["endpoint"], 80), clean_text(gpu, 12),
+                      clean_text(r["shape"].replace("_", "-").lower(), 12), up, monitor])
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])

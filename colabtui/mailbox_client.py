@@ -49,6 +49,10 @@ DEFAULT_INTERVAL_S = 5.0
 """The runtime's interval when ``mailbox.json`` cannot be read (``Monitor.serve_mailbox``'s
 default)."""
 
+MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 86400.0
+"""The runtime intervals believed from ``mailbox.json``, seconds; outside them the default is
+kept (an interval of 1e-300 s would make every status stale)."""
+
 RETRY_S = 0.2
 """Wait before reading a file that did not parse once more (it may have been mid-sync)."""
 
@@ -236,7 +240,8 @@ class MailboxClient:
             interval = info.get("interval_s") if isinstance(info, dict) else None
         except (OSError, schema.SchemaError):
             return
-        if isinstance(interval, (int, float)) and not isinstance(interval, bool) and interval > 0:
+        if isinstance(interval, (int, float)) and not isinstance(interval, bool) and \
+                MIN_INTERVAL_S <= interval <= MAX_INTERVAL_S:
             self.interval_s = float(interval)
 
     def _metrics(self, after: int) -> schema.MetricsPage:

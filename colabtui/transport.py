@@ -20,8 +20,8 @@ def make_client(session: SessionConfig, *, timeout_s: float = 5.0) -> SessionCli
 
     Args:
         session: the saved session.
-        timeout_s: per-request timeout of an HTTP client, seconds (a mailbox has none: it reads
-            local files).
+        timeout_s: per-request timeout of an HTTP client or a Colab runtime's proxy, seconds (a
+            mailbox folder has none: it reads local files).
     """
     folder = mailbox_path(session.url)
     if folder is not None:
@@ -33,7 +33,7 @@ def make_client(session: SessionConfig, *, timeout_s: float = 5.0) -> SessionCli
     if is_colab_url(session.url):
         from colabtui.colab.client import ColabMailboxClient
 
-        return ColabMailboxClient(session.url)
+        return ColabMailboxClient(session.url, timeout_s=timeout_s)
     return RemoteClient(session.url, session.token, timeout_s=timeout_s)
 
 

@@ -62,7 +62,6 @@ def authorized_session() -> Any:
         ColabCliMissing: the Colab CLI is not installed.
     """
     cli = _cli()
-    from google.auth.transport.requests import AuthorizedSession
     from google.oauth2.credentials import Credentials
 
     path = cli.auth.TOKEN_CONFIG_PATH
@@ -71,12 +70,40 @@ def authorized_session() -> Any:
                           "run `colabtui colab login`")
     try:
         creds = Credentials.from_authorized_user_file(path, cli.auth.PUBLIC_SCOPES)
-    except (OSError, ValueError) as exc:
-        raise NotSignedIn(f"the Colab sign-in in {path} cannot be read ({exc}): run "
-                          "`colabtui colab login` again") from None
+    except Exception as exc:  # noqa: BLE001 — any shape of file: OSError, ValueError, TypeError…
+        raise NotSignedIn(f"the Colab sign-in in {path} cannot be read "
+                          f"({type(exc).__name__}): run `colabtui colab login` again") from None
     if os.environ.get(TOKEN_URI_ENV):
+        expiry = creds.expiry
         creds = creds.with_token_uri(os.environ[TOKEN_URI_ENV])
-    return AuthorizedSession(creds)
+        creds.expiry = expiry  # with_token_uri forgets it: refresh ahead of expiry as usual
+    return timed_session(creds)
+
+
+REQUEST_TIMEOUT_S = 20.0
+"""Seconds a request to Colab (or Google's token endpoint) may wait, each connect and read;
+google-auth's own default is 120 s, and the CLI sets none unless ``COLAB_CLI_REQUEST_TIMEOUT``
+says so."""
+
+
+def _timed_session_class() -> Any:
+    from google.auth.transport.requests import AuthorizedSession
+
+    class TimedSession(AuthorizedSession):
+        """google-auth's session with :data:`REQUEST_TIMEOUT_S` unless a caller gives one."""
+
+        def request(self, method, url, *args, timeout=None, **kwargs):  # noqa: ANN001
+            return super().request(method, url, *args,
+                                   timeout=REQUEST_TIMEOUT_S if timeout is None else timeout,
+                                   **kwargs)
+
+    return TimedSession
+
+
+def timed_session(creds: Any) -> Any:
+    """An authorized session on ``creds`` whose requests wait at most :data:`REQUEST_TIMEOUT_S`
+    (google-auth is imported here, on use)."""
+    return _timed_session_class()(creds)
 
 
 def login() -> Any:
@@ -151,9 +178,9 @@ class Account:
         now = time.time()
         return [Runtime(endpoint=a.endpoint, accelerator=_name(a.accelerator),
                         variant=_name(a.variant), shape=_name(a.machine_shape),
-                        proxy_url=a.runtime_proxy_info.url.rstrip("/"),
+                        proxy_url=_proxy_url(a.runtime_proxy_info.url),
                         proxy_token=a.runtime_proxy_info.token,
-                        expires_at=now + a.runtime_proxy_info.token_expires_in_seconds)
+                        expires_at=now + _lifetime(a.runtime_proxy_info.token_expires_in_seconds))
                 for a in listed]
 
     def release(self, endpoint: str) -> None:
@@ -191,8 +218,11 @@ class Account:
         try:
             return fn(*args)
         except RefreshError as exc:
-            raise NotSignedIn(f"Google refused to refresh the Colab sign-in ({exc}): run "
-                              "`colabtui colab login` again") from None
+            if getattr(exc, "retryable", False):  # Google's token endpoint failed, not us
+                raise ColabError("Google's sign-in service did not refresh the Colab sign-in "
+                                 "(a server error): try again in a minute") from None
+            raise NotSignedIn("Google refused to refresh the Colab sign-in (expired or "
+                              "revoked): run `colabtui colab login` again") from None
         except ColabRequestError as exc:
             status = getattr(exc.response, "status_code", 0) or 0
             if status in (401, 403):
@@ -204,9 +234,39 @@ class Account:
             raise err from None
         except (requests.RequestException, TransportError) as exc:
             raise ColabError(f"cannot reach Colab: {type(exc).__name__}: {exc}") from None
-        except (ValidationError, ValueError) as exc:
-            raise ColabError(f"Colab's answer did not parse: {str(exc)[:200]}") from None
+        except ValidationError as exc:
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            raise ColabError(f"Colab's answer did not parse with google-colab-cli (at {where}: "
+                             f"{first.get('msg', 'invalid')}; a newer Colab answer? upgrade "
+                             "google-colab-cli)") from None
+        except Exception as exc:  # noqa: BLE001 — a hostile or broken answer deep in the CLI
+            raise ColabError(f"Colab's answer could not be read ({type(exc).__name__})") \
+                from None
 
 
 def _name(value: Any) -> str:
     return str(getattr(value, "name", value))
+
+
+MAX_TOKEN_LIFETIME_S = 7 * 86400.0
+"""Longest proxy-token lifetime believed, seconds (a week); Colab's are about an hour."""
+
+
+def _lifetime(seconds: Any) -> float:
+    """``tokenExpiresInSeconds`` as a usable figure: within [0, a week]; a value that is not a
+    finite number counts as already expired (the next use lists again)."""
+    try:
+        value = float(seconds)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return min(max(value, 0.0), MAX_TOKEN_LIFETIME_S) if value == value else 0.0
+
+
+def _proxy_url(url: Any) -> str:
+    """The proxy URL without its trailing ``/``, or ``""`` for one that is not a plain
+    ``http(s)://`` URL of printable ASCII (a request to it then says so)."""
+    text = str(url).rstrip("/")
+    ok = text.startswith(("https://", "http://")) and text.isascii() and text.isprintable() \
+        and " " not in text
+    return text if ok else ""

@@ -6,7 +6,7 @@ thread like every mailbox read."""
 from __future__ import annotations
 
 from colabtui.client import SessionError
-from colabtui.colab.contents import ContentsMailbox
+from colabtui.colab.contents import TIMEOUT_S, ContentsMailbox
 from colabtui.colab.proxy import RuntimeProxy
 from colabtui.colab.url import parse_colab_url
 from colabtui.mailbox_client import MailboxClient
@@ -24,6 +24,7 @@ class ColabMailboxClient(MailboxClient):
         url: ``colab://ENDPOINT[/path]``.
         proxy: the runtime's proxy (default: a :class:`~.proxy.RuntimeProxy` on the stored
             Colab sign-in).
+        timeout_s: the longest one request through the proxy may take, its answer read, s.
 
     Raises:
         ValueError: ``url`` is not a well-formed ``colab://`` URL.
@@ -32,11 +33,12 @@ class ColabMailboxClient(MailboxClient):
     transport = "colab"
     min_poll_interval_s = MIN_POLL_INTERVAL_S
 
-    def __init__(self, url: str, proxy: RuntimeProxy | None = None) -> None:
+    def __init__(self, url: str, proxy: RuntimeProxy | None = None, *,
+                 timeout_s: float = TIMEOUT_S) -> None:
         endpoint, path = parse_colab_url(url)
         self.endpoint, self.path = endpoint, path
         super().__init__(url.strip(), storage=ContentsMailbox(proxy or RuntimeProxy(endpoint),
-                                                              path))
+                                                              path, timeout_s=timeout_s))
 
     def __repr__(self) -> str:
         return f"ColabMailboxClient({str(self.folder)!r})"

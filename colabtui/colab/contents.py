@@ -19,20 +19,22 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from colabtui_remote import schema, wire
 from colabtui_remote.transport.mailbox.layout import MAX_FILE_BYTES
 
-from colabtui.colab.errors import ColabError, ProxyRefused, RuntimeGone
+from colabtui.colab.errors import ColabBadAnswer, ColabError, ProxyRefused, RuntimeGone
 from colabtui.colab.proxy import RuntimeProxy
 
 TOKEN_HEADER = "X-Colab-Runtime-Proxy-Token"
 """Where the runtime proxy reads its token (the Colab CLI's kernel client sends the same)."""
 
 TIMEOUT_S = 10.0
-"""Seconds each contents request may take (connect, read, write each)."""
+"""Seconds one contents request may take by default, its whole answer read."""
 
 CHECK_TTL_S = 30.0
 """A folder found by :meth:`ContentsMailbox.check` is not asked for again for this long (one
@@ -45,22 +47,36 @@ the runtime still exists (to say "released" instead of "not answering")."""
 _MAX_BODY = MAX_FILE_BYTES * 4 // 3 + 64 * 1024  # base64 and the model's JSON around it
 
 
+class _TooSlow(Exception):
+    """An answer that did not arrive whole before its deadline."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status_code: int
+    content: bytes
+
+
 class ContentsMailbox:
     """``MailboxStorage`` over the contents API of one runtime.
 
     Args:
         proxy: the runtime's :class:`~.proxy.RuntimeProxy`.
         folder: the mailbox folder from the Jupyter root (``content/colabtui``).
+        timeout_s: the longest one request may take, seconds, its whole answer read (a
+            runtime trickling bytes is cut off); each network wait is at most as long.
 
     Every method raises ``OSError`` kinds only: ``FileNotFoundError``, :class:`RuntimeGone`,
     :class:`ProxyRefused`, :class:`ColabError` (and ``FileTooLarge`` for a file past
     ``MAX_FILE_BYTES``), ``ValueError`` for a name that is not a mailbox name.
     """
 
-    def __init__(self, proxy: RuntimeProxy, folder: str) -> None:
+    def __init__(self, proxy: RuntimeProxy, folder: str, *, timeout_s: float = TIMEOUT_S) -> None:
         self.proxy = proxy
         self.folder = folder.strip("/")
-        self._http = httpx.Client(timeout=TIMEOUT_S, trust_env=False, follow_redirects=False)
+        self.timeout_s = timeout_s
+        self._http = httpx.Client(timeout=min(timeout_s, TIMEOUT_S), trust_env=False,
+                                  follow_redirects=False)
         self._checked_at = -1e9
         self._gone_checked_at = -1e9
 
@@ -88,13 +104,15 @@ class ContentsMailbox:
                                               "content": "1"})
         content = model.get("content")
         if not isinstance(content, str):
-            raise ColabError(f"{name}: the runtime's answer holds no file content")
+            raise ColabBadAnswer(f"{name}: the runtime's answer holds no file content")
         if len(content) > MAX_FILE_BYTES * 4 // 3 + 4:
             raise FileTooLarge(f"{name} is larger than {MAX_FILE_BYTES} bytes")
         try:
-            return base64.b64decode(content, validate=False)
+            # Jupyter sends base64.encodebytes' lines: the breaks go, anything else must be base64
+            return base64.b64decode(content.replace("\n", ""), validate=True)
         except ValueError:
-            raise ColabError(f"{name}: the runtime sent content that is not base64") from None
+            raise ColabBadAnswer(f"{name}: the runtime sent content that is not base64") \
+                from None
 
     def write(self, name: str, data: bytes) -> None:
         path = _name(name)
@@ -137,9 +155,9 @@ class ContentsMailbox:
         r = self._request("GET", "", api="status")
         self._raise_for(r, "/api/status")
         try:
-            started = r.json().get("started")
+            started = wire.loads(r.content).get("started")
             return datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
-        except (ValueError, AttributeError, TypeError):
+        except (schema.SchemaError, ValueError, AttributeError, TypeError, OverflowError):
             return None
 
     def _url(self, runtime: Any, path: str, api: str) -> str:
@@ -149,17 +167,23 @@ class ContentsMailbox:
         return f"{runtime.proxy_url}/api/contents/{quote(full, safe='/')}"
 
     def _request(self, method: str, path: str, *, params: dict | None = None,
-                 json: Any = None, api: str = "contents") -> httpx.Response:
+                 json: Any = None, api: str = "contents") -> _Answer:
         refreshed = False
         while True:
             runtime = self.proxy.current(refresh=refreshed)
+            if not runtime.proxy_url:
+                raise ColabBadAnswer(f"Colab listed no usable proxy URL for runtime "
+                                     f"{self.proxy.endpoint}")
             try:
-                r = self._http.request(method, self._url(runtime, path, api), params=params,
-                                       json=json, headers={TOKEN_HEADER: runtime.proxy_token})
-            except httpx.HTTPError as exc:
+                r = self._fetch(method, self._url(runtime, path, api), params, json,
+                                runtime.proxy_token)
+            except httpx.InvalidURL:
+                raise ColabBadAnswer(f"Colab listed no usable proxy URL for runtime "
+                                 f"{self.proxy.endpoint}") from None
+            except (httpx.HTTPError, _TooSlow) as exc:
+                why = "too slowly" if isinstance(exc, _TooSlow) else type(exc).__name__
                 raise self._gone_or(ColabError(f"runtime {self.proxy.endpoint} did not answer "
-                                               f"through Colab's proxy: {type(exc).__name__}")
-                                    ) from None
+                                               f"through Colab's proxy: {why}")) from None
             if r.status_code in (401, 403):
                 if refreshed:
                     raise ProxyRefused(f"Colab's proxy refused a fresh token for runtime "
@@ -169,13 +193,35 @@ class ContentsMailbox:
                 continue
             if r.status_code in (502, 503, 504):
                 raise self._gone_or(ColabError(f"runtime {self.proxy.endpoint} is not answering "
-                                         f"(HTTP {r.status_code} from Colab's proxy)"))
-            if len(r.content) > _MAX_BODY:
-                from colabtui_remote.drive.errors import FileTooLarge
-
-                raise FileTooLarge(f"{path}: the runtime's answer is larger than "
-                                   f"{MAX_FILE_BYTES} bytes")
+                                               f"(HTTP {r.status_code} from Colab's proxy)"))
             return r
+
+    def _fetch(self, method: str, url: str, params: dict | None, json: Any,
+               token: str) -> _Answer:
+        """One request, read whole within :attr:`timeout_s` and :data:`_MAX_BODY` bytes. No
+        compression is asked for, and a compressed answer is refused: decoded, a few kB can
+        become gigabytes in memory before any bound is checked.
+
+        Raises:
+            _TooSlow: the answer did not arrive whole in time (a trickle of bytes included).
+            ColabBadAnswer: it is larger than the bound.
+            httpx.HTTPError, httpx.InvalidURL: as httpx.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        body = bytearray()
+        with self._http.stream(method, url, params=params, json=json,
+                               headers={TOKEN_HEADER: token, "Accept-Encoding": "identity"}) as r:
+            if r.headers.get("Content-Encoding", "identity").lower() != "identity":
+                raise ColabBadAnswer(f"runtime {self.proxy.endpoint}: a compressed answer, "
+                                     "though none was asked for")  # a bomb decodes in memory
+            for chunk in r.iter_raw():
+                body += chunk
+                if len(body) > _MAX_BODY:
+                    raise ColabBadAnswer(f"runtime {self.proxy.endpoint}: an answer larger "
+                                         f"than {MAX_FILE_BYTES} bytes")
+                if time.monotonic() > deadline:
+                    raise _TooSlow
+            return _Answer(r.status_code, bytes(body))
 
     def _gone_or(self, error: ColabError) -> ColabError:
         """``error`` to raise, unless the runtime left the assignment list: then this raises
@@ -190,14 +236,15 @@ class ContentsMailbox:
         r = self._request("GET", path, params=params)
         self._raise_for(r, path or self.folder)
         try:
-            model = r.json()
-        except ValueError:
-            raise ColabError(f"{path or self.folder}: the runtime's answer is not JSON") from None
+            model = wire.loads(r.content)
+        except schema.SchemaError:
+            raise ColabBadAnswer(f"{path or self.folder}: the runtime's answer is not JSON") \
+                from None
         if not isinstance(model, dict):
-            raise ColabError(f"{path or self.folder}: the runtime's answer is not a model")
+            raise ColabBadAnswer(f"{path or self.folder}: the runtime's answer is not a model")
         return model
 
-    def _raise_for(self, r: httpx.Response, name: str) -> None:
+    def _raise_for(self, r: _Answer, name: str) -> None:
         if r.status_code < 300:
             return
         where = f"{self.folder}/{name}" if name != self.folder else self.folder

@@ -18,6 +18,13 @@ class ColabError(OSError):
     session_error_kind = "unreachable"
 
 
+class ColabBadAnswer(ColabError):
+    """A runtime (through the proxy) or Colab answered something that is not what the API
+    answers: not JSON, not base64, larger than the bound."""
+
+    session_error_kind = "bad_response"
+
+
 class ColabCliMissing(ColabError):
     """``google-colab-cli`` is not installed in this Python."""
 

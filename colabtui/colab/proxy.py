@@ -70,7 +70,7 @@ class RuntimeProxy:
                 if rt is None:
                     self._runtime = None
                     raise RuntimeGone(f"runtime {self.endpoint} is no longer assigned to your "
-                                      "account (released, timed out, or ended): see "
-                                      "`colabtui colab list`")
+                                      "account (released, timed out or ended; or the name is "
+                                      "mistyped): see `colabtui colab list`")
                 self._runtime = rt
             return rt

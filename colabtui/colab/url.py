@@ -38,14 +38,17 @@ def parse_colab_url(url: str) -> tuple[str, str]:
     text = url.strip()
     if not is_colab_url(text):
         raise ValueError(f"{text!r} is not a colab:// URL")
-    rest = text[len(SCHEME):].strip("/")
+    rest = text[len(SCHEME):]
+    if rest.startswith("/"):  # colab:///content: no endpoint, not "content"
+        raise ValueError(f"{text!r} names no runtime endpoint (see `colabtui colab list`)")
+    rest = rest.rstrip("/")
     endpoint, _, path = rest.partition("/")
-    if not _ENDPOINT.match(endpoint):
+    if not _ENDPOINT.fullmatch(endpoint):
         raise ValueError(f"{text!r}: {endpoint!r} is not a runtime endpoint (see "
                          "`colabtui colab list`)")
     parts = [p for p in path.split("/") if p] if path else DEFAULT_MAILBOX.split("/")
     for part in parts:
-        if part in (".", "..") or not _PART.match(part):
+        if part in (".", "..") or not _PART.fullmatch(part):
             raise ValueError(f"{text!r}: {part!r} is not a folder name on the runtime")
     return endpoint, "/".join(parts)
 

@@ -20,7 +20,10 @@ runs against it unchanged, pointed here by ``COLABTUI_COLAB_DOMAIN``:
   server's own token. A released runtime's proxy answers 502.
 
 Every ``/tun/m`` route wants ``Authorization: Bearer <access token>`` issued here (401 else).
-Failure injection: :meth:`ColabStandin.expire_access_tokens`, :meth:`~ColabStandin.release`,
+A hostile runtime or Colab: :attr:`ColabStandin.proxy_answer` answers proxy requests instead of
+the Jupyter server (a body trickled byte by byte included), :attr:`~ColabStandin.patch_listing`
+rewrites the assignment list. Failure injection: :meth:`ColabStandin.expire_access_tokens`,
+:meth:`~ColabStandin.release`,
 :meth:`~ColabStandin.revoke_refresh_token`, :meth:`~ColabStandin.expire_proxy_tokens`.
 :func:`standin_with_runtime` starts it with one runtime: a real ``jupyter_server``.
 """
@@ -83,6 +86,11 @@ class ColabStandin:
         self.proxy_tokens_used: set[str] = set()
         self.xsrf: set[str] = set()
         self.balance = 97.5
+        self.proxy_answer = None
+        """``f(method, path) -> (status, body, headers, seconds between bytes)`` or ``None`` to
+        forward: what the runtime proxy answers instead of the Jupyter server."""
+        self.patch_listing = None
+        """``f(assignments) -> assignments``: the JSON list ``/tun/m/assignments`` answers."""
         self.lock = threading.Lock()
         self._http = httpx.Client(timeout=30, trust_env=False)
         self._server: ThreadingHTTPServer | None = None
@@ -180,7 +188,10 @@ class ColabStandin:
         rest = path[len("/tun/m/"):]
         with self.lock:
             if rest == "assignments" and method == "GET":
-                return 200, {"assignments": [self._listed(rt) for rt in self.runtimes.values()]}
+                listed = [self._listed(rt) for rt in self.runtimes.values()]
+                if self.patch_listing is not None:
+                    listed = self.patch_listing(listed)
+                return 200, {"assignments": listed}
             if rest == "ccu-info" and method == "GET":
                 return 200, {"currentBalance": self.balance, "consumptionRateHourly": 1.96,
                              "assignmentsCount": len(self.runtimes),
@@ -265,6 +276,24 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         owner = self.owner
         owner.requests.append((self.command, parts.path))
+        answer = owner.proxy_answer(self.command, parts.path) \
+            if owner.proxy_answer is not None and parts.path.startswith("/proxy/") else None
+        if answer is not None:
+            status, data, headers, gap_s = answer
+            self.send_response(status)
+            for k, v in {"Content-Length": str(len(data)), **headers}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            try:
+                for i in range(len(data)) if gap_s else ():
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(gap_s)
+                if not gap_s:
+                    self.wfile.write(data)
+            except OSError:  # the client gave up: what it should do
+                pass
+            return
         if parts.path.startswith("/proxy/"):
             status, data, ctype = owner.handle_proxy(self.command, parts.path, query,
                                                      self.headers, body)

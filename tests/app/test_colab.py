@@ -359,3 +359,98 @@ def test_release_asks_first_and_gives_the_runtime_back(runtime, signed_in):
         assert ("POST", f"/tun/m/unassign/{ENDPOINT}") in standin.requests
     finally:
         standin.runtimes[ENDPOINT] = kept
+
+
+# --------------------------------------------------------------------------- hostile answers
+
+
+async def _status_error(standin, answer, *, timeout_s: float = 10.0) -> SessionError:
+    standin.proxy_answer = answer
+    try:
+        async with ColabMailboxClient(f"colab://{ENDPOINT}/content/hostile", RuntimeProxy(ENDPOINT),
+                                      timeout_s=timeout_s) as client:
+            with pytest.raises(SessionError) as err:
+                await client.status()
+        return err.value
+    finally:
+        standin.proxy_answer = None
+
+
+async def test_a_runtime_that_trickles_its_answer_is_cut_off_at_the_timeout(runtime, signed_in):
+    body = json.dumps({"type": "directory", "content": []}).encode()
+    err = await _status_error(runtime["standin"], lambda m, p: (200, body, {}, 0.5),
+                              timeout_s=1.5)  # 0.5 s a byte: 25 s if it were read whole
+    assert err.kind == "unreachable" and "did not answer through Colab's proxy: too slowly" \
+        in err.message
+
+
+async def test_a_compressed_answer_is_refused_unread_and_a_huge_one_at_the_bound(
+        runtime, signed_in):
+    import gzip
+
+    bomb = gzip.compress(b" " * (20 * 1024 * 1024))  # 20 MB of spaces in ~20 kB
+    err = await _status_error(runtime["standin"], lambda m, p: (
+        200, bomb, {"Content-Encoding": "gzip", "Content-Type": "application/json"}, 0))
+    assert err.kind == "bad_response" and "a compressed answer" in err.message
+    err = await _status_error(runtime["standin"], lambda m, p: (200, b" " * 6_000_000, {}, 0))
+    assert err.kind == "bad_response" and "larger than 4194304 bytes" in err.message
+
+
+@pytest.mark.parametrize("body", [b"[" * 200_000, b"<html>oops</html>", b'"a string"'])
+async def test_garbage_from_the_proxy_is_a_bad_response(runtime, signed_in, body):
+    err = await _status_error(runtime["standin"], lambda m, p: (200, body, {}, 0))
+    assert err.kind == "bad_response", err
+    assert "the runtime's answer is not" in err.message
+
+
+def test_a_hostile_assignment_list_prints_nothing_that_drives_the_terminal(runtime, signed_in):
+    standin = runtime["standin"]
+
+    def hostile(listed):
+        evil = dict(listed[0], endpoint="x\x1b]0;pwned\x07\x1b[2J\nFAKE-LINE  H100")
+        evil["runtimeProxyInfo"] = dict(evil["runtimeProxyInfo"], url="http://[::1\x1b",
+                                        tokenExpiresInSeconds=10 ** 400)
+        return [*listed, evil]
+
+    standin.patch_listing = hostile
+    try:
+        r = colabtui(signed_in["env"], "colab", "list")
+    finally:
+        standin.patch_listing = None
+    assert r.returncode == 0, r.stderr
+    assert "\x1b" not in r.stdout + r.stderr and "Traceback" not in r.stderr
+    assert not any(line.startswith("FAKE-LINE") for line in r.stdout.splitlines())
+    assert "Colab listed no usable proxy URL for runtime" in r.stdout
+
+
+def test_an_accelerator_the_cli_does_not_know_is_one_line_that_says_upgrade(runtime, signed_in):
+    standin = runtime["standin"]
+    standin.patch_listing = lambda listed: [dict(listed[0], accelerator="H200")]
+    try:
+        r = colabtui(signed_in["env"], "colab", "list")
+    finally:
+        standin.patch_listing = None
+    assert r.returncode == 1
+    (line,) = r.stderr.strip().splitlines()
+    assert "did not parse with google-colab-cli" in line and "upgrade google-colab-cli" in line
+
+
+@pytest.mark.parametrize("content", ["[]", '"x"', "null", '{"refresh_token": 1}'])
+def test_a_token_file_of_another_shape_is_not_signed_in(tmp_path, monkeypatch, content):
+    import colab_cli.auth
+
+    path = tmp_path / "token.json"
+    path.write_text(content)
+    monkeypatch.setattr(colab_cli.auth, "TOKEN_CONFIG_PATH", str(path))
+    with pytest.raises(NotSignedIn, match="cannot be read"):
+        colab_account.authorized_session()
+
+
+@pytest.mark.parametrize("url", ["colab://ep1/content\n/mb", "colab://ep1\n/content",
+                                 "colab:///content"])
+def test_a_colab_url_with_a_line_break_or_no_endpoint_is_refused(tmp_path, url):
+    env = {**os.environ, "HOME": str(tmp_path), "_config": str(tmp_path / "c.toml")}
+    r = colabtui(env, "connect", url)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "c.toml").exists()

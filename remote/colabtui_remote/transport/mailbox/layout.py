@@ -44,7 +44,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 """Largest mailbox file read, bytes (a metrics chunk stays under 256 KB; the same bound as the
 HTTP client's largest answer)."""
 
-_CHUNK = re.compile(r"^([0-9A-Za-z]{1,64})-(\d{12})-(\d{12})\.json$")
+_CHUNK = re.compile(r"([0-9A-Za-z]{1,64})-([0-9]{12})-([0-9]{12})\.json")  # whole name, ASCII
 
 
 def chunk_name(session_id: str, after: int, last: int) -> str:
@@ -54,7 +54,7 @@ def chunk_name(session_id: str, after: int, last: int) -> str:
 
 def parse_chunk_name(name: str) -> tuple[str, int, int] | None:
     """``(session_id, after, last)`` of a chunk file name, or ``None`` for any other name."""
-    m = _CHUNK.match(name)
+    m = _CHUNK.fullmatch(name)
     if m is None:
         return None
     return m.group(1), int(m.group(2)), int(m.group(3))
