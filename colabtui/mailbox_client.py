@@ -53,6 +53,11 @@ MIN_INTERVAL_S, MAX_INTERVAL_S = 0.05, 86400.0
 """The runtime intervals believed from ``mailbox.json``, seconds; outside them the default is
 kept (an interval of 1e-300 s would make every status stale)."""
 
+INFO_TTL_S = 30.0
+"""``mailbox.json`` (the runtime's interval) is read with the first status of a session and
+then at most this often, seconds, not on every poll: through Drive's API or Colab's proxy each
+read is a request, and the interval changes only when the notebook serves the mailbox again."""
+
 RETRY_S = 0.2
 """Wait before reading a file that did not parse once more (it may have been mid-sync)."""
 
@@ -81,6 +86,8 @@ class MailboxClient:
         self._clock = clock
         self.interval_s = DEFAULT_INTERVAL_S
         self._status_server_time: float | None = None
+        self._session_id: str | None = None  # of the last status read
+        self._interval_read_at = -1e9
 
     def __repr__(self) -> str:
         return f"MailboxClient({str(self.folder)!r})"
@@ -116,7 +123,11 @@ class MailboxClient:
         status = await asyncio.to_thread(self._read_parsed, STATUS, schema.parse_status,
                                          "no status.json yet: has the runtime called "
                                          f"mon.serve_mailbox(){synced}?")
-        await asyncio.to_thread(self._read_interval)
+        now = time.monotonic()
+        if status.session_id != self._session_id or now >= self._interval_read_at + INFO_TTL_S:
+            await asyncio.to_thread(self._read_interval)
+            self._interval_read_at = now
+        self._session_id = status.session_id
         if status.server_time is not None:
             self._status_server_time = status.server_time
         return status
@@ -273,6 +284,11 @@ class MailboxClient:
             series={k: v for k, v in series.items() if v}, invalid=page.invalid)
 
     def _session_of_status(self) -> str | None:
+        """The session whose chunks to read: that of the last status read (a poll reads the
+        status just before the metrics; reading it again would cost a request through an
+        API), else the one in ``status.json`` now."""
+        if self._session_id is not None:
+            return self._session_id
         data = self._read(STATUS, "no status.json yet in the mailbox")
         try:
             obj = wire.loads(data)

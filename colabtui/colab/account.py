@@ -19,6 +19,7 @@ Environment:
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ google-auth's own default is 120 s, and the CLI sets none unless ``COLAB_CLI_REQ
 says so."""
 
 
+@functools.cache
 def _timed_session_class() -> Any:
     from google.auth.transport.requests import AuthorizedSession
 
