@@ -3,7 +3,8 @@
 Keys (also in the footer and the command palette): ``s`` save the focused session, ``S`` save
 all, ``x`` stop the focused one after a confirmation, ``a`` add, ``d`` remove (config only; the
 ledger keeps the history; asks first), ``1``-``9`` focus, ``l`` log scale, ``h`` history,
-``!`` alerts, ``?`` help, ``q`` quit.
+``!`` alerts, ``?`` help, ``q`` quit; ``R`` relaunches a session that ``colabtui launch``
+started, on a new Colab runtime, after a yes (:mod:`colabtui.app_relaunch`).
 
 Keys act on what the user sees: a digit moves the focus at once, so a key typed right after it
 in one burst acts on the newly focused panel; one save (and one stop) is in flight per session;
@@ -40,6 +41,7 @@ from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
 from colabtui.app_alerts import AppAlerts
+from colabtui.app_relaunch import AppRelaunch
 from colabtui.app_views import VIEW_SCREENS, AppViews
 from colabtui.config import (
     LIVE_SETTINGS,
@@ -64,7 +66,8 @@ from colabtui.widgets.session_panel import SessionPanel
 COMPACT_BELOW_ROWS = 36
 """Terminals shorter than this get panels without blank lines between blocks."""
 
-PANEL_ACTIONS = {"save", "save_all", "stop", "remove", "focus_panel", "log_scale", "x_axis"}
+PANEL_ACTIONS = {"save", "save_all", "stop", "remove", "focus_panel", "log_scale", "x_axis",
+                 "relaunch"}
 """Actions that need the main screen with at least one panel."""
 
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -99,6 +102,7 @@ class ColabTuiApp(AppViews, App):
         Binding("s", "save", "Save"),
         Binding("S", "save_all", "Save all"),
         Binding("x", "stop", "Stop"),
+        Binding("R", "relaunch", "Relaunch"),
         Binding("a", "add", "Add"),
         Binding("d", "remove", "Remove"),
         Binding("l", "log_scale", "Log"),
@@ -115,7 +119,8 @@ class ColabTuiApp(AppViews, App):
     def __init__(self, config_path: Path, ledger_path: Path, *,
                  clock: Callable[[], float] = time.time, poll: bool = True,
                  backoff_max_s: float = 30.0,
-                 starting: Callable[[str], bool] | None = None) -> None:
+                 starting: Callable[[str], bool] | None = None,
+                 launches_path: Path | None = None) -> None:
         super().__init__()
         self.config_path = Path(config_path)
         self.ledger_path = Path(ledger_path)
@@ -142,6 +147,7 @@ class ColabTuiApp(AppViews, App):
         self.x_axis = "step"
         self._signals_before: dict[int, object] = {}  # handlers to put back on exit
         self.alerts = AppAlerts(self)
+        self.relaunches = AppRelaunch(self, launches_path)
 
     # ----------------------------------------------------------------- layout
 
@@ -153,6 +159,7 @@ class ColabTuiApp(AppViews, App):
     def on_mount(self) -> None:
         for n, session in enumerate(self.config.sessions, start=1):
             self._mount_panel(session, n)
+        self.relaunches.refresh()
         if self.config_error is not None:
             self.notify(f"{self.config_error}\nStarting with no sessions; the file is left as "
                         "it is: fix it, and its sessions show up here.", title="config error",
@@ -308,6 +315,8 @@ class ColabTuiApp(AppViews, App):
                 return False
             if action not in ("log_scale", "x_axis") and not self.config.sessions:
                 return False
+            if action == "relaunch" and not any(p.relaunchable for p in self.panels):
+                return False
         return not (action in ("add", "history", "compare")
                     and isinstance(screen, (ModalScreen, *VIEW_SCREENS)))
 
@@ -352,6 +361,12 @@ class ColabTuiApp(AppViews, App):
                 self._send(panel, "stop")
 
         self.push_screen(ConfirmStopScreen(panel.session.display_label, step), answered)
+
+    def action_relaunch(self) -> None:
+        """Relaunch the focused session on a new Colab runtime, after a yes."""
+        panel = self.focused_panel()
+        if panel is not None:
+            self.relaunches.start(panel)
 
     def action_add(self) -> None:
         """Open the add-session form; the session is saved once it answers."""
@@ -421,6 +436,7 @@ class ColabTuiApp(AppViews, App):
             setattr(self.config.settings, name, getattr(config.settings, name))  # panels read it
         self.config = Config(config.sessions, self.config.settings)
         self._follow_config()
+        self.relaunches.refresh()
 
     def _follow_config(self) -> None:
         panels = {p.session.key: p for p in self.panels}

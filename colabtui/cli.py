@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             return cli_drive.run(args)
         if args.command == "notebook":
             return cli_notebook.run(args)
-        if args.command == "colab":
-            return cli_colab.run(args)
+        if args.command in ("colab", "launch"):
+            return cli_colab.run(args, config_path, _open_app)
         return _open_app(config_path)
     except ConfigError as exc:
         _err(str(exc))

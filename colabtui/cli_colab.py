@@ -17,10 +17,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
-    """Add ``colab`` to the ``colabtui`` sub-command parsers."""
+    """Add ``colab`` and ``launch`` (:mod:`colabtui.cli_launch`) to the sub-command parsers."""
+    from colabtui import cli_launch
+
+    cli_launch.add_parser(sub, fmt)
     p = sub.add_parser(
         "colab", formatter_class=fmt,
-        help="your Colab runtimes, through Google's Colab CLI (login, list, release)",
+        help="your Colab runtimes, through Google's Colab CLI (login, list, release, "
+             "relaunch)",
         description="Colab through Google's own Colab CLI (pip install 'colabtui[colab]'). "
                     "`login` signs in with the CLI's own Google sign-in (a URL to open, a code "
                     "to paste; stored in ~/.config/colab-cli/token.json, shared with the "
@@ -28,28 +32,41 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
                     "accelerator, age, and whether a colabtui Monitor answers in each "
                     "(its mailbox at /content/colabtui unless --path says otherwise). "
                     "`release ENDPOINT` gives a runtime back to Colab (it stops, its disk is "
-                    "lost; it asks first unless --yes).",
+                    "lost; it asks first unless --yes). `relaunch URL` starts a session "
+                    "that `colabtui launch` started, and whose runtime died, on a new runtime "
+                    "(the app's R key does the same).",
         epilog="examples:\n"
                "  colabtui colab login\n"
                "  colabtui colab list\n"
                "  colabtui connect colab://ENDPOINT          # a runtime from the list\n"
                "  colabtui colab release ENDPOINT            # stop paying for an idle one\n"
+               "  colabtui colab relaunch colab://ENDPOINT/content/colabtui\n"
                "\nin the notebook: mon.serve_mailbox('/content/colabtui', interval_s=1)")
-    p.add_argument("action", choices=("login", "list", "release"),
-                   help="sign in, list your runtimes, or release one")
+    p.add_argument("action", choices=("login", "list", "release", "relaunch"),
+                   help="sign in, list your runtimes, release one, or relaunch a session")
     p.add_argument("endpoint", nargs="?", default=None,
-                   help="release: the runtime's endpoint (from `colabtui colab list`)")
+                   help="release: the runtime's endpoint (from `colabtui colab list`); "
+                        "relaunch: the session's colab:// URL")
     p.add_argument("--yes", action="store_true", help="release: do not ask first")
     p.add_argument("--json", action="store_true", help="list: one JSON document")
     p.add_argument("--path", default=None, metavar="FOLDER",
                    help="list: the mailbox folder on each runtime (default /content/colabtui)")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``colab login``, ``list`` or ``release``; returns the exit code."""
+def run(args: argparse.Namespace, config_path: Any, open_app: Any = None) -> int:
+    """Run ``launch`` (then ``open_app(config_path)``, unless told not to), or ``colab
+    login``, ``list``, ``release``, ``relaunch``; returns the exit code."""
+    from colabtui import cli_launch
     from colabtui.colab.errors import ColabError
 
     try:
+        if args.command == "launch":
+            return cli_launch.run(args, config_path, open_app)
+        if args.action == "relaunch":
+            if not args.endpoint:
+                print("colabtui: relaunch needs the session's colab:// URL", file=sys.stderr)
+                return EXIT_USAGE
+            return cli_launch.relaunch(args.endpoint, config_path)
         if args.action == "login":
             return _login()
         if args.action == "release":

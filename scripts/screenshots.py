@@ -8,7 +8,8 @@ torchrun jobs (DDP on 2×T4; FSDP on two nodes, a rank lost), the history, the a
 confirmation
 (also at 40x12), the remove confirmation, the welcome screen, the help screen, and the history
 (two runs' sessions over a week, tests/app/history_fixtures.py; times in UTC), and the compare
-view of the demo's three learning rates, by step and by wall time.
+view of the demo's three learning rates, by step and by wall time, and a launched Colab
+session whose runtime ended (R relaunches it) with its confirmation.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from ui_fixtures import (  # noqa: E402
     fire_alerts,
     frozen_clock,
     interrupted_session,
+    launched_session,
     stopped_session,
     three_sessions,
     unreachable_session,
     write_config,
+    write_launches,
 )
 
 from colabtui.app import ColabTuiApp  # noqa: E402
@@ -72,6 +75,8 @@ SHOTS = [
     ("alerts", (120, 30), "alerts", ("exclamation_mark",)),
     ("compare", (140, 36), "compare", ("c",)),
     ("compare-by-time", (140, 36), "compare", ("c", "t")),
+    ("relaunch", (120, 36), "launched", ()),
+    ("relaunch-confirmation", (120, 36), "launched", ("2", "R")),
 ]
 
 
@@ -90,6 +95,8 @@ def _sessions(kind: str):
         return distributed_sessions()
     if kind == "alerts":
         return [*three_sessions(), unreachable_session()]
+    if kind == "launched":
+        return [three_sessions()[0], launched_session()]
     return []
 
 
@@ -102,7 +109,11 @@ async def shoot(name: str, size: tuple[int, int], kind: str, keys: tuple[str, ..
     if kind in ("history", "compare"):
         with Ledger(work / f"{name}.sqlite3") as ledger:
             (fill_history if kind == "history" else fill_learning_rates)(ledger)
-    app = ColabTuiApp(config, work / f"{name}.sqlite3", clock=frozen_clock, poll=False)
+    launches = work / f"{name}-launches.json"
+    if kind == "launched":  # what `colabtui launch` recorded for the second session
+        write_launches(launches, sessions[1])
+    app = ColabTuiApp(config, work / f"{name}.sqlite3", clock=frozen_clock, poll=False,
+                      launches_path=launches)
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         feed(app, sessions)

@@ -45,8 +45,10 @@ LAPTOP_LAYERS = [
      "colabtui.notebook_wheel", "colabtui.colab", "colabtui.colab.url", "colabtui.colab.errors"],
     ["colabtui.config"],
     ["colabtui.crash_log", "colabtui.alert_delivery", "colabtui.colab.account"],
-    ["colabtui.colab.proxy"],
+    ["colabtui.colab.proxy", "colabtui.colab.kernel"],
     ["colabtui.colab.contents"],
+    ["colabtui.colab.launch"],
+    ["colabtui.colab.launches"],
     ["colabtui.session_client"],
     ["colabtui.client", "colabtui.mailbox_client", "colabtui.drive_mailbox"],
     ["colabtui.colab.client"],
@@ -56,9 +58,9 @@ LAPTOP_LAYERS = [
     ["colabtui.history"],
     ["colabtui.widgets"],
     ["colabtui.screens"],
-    ["colabtui.app", "colabtui.app_alerts", "colabtui.app_views"],
+    ["colabtui.app", "colabtui.app_alerts", "colabtui.app_views", "colabtui.app_relaunch"],
     ["colabtui.demo", "colabtui.cli", "colabtui.cli_drive", "colabtui.cli_watch",
-     "colabtui.cli_history", "colabtui.cli_notebook", "colabtui.cli_colab"],
+     "colabtui.cli_history", "colabtui.cli_notebook", "colabtui.cli_colab", "colabtui.cli_launch"],
     ["colabtui.__main__"],
 ]
 

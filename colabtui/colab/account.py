@@ -25,11 +25,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from colabtui.colab.errors import ColabCliMissing, ColabError, NotSignedIn
+from colabtui.colab.errors import (
+    AssignRefused,
+    ColabCliMissing,
+    ColabError,
+    NotSignedIn,
+    RuntimeGone,
+)
 
 DOMAIN_ENV = "COLABTUI_COLAB_DOMAIN"
 API_ENV = "COLABTUI_COLAB_API"
 TOKEN_URI_ENV = "COLABTUI_GOOGLE_TOKEN_URI"
+GPUS = ("T4", "L4", "A100", "H100", "G4")
+"""GPU accelerators ``colab_cli.client.Accelerator`` names (0.7.5). The CLI's own ``--gpu``
+maps a name it does not know to A100; here an unknown name is refused instead."""
+KEEP_ALIVE_HEADER = ("X-Colab-Tunnel", "Google")
+"""The header of a keep-alive ping, as Colab's VS Code extension sends it
+(googlecolab/colab-vscode, ``src/colab/client/v1/index.ts``, ``sendKeepAlive``)."""
 
 
 def _cli() -> Any:
@@ -164,7 +176,7 @@ class Account:
     """
 
     def __init__(self, session: Any = None, env: Any = None) -> None:
-        cli = _cli()
+        cli = self.cli = _cli()
         self.session = session if session is not None else authorized_session()
         self.client = cli.client.Client(env if env is not None else environment(), self.session)
 
@@ -194,6 +206,62 @@ class Account:
         """
         self._call(self.client.unassign, endpoint)
 
+    def assign(self, gpu: str | None = None) -> Runtime:
+        """A new runtime for a new notebook id (``/tun/m/assign``, the CLI's
+        ``Client.assign``): a GPU runtime with accelerator ``gpu`` (one of :data:`GPUS`), or a
+        CPU runtime for ``None``. It burns compute units until released.
+
+        Raises:
+            ValueError: ``gpu`` is not one of :data:`GPUS`.
+            AssignRefused: too many assignments (HTTP 412), or the accelerator refused (HTTP
+                400: no quota or compute units for it).
+            NotSignedIn, ColabError: as :meth:`runtimes`.
+        """
+        import uuid
+
+        enums = self.cli.client
+        if gpu is None:
+            variant, accelerator = enums.Variant.DEFAULT, enums.Accelerator.NONE
+        elif gpu.upper() in GPUS:
+            variant, accelerator = enums.Variant.GPU, enums.Accelerator(gpu.upper())
+        else:
+            raise ValueError(f"unknown GPU {gpu!r}: one of {', '.join(GPUS)}")
+        try:
+            res = self._call(self.client.assign, uuid.uuid4(), variant, accelerator)
+        except ColabError as exc:
+            if getattr(exc, "status", 0) != 400 or gpu is None:
+                raise
+            raise AssignRefused(f"Colab refused a {gpu.upper()} runtime (HTTP 400): no quota or "
+                                "compute units for it on this account; try another --gpu, or "
+                                "none for a CPU runtime") from None
+        info = res.runtime_proxy_info
+        return Runtime(endpoint=res.endpoint,
+                       accelerator=_name(getattr(res, "accelerator", accelerator)),
+                       variant=_name(variant), shape="STANDARD", proxy_url=_proxy_url(info.url),
+                       proxy_token=info.token,
+                       expires_at=time.time() + _lifetime(info.token_expires_in_seconds))
+
+    def keep_alive(self, endpoint: str) -> None:
+        """Tell Colab the runtime ``endpoint`` is in use (``GET /tun/m/ENDPOINT/keep-alive/``),
+        as Colab's VS Code extension does every 5 minutes for a runtime in use.
+
+        Raises:
+            NotSignedIn, ColabError: as :meth:`runtimes`.
+        """
+        from urllib.parse import quote, urljoin
+
+        url = urljoin(self.client.colab_domain, f"/tun/m/{quote(endpoint, safe='')}/keep-alive/")
+        # Not in the CLI's client (0.7.5): the same authorized session, the extension's request
+        r = self._call(self.session.get, url, headers=dict([KEEP_ALIVE_HEADER]),
+                       params={"authuser": "0"})
+        if r.status_code in (401, 403):
+            raise NotSignedIn(f"Colab refused the sign-in (HTTP {r.status_code}): run "
+                              "`colabtui colab login` again")
+        if r.status_code == 404:
+            raise RuntimeGone(f"runtime {endpoint} is no longer assigned to your account")
+        if not 200 <= r.status_code < 300:
+            raise ColabError(f"Colab answered HTTP {r.status_code} to a keep-alive of {endpoint}")
+
     def compute_units(self) -> tuple[float, float] | None:
         """``(balance, consumption per hour)`` in compute units (``GET /tun/m/ccu-info``), or
         ``None`` when the account has no such figures (Colab answers 4xx for them).
@@ -211,20 +279,25 @@ class Account:
             raise
         return float(info.paid_compute_units_balance), float(info.consumption_rate_hourly)
 
-    def _call(self, fn: Any, *args: Any) -> Any:
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         import requests
-        from colab_cli.client import ColabRequestError
+        from colab_cli.client import ColabRequestError, TooManyAssignmentsError
         from google.auth.exceptions import RefreshError, TransportError
         from pydantic import ValidationError
 
         try:
-            return fn(*args)
+            return fn(*args, **kwargs)
         except RefreshError as exc:
             if getattr(exc, "retryable", False):  # Google's token endpoint failed, not us
                 raise ColabError("Google's sign-in service did not refresh the Colab sign-in "
                                  "(a server error): try again in a minute") from None
             raise NotSignedIn("Google refused to refresh the Colab sign-in (expired or "
                               "revoked): run `colabtui colab login` again") from None
+        except TooManyAssignmentsError:
+            raise AssignRefused("Colab refused a new runtime (HTTP 412): too many runtimes "
+                                "assigned already, or a usage or capacity limit; release one "
+                                "(`colabtui colab list`, `colabtui colab release`), or wait and "
+                                "try again") from None
         except ColabRequestError as exc:
             status = getattr(exc.response, "status_code", 0) or 0
             if status in (401, 403):

@@ -124,6 +124,23 @@ class ContentsMailbox:
             r = self._request("PUT", path, json=body)
         self._raise_for(r, name)
 
+    def make_folder(self) -> None:
+        """Create the folder and each folder above it that is missing (``PUT`` of a
+        directory model, which Jupyter answers 201, or 200 for one already there).
+
+        Raises:
+            NotADirectoryError: a file stands where a folder is needed.
+            OSError kinds, as the other methods.
+        """
+        parts = self.folder.split("/")
+        for depth in range(1, len(parts) + 1):
+            path = "/".join(parts[:depth])
+            r = self._request("PUT", "", json={"type": "directory"}, full=path)
+            if r.status_code == 400:
+                raise NotADirectoryError(f"{path} on runtime {self.proxy.endpoint} is a file, "
+                                         "not a folder")
+            self._raise_for(r, path)
+
     def list(self, folder: str) -> list[str]:
         try:
             model = self._get_model(_name(folder), {"type": "directory", "content": "1"})
@@ -160,14 +177,14 @@ class ContentsMailbox:
         except (schema.SchemaError, ValueError, AttributeError, TypeError, OverflowError):
             return None
 
-    def _url(self, runtime: Any, path: str, api: str) -> str:
+    def _url(self, runtime: Any, path: str, api: str, full: str | None = None) -> str:
         if api != "contents":
             return f"{runtime.proxy_url}/api/{api}"
-        full = "/".join(p for p in (self.folder, path) if p)
+        full = full if full is not None else "/".join(p for p in (self.folder, path) if p)
         return f"{runtime.proxy_url}/api/contents/{quote(full, safe='/')}"
 
     def _request(self, method: str, path: str, *, params: dict | None = None,
-                 json: Any = None, api: str = "contents") -> _Answer:
+                 json: Any = None, api: str = "contents", full: str | None = None) -> _Answer:
         refreshed = False
         while True:
             runtime = self.proxy.current(refresh=refreshed)
@@ -175,7 +192,7 @@ class ContentsMailbox:
                 raise ColabBadAnswer(f"Colab listed no usable proxy URL for runtime "
                                      f"{self.proxy.endpoint}")
             try:
-                r = self._fetch(method, self._url(runtime, path, api), params, json,
+                r = self._fetch(method, self._url(runtime, path, api, full), params, json,
                                 runtime.proxy_token)
             except httpx.InvalidURL:
                 raise ColabBadAnswer(f"Colab listed no usable proxy URL for runtime "

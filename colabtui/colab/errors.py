@@ -46,3 +46,12 @@ class ProxyRefused(ColabError):
     """The runtime proxy refused our token twice in a row, a fresh one included."""
 
     session_error_kind = "token_refused"
+
+
+class AssignRefused(ColabError):
+    """Colab refused a new runtime: too many assignments already, no quota or compute units for
+    the accelerator, or a capacity limit; the message says which and what to do."""
+
+
+class LaunchFailed(ColabError):
+    """A script could not be started on a runtime; the message has the runtime's own words."""

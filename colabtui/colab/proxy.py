@@ -74,3 +74,15 @@ class RuntimeProxy:
                                       "mistyped): see `colabtui colab list`")
                 self._runtime = rt
             return rt
+
+    def keep_alive(self) -> None:
+        """Tell Colab this runtime is in use (:meth:`~.account.Account.keep_alive`).
+
+        Raises:
+            RuntimeGone, NotSignedIn, ColabError: from the account.
+        """
+        with self._lock:
+            if self._account is None:
+                self._account = self._account_factory()
+            account = self._account
+        account.keep_alive(self.endpoint)

@@ -14,7 +14,7 @@ HIDDEN_BY_TIER: tuple[frozenset[str], ...] = (
     frozenset(),
     frozenset({"focus_panel(1)", "log_scale", "x_axis", "history", "compare"}),
     frozenset({"focus_panel(1)", "log_scale", "x_axis", "save_all", "add", "remove", "history",
-               "compare"}),
+               "compare", "relaunch"}),
 )
 """Actions left out of the footer at each width tier (0 wide, 1 compact, 2 narrow)."""
 

@@ -21,7 +21,7 @@ ERROR_TITLES = {
 
 def connection_text(kind: str, message: str, since: float | None, now: float,
                     ended: str | None = None, *, silent_s: float | None = None,
-                    note: str | None = None) -> Text:
+                    note: str | None = None, hint: str | None = None) -> Text:
     """The connection line: ``connected``, ``unreachable for 3m``, ``token refused``...
 
     Args:
@@ -35,6 +35,8 @@ def connection_text(kind: str, message: str, since: float | None, now: float,
         silent_s: seconds since the last good poll, when that is too long ago to say
             "connected" (``None`` otherwise): ``◌ no answer for 12s``.
         note: a remark shown after the state (history writes waiting for a locked file).
+        hint: what the user can do about a session that is not connected, shown before the
+            error's words, which may be cut off (``R relaunches it``); not while connected.
     """
     text = Text(no_wrap=True, overflow="ellipsis")
     if ended is not None and kind == "unreachable":
@@ -52,6 +54,8 @@ def connection_text(kind: str, message: str, since: float | None, now: float,
         text.append(f"✖ unreachable for {gone}", style="bold yellow")
     else:
         text.append(f"✖ {ERROR_TITLES.get(kind, kind)}", style="bold red")
+    if hint and kind not in ("connected", "waiting"):
+        text.append(f" · {hint}", style="bold cyan")
     if message:
         text.append(": ", style="dim")
         text.append(message, style="dim")  # from the client/session: plain text

@@ -80,6 +80,10 @@ predate the end, so the one after it is shown at once too."""
 STALE_AFTER_POLLS = 3
 """Poll intervals without a good poll after which a connected panel says "no answer for"."""
 
+RELAUNCH_HINT = "R relaunches it"
+"""Said in the header of a launched session that is not connected (the app's ``R`` key)."""
+
+
 class SessionPanel(Vertical, can_focus=True):
     """The panel of one saved session.
 
@@ -126,6 +130,8 @@ class SessionPanel(Vertical, can_focus=True):
         self.unreachable_since: float | None = None
         self.seen_at: float | None = None
         self.note: str | None = None
+        self.relaunchable = False
+        """Started by ``colabtui launch``: a dead session's header says R relaunches it."""
         self._last_ok_at: float | None = None  # the clock at the last poll without an error
         self.clock_offset = 0.0
         self.series: dict[str, list[MetricPoint]] = {}
@@ -226,7 +232,8 @@ class SessionPanel(Vertical, can_focus=True):
             ended = f"{ended} at step {self.status.step:,}"
         text.append_text(connection_text(self.conn_kind, self.conn_message,
                                          self.unreachable_since, self._clock(), ended,
-                                         silent_s=self.silent_s, note=self.note))
+                                         silent_s=self.silent_s, note=self.note,
+                                         hint=RELAUNCH_HINT if self.relaunchable else None))
         if self.conn_kind == "connected" and self._client is not None and (
                 extra := transport_text(self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)

@@ -84,8 +84,12 @@ class Monitor(TrainingLoops, RunReport):
             and seconds without a heartbeat before a rank is lost (the run fails).
         limit_margin_s: the autosave is due this long before the runtime's limit (:mod:`.runtime`).
 
+    A ``$COLABTUI_MAILBOX`` (``colabtui launch`` sets it) is served from the start
+    (:func:`.transport.mailbox.serve.serve_launched`).
+
     Raises:
-        ValueError: a bad argument (``run`` empty, a ``gdrive://`` URL that is not valid).
+        ValueError: a bad argument (``run`` empty, a bad ``gdrive://`` URL or
+            ``$COLABTUI_MAILBOX_INTERVAL``).
         ImportError: a ``gdrive://`` destination without pydrive2
             (``pip install 'colabtui-remote[drive]'``).
     """
@@ -122,34 +126,30 @@ class Monitor(TrainingLoops, RunReport):
         self.extras: dict[str, Any] = {}
         """Plain-valued extras given to :meth:`track`; restored by :meth:`resume`."""
         self._tracked: dict[str, Any] = {}
-        self._started_at = time.time()
-        self._started_mono = time.monotonic()
+        self._started_at, self._started_mono = time.time(), time.monotonic()
         self._runtime = RuntimeClock(limit_margin_s, now=self._started_mono)
         self._saver = (JobSaver if ranks is not None else Saver)(
             self._dest.checkpointer if self._dest else None, self.commands, self._tracked_for_save,
             lambda: self.state, self._set_state, self.autosave_every, self._started_mono,
             limit_at=self._runtime.save_at)
         self._boundaries: collections.deque[tuple[float, int]] = collections.deque(maxlen=MARKS)
-        self._stop = False
-        self._sigterm = False
-        self._resumed = False
+        self._stop = self._sigterm = self._resumed = False
         self._start_over = start_over
         self.finished = False
         """True once the run completed (:meth:`finish`, or the end of :meth:`steps`); a
         finished run resumed again trains nothing unless asked for more steps or epochs."""
-        self._sigint = False
+        self._sigint = self._closed = False
         self._interrupt = SignalRequest(signal.SIGINT, self._on_sigint)
         self._save_on_interrupt = save_on_interrupt
         self._loaders: list[Any] = []
-        self._gpu = GpuSampler()
-        self._gpu_started = False
+        self._gpu, self._gpu_started = GpuSampler(), False
         self._http: HttpService | None = None
         self.token: str | None = None
         self._sigterm_handler = (SignalRequest(signal.SIGTERM, self._on_sigterm)
                                  if handle_sigterm else None)
         self._status_served_at: float | None = None
         self._mailbox: Any = None
-        self._closed = False
+        mailbox_serve.serve_launched(self)
 
     @property
     def checkpointer(self) -> Checkpointer | None:

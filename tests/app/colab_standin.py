@@ -13,11 +13,15 @@ runs against it unchanged, pointed here by ``COLABTUI_COLAB_DOMAIN``:
 - ``GET /tun/m/unassign/ENDPOINT`` → ``{"token": XSRF}``; ``POST`` releases it;
 - ``GET /tun/m/ccu-info`` → ``currentBalance``, ``consumptionRateHourly``, ``assignmentsCount``,
   ``eligibleGpus``;
+- ``GET /tun/m/ENDPOINT/keep-alive/`` with ``X-Colab-Tunnel: Google`` (as Colab's VS Code
+  extension sends it): recorded in :attr:`ColabStandin.keep_alives`; 404 for a runtime not
+  assigned;
 - ``POST /token`` (``grant_type=refresh_token``): a new access token, as Google's OAuth server;
 - ``/proxy/ENDPOINT/...``: the runtime proxy. It wants a token it issued for that runtime and
   not expired, in ``X-Colab-Runtime-Proxy-Token`` or the ``colab-runtime-proxy-token`` query
   field (401 otherwise), and forwards the request to the runtime's Jupyter server with that
-  server's own token. A released runtime's proxy answers 502.
+  server's own token; a websocket (the kernel channels) is relayed byte for byte. A released
+  runtime's proxy answers 502.
 
 Every ``/tun/m`` route wants ``Authorization: Bearer <access token>`` issued here (401 else).
 A hostile runtime or Colab: :attr:`ColabStandin.proxy_answer` answers proxy requests instead of
@@ -25,7 +29,8 @@ the Jupyter server (a body trickled byte by byte included), :attr:`~ColabStandin
 rewrites the assignment list. Failure injection: :meth:`ColabStandin.expire_access_tokens`,
 :meth:`~ColabStandin.release`,
 :meth:`~ColabStandin.revoke_refresh_token`, :meth:`~ColabStandin.expire_proxy_tokens`.
-:func:`standin_with_runtime` starts it with one runtime: a real ``jupyter_server``.
+:func:`standin_with_runtime` starts it with one runtime: a real ``jupyter_server``;
+:func:`standin_that_assigns` with none, each assignment starting a Jupyter server of its own.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import contextlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import threading
@@ -91,6 +97,7 @@ class ColabStandin:
         forward: what the runtime proxy answers instead of the Jupyter server."""
         self.patch_listing = None
         """``f(assignments) -> assignments``: the JSON list ``/tun/m/assignments`` answers."""
+        self.keep_alives: list[tuple[str, float]] = []  # (endpoint, time.time())
         self.lock = threading.Lock()
         self._http = httpx.Client(timeout=30, trust_env=False)
         self._server: ThreadingHTTPServer | None = None
@@ -212,6 +219,14 @@ class ColabStandin:
                 if len(self.runtimes) >= self.max_assignments or self.on_assign is None:
                     return 412, {"error": "too many assignments"}
                 accelerator = query.get("accelerator", ["NONE"])[0]
+            elif rest.endswith("/keep-alive/") and method == "GET":
+                endpoint = rest[:-len("/keep-alive/")]
+                if headers.get("X-Colab-Tunnel") != "Google":
+                    return 400, {"error": "missing X-Colab-Tunnel"}
+                if endpoint not in self.runtimes:
+                    return 404, {"error": "no such assignment"}
+                self.keep_alives.append((endpoint, time.time()))
+                return 200, {}
             elif rest.startswith("unassign/"):
                 endpoint = rest[len("unassign/"):]
                 if method == "GET":
@@ -241,18 +256,27 @@ class ColabStandin:
         return 200, {"access_token": self.new_access_token(), "expires_in": 3600,
                      "token_type": "Bearer", "scope": "openid"}
 
-    def handle_proxy(self, method: str, path: str, query: dict, headers, body: bytes
-                     ) -> tuple[int, bytes, str]:
+    def proxy_target(self, path: str, query: dict, headers
+                     ) -> tuple[StandinRuntime | None, str, tuple[int, bytes, str] | None]:
+        """(runtime, path on its Jupyter server, None), or (None, "", the refusal)."""
         endpoint, _, rest = path[len("/proxy/"):].partition("/")
         token = headers.get("X-Colab-Runtime-Proxy-Token") or \
             query.get("colab-runtime-proxy-token", [""])[0]
         with self.lock:
             rt = self.runtimes.get(endpoint)
             if rt is None:
-                return 502, b"<html>502. That's an error.</html>", "text/html"
+                return None, "", (502, b"<html>502. That's an error.</html>", "text/html")
             if rt.tokens.get(token, 0.0) <= time.time():
-                return 401, b'{"message": "invalid runtime proxy token"}', "application/json"
+                return None, "", (401, b'{"message": "invalid runtime proxy token"}',
+                                  "application/json")
             self.proxy_tokens_used.add(token)
+        return rt, rest, None
+
+    def handle_proxy(self, method: str, path: str, query: dict, headers, body: bytes
+                     ) -> tuple[int, bytes, str]:
+        rt, rest, refusal = self.proxy_target(path, query, headers)
+        if refusal is not None:
+            return refusal
         params = [(k, v) for k, vs in query.items() for v in vs
                   if k not in ("colab-runtime-proxy-token", "authuser")]
         r = self._http.request(method, f"{rt.jupyter_url}/{rest}", params=params,
@@ -294,7 +318,14 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:  # the client gave up: what it should do
                 pass
             return
-        if parts.path.startswith("/proxy/"):
+        if parts.path.startswith("/proxy/") and \
+                self.headers.get("Upgrade", "").lower() == "websocket":
+            rt, rest, refusal = owner.proxy_target(parts.path, query, self.headers)
+            if rt is not None:
+                self._relay_websocket(rt, rest, query)
+                return
+            status, data, ctype = refusal
+        elif parts.path.startswith("/proxy/"):
             status, data, ctype = owner.handle_proxy(self.command, parts.path, query,
                                                      self.headers, body)
         else:
@@ -314,6 +345,42 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _relay_websocket(self, rt: StandinRuntime, rest: str, query: dict) -> None:
+        """The upgrade request sent on to the runtime's Jupyter server with its own token
+        (the proxy token, the Origin and the Host left out), then bytes both ways until
+        either side closes."""
+        from urllib.parse import urlencode
+
+        host, _, port = rt.jupyter_url.removeprefix("http://").partition(":")
+        params = [(k, v) for k, vs in query.items() for v in vs
+                  if k not in ("colab-runtime-proxy-token", "authuser", "token")]
+        target = "/" + rest + "?" + urlencode([*params, ("token", rt.jupyter_token)])
+        skip = {"host", "origin", "x-colab-runtime-proxy-token", "authorization"}
+        head = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}"] + \
+            [f"{k}: {v}" for k, v in self.headers.items() if k.lower() not in skip]
+        upstream = socket.create_connection((host, int(port)), timeout=30)
+        upstream.settimeout(None)
+        upstream.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        client = self.connection
+        client.settimeout(None)
+
+        def pump(src: socket.socket, dst: socket.socket) -> None:
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+        back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
+        back.start()
+        pump(client, upstream)
+        back.join(timeout=5)
+        upstream.close()
+        self.close_connection = True
+
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _route
 
 
@@ -329,7 +396,8 @@ def start_jupyter(root: Path, runtime_dir: Path) -> tuple[subprocess.Popen, str,
          f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
          "--ServerApp.open_browser=False", "--allow-root"],
-        stdout=subprocess.DEVNULL, stderr=open(runtime_dir / "jupyter.log", "wb"), env=env)  # noqa: SIM115 — the server owns it
+        stdout=subprocess.DEVNULL, stderr=open(runtime_dir / "jupyter.log", "wb"),  # noqa: SIM115 - the server owns it
+        env=env, cwd=root)  # a kernel started with no path works there, as Colab's in /
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + JUPYTER_START_S
     while time.monotonic() < deadline:
@@ -363,3 +431,31 @@ def standin_with_runtime(base: Path, endpoint: str) -> Iterator[tuple[ColabStand
         standin.stop()
         proc.kill()
         proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def standin_that_assigns(base: Path, *, max_assignments: int = 3
+                         ) -> Iterator[tuple[ColabStandin, dict[str, Path]]]:
+    """The stand-in with no runtime; each ``POST /tun/m/assign`` starts a real Jupyter server
+    whose disk is ``base/ENDPOINT`` (with its ``content`` folder). Yields (stand-in, disks by
+    endpoint); kills every server after."""
+    procs: list[subprocess.Popen] = []
+    disks: dict[str, Path] = {}
+
+    def assign(endpoint: str) -> tuple[str, str]:
+        disk, rtdir = base / endpoint, base / f"{endpoint}-jupyter"
+        (disk / "content").mkdir(parents=True)
+        rtdir.mkdir()
+        proc, url, token = start_jupyter(disk, rtdir)
+        procs.append(proc)
+        disks[endpoint] = disk
+        return url, token
+
+    standin = ColabStandin(max_assignments=max_assignments, on_assign=assign).start()
+    try:
+        yield standin, disks
+    finally:
+        standin.stop()
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)

@@ -13,10 +13,12 @@ from ui_fixtures import (
     drive_sessions,
     feed,
     frozen_clock,
+    launched_session,
     stopped_session,
     three_sessions,
     unreachable_session,
     write_config,
+    write_launches,
 )
 
 from colabtui.app import ColabTuiApp
@@ -26,7 +28,8 @@ def _app(tmp_path: Path, sessions) -> ColabTuiApp:
     config = tmp_path / "config.toml"
     if sessions:
         write_config(config, sessions)
-    return ColabTuiApp(config, tmp_path / "ledger.sqlite3", clock=frozen_clock, poll=False)
+    return ColabTuiApp(config, tmp_path / "ledger.sqlite3", clock=frozen_clock, poll=False,
+                       launches_path=tmp_path / "launches.json")
 
 
 def _feeder(sessions):
@@ -67,6 +70,13 @@ def test_stopped_session(snap_compare, tmp_path):
 def test_stop_confirmation(snap_compare, tmp_path, size):
     sessions = three_sessions()
     assert snap_compare(_app(tmp_path, sessions), terminal_size=size, press=["2", "x"],
+                        run_before=_feeder(sessions))
+
+
+def test_a_dead_launched_session_offers_r_and_asks_before_relaunching(snap_compare, tmp_path):
+    sessions = [three_sessions()[0], launched_session()]
+    write_launches(tmp_path / "launches.json", sessions[1])
+    assert snap_compare(_app(tmp_path, sessions), terminal_size=(120, 36), press=["2", "R"],
                         run_before=_feeder(sessions))
 
 

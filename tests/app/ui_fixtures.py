@@ -241,6 +241,40 @@ def unreachable_session() -> FixedSession:
     ), NOW - 190)
 
 
+LAUNCHED_ENDPOINT = "gpu-t4-s-3kq8v2rf1x7z"
+
+
+def launched_session() -> FixedSession:
+    """A session ``colabtui launch`` started on a Colab T4 whose runtime ended 6 minutes ago
+    (no longer assigned): the app offers R to relaunch it."""
+    return _answered_at(FixedSession(
+        SessionConfig(f"colab://{LAUNCHED_ENDPOINT}/content/colabtui", "", "digits 2"),
+        _status("digits 2", "digits-lr1e-3", 4210, 6000, epoch=7, rate=18.5,
+                gpus=[GpuStats(0, "Tesla T4", "GPU-7", 64.0, int(2.1 * GIB), int(15.0 * GIB),
+                               62.0, 41.0, 70.0)],
+                checkpoint=CheckpointStatus(
+                    dir="gdrive://1AbCdEfGhIjKlMnOp/digits",
+                    last=CheckpointInfo(4000, "/ck/step-4000.pt", 6 * MB, "0d", NOW - 420,
+                                        0.4, 8),
+                    count=3),
+                loss=0.18, started_ago=4 * 3600),
+        {"loss": loss_curve(421, seed=8, start=2.3, floor=0.15, tau=900)},
+        error=SessionError("unreachable", f"runtime {LAUNCHED_ENDPOINT} is no longer assigned "
+                           "to your account"),
+        error_since=NOW - 360,
+    ), NOW - 365)
+
+
+def write_launches(path: Path, launched: FixedSession) -> None:
+    """The launches file ``colabtui launch`` writes, with the record of ``launched``."""
+    from colabtui.colab.launches import LaunchRecord, save_launches
+
+    save_launches({launched.config.url: LaunchRecord(
+        "/home/you/colabtui/remote/examples/train_digits.py",
+        ("--port", "-1", "--checkpoint-dir", "gdrive://1AbCdEfGhIjKlMnOp/digits", "--steps",
+         "6000", "--lr", "1e-3"), "T4", launched.config.label)}, path)
+
+
 def stopped_session() -> FixedSession:
     """A session stopped from the app 3 minutes ago: its final checkpoint holds the last
     step, and its server has closed since (connection refused)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 
 import pytest
 from colabtui_remote import Monitor, schema
@@ -175,3 +176,34 @@ def test_a_folder_that_disappears_is_logged_once_and_never_raises(box, caplog):
     folder.mkdir()  # back again
     server.tick()
     assert (folder / "status.json").exists()
+
+
+def test_a_monitor_serves_the_mailbox_that_colabtui_launch_names_in_its_environment(
+        tmp_path, monkeypatch):
+    from colabtui_remote.transport.mailbox import serve
+
+    MAILBOX_ENV, MAILBOX_INTERVAL_ENV = serve.MAILBOX_ENV, serve.MAILBOX_INTERVAL_ENV
+    from_environment = serve.from_environment
+
+    assert from_environment({}) is None
+    assert from_environment({MAILBOX_ENV: "/content/colabtui"}) == ("/content/colabtui", 5.0)
+    for bad in ("fast", "0", "nan", "1e309", "-1"):
+        with pytest.raises(ValueError, match="from 0.05 to 86400"):
+            from_environment({MAILBOX_ENV: "/x", MAILBOX_INTERVAL_ENV: bad})
+    folder = tmp_path / "launched"
+    monkeypatch.setenv(MAILBOX_ENV, str(folder))
+    monkeypatch.setenv(MAILBOX_INTERVAL_ENV, "0.05")
+    mon = Monitor(run="digits", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
+    try:
+        mon.log(step=3, loss=1.5)
+        for _ in range(200):
+            if (folder / "status.json").exists():
+                break
+            time.sleep(0.05)
+        status = schema.parse_status(json.loads((folder / "status.json").read_bytes()))
+        assert status.session_id == mon.session_id
+    finally:
+        mon.close()
+    monkeypatch.setenv(MAILBOX_INTERVAL_ENV, "soon")
+    with pytest.raises(ValueError, match="COLABTUI_MAILBOX_INTERVAL='soon'"):
+        Monitor(run="digits", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)

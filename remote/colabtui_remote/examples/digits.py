@@ -15,6 +15,7 @@ import time
 
 from colabtui_remote import Monitor
 from colabtui_remote.checkpoint.errors import CheckpointError
+from colabtui_remote.transport.mailbox import serve as mailbox_serve
 
 BATCH_SIZE = 64
 EVAL_EVERY = 100
@@ -87,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.port < 0 and not args.mailbox:
-        print("train_digits: --port -1 (no HTTP) needs --mailbox DIR", file=sys.stderr)
+    if args.port < 0 and not args.mailbox and not mailbox_serve.from_environment():
+        print("train_digits: --port -1 (no HTTP) needs --mailbox DIR (or $COLABTUI_MAILBOX, "
+              "as `colabtui launch` sets)", file=sys.stderr)
         return 2
     if args.steps < 1:
         print("train_digits: --steps must be at least 1", file=sys.stderr)

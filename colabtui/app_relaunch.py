@@ -1,0 +1,118 @@
+"""The app's ``R`` key: a session started by ``colabtui launch`` whose runtime died is launched
+again on a new runtime (:func:`colabtui.colab.launches.relaunch_session`), after a yes.
+
+The launch records are read when the app starts and when the config file changes; a panel of
+a recorded session says "R relaunches it" while it is not connected. The relaunch runs on a
+worker thread (assigning a runtime and installing there take tens of seconds): each step is
+the session's one "relaunch" toast, and when it is done the config file, which now holds the
+new ``colab://`` URL, is read again, so the panel follows the new runtime. One relaunch per
+session at a time; every failure is a toast with Colab's or the script's words, and whatever
+runtime it assigned is released.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from colabtui.config import ConfigError, SessionConfig
+from colabtui.screens.confirm_relaunch import ConfirmRelaunchScreen
+
+RELAUNCH_TOAST_S = 30.0
+"""Seconds a relaunch's toast stays (a failure's: twice as long)."""
+
+
+class AppRelaunch:
+    """The relaunches of one app.
+
+    Args:
+        app: the :class:`colabtui.app.ColabTuiApp` (its panels, config, toasts, workers).
+        path: the launches file (default: :func:`~colabtui.colab.launches.launches_path`).
+        account: returns the Colab account (default: the stored sign-in; called on the
+            worker thread).
+    """
+
+    def __init__(self, app: Any, path: Path | None = None, account: Any = None) -> None:
+        self.app = app
+        self.path = path
+        self._account = account
+        self.records: dict[str, Any] = {}
+        self.error: str | None = None
+        """Why the launches file could not be read (``None`` when it could)."""
+        self.running: set[str] = set()
+        """URLs of the sessions being relaunched now."""
+
+    def refresh(self) -> None:
+        """Read the launch records again and mark each panel relaunchable or not; never
+        raises (an unreadable file means no session is relaunchable, and is said on R)."""
+        from colabtui.colab.launches import LaunchRecordError, load_launches
+
+        try:
+            self.records, self.error = load_launches(self.path), None
+        except LaunchRecordError as exc:
+            self.records, self.error = {}, str(exc)
+        for panel in self.app.panels:
+            panel.relaunchable = panel.session.url in self.records
+        self.app.refresh_bindings()  # R shows in the footer only with a relaunchable session
+
+    def start(self, panel: Any) -> None:
+        """Ask, then relaunch ``panel``'s session; says why not when it cannot be."""
+        session: SessionConfig = panel.session
+        record = self.records.get(session.url)
+        if record is None:
+            why = self.error or (f"{session.display_label} was not started by `colabtui launch`"
+                                 ": there is nothing to relaunch")
+            self.app.toast(session.key, "relaunch", why, severity="warning", timeout=8)
+            return
+        if session.url in self.running:
+            self.app.toast(session.key, "relaunch",
+                           f"{session.display_label}: a relaunch is already under way", timeout=5)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes and session.url not in self.running:
+                self.running.add(session.url)
+                self.app.run_worker(lambda: self._relaunch(session), thread=True,
+                                    group="relaunch", exit_on_error=False)
+
+        self.app.push_screen(ConfirmRelaunchScreen(session.display_label, record.spec.command,
+                                                   record.gpu), answered)
+
+    def _relaunch(self, session: SessionConfig) -> None:
+        """On a worker thread: the relaunch itself; its steps and its end go to the UI."""
+        from colabtui.colab.account import Account
+        from colabtui.colab.errors import ColabError
+        from colabtui.colab.launches import relaunch_session
+
+        def say(line: str) -> None:
+            self.app.call_from_thread(self.app.toast, session.key, "relaunch", line,
+                                      title=f"relaunching {session.display_label}",
+                                      timeout=RELAUNCH_TOAST_S)
+
+        try:
+            account = (self._account or Account)()
+            started = relaunch_session(account, session.url, self.app.config_path, say=say,
+                                       path=self.path)
+        except (ColabError, ValueError, ConfigError) as exc:
+            self.app.call_from_thread(self._ended, session, None, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a worker's failure is a toast, not a crash
+            self.app.call_from_thread(self._ended, session, None,
+                                      f"{type(exc).__name__}: {exc}")
+        else:
+            self.app.call_from_thread(self._ended, session, started, None)
+
+    def _ended(self, session: SessionConfig, started: Any, error: str | None) -> None:
+        self.running.discard(session.url)
+        if started is None:
+            self.app.toast(session.key, "relaunch", error or "failed",
+                           title=f"{session.display_label} was not relaunched",
+                           severity="error", timeout=2 * RELAUNCH_TOAST_S)
+            return
+        self.app.check_config(force=True)  # the session's URL changed in the file
+        self.refresh()
+        gpu = "CPU" if started.runtime.accelerator == "NONE" else started.runtime.accelerator
+        self.app.toast("app", f"relaunch {started.url}",
+                       f"{session.display_label} relaunched on runtime "
+                       f"{started.runtime.endpoint} ({gpu}), process {started.pid}: it resumes "
+                       "from its checkpoint folder", title="relaunched",
+                       timeout=RELAUNCH_TOAST_S)

@@ -1,0 +1,376 @@
+"""``colabtui launch`` and relaunch end to end: Google's Colab CLI (the real library) assigns
+runtimes from the stand-in (tests/app/colab_standin.py), each a real ``jupyter_server`` with a
+disk of its own; the script and the wheel of this colabtui-remote go up through the contents
+API, a real kernel installs the wheel and starts the script as its own process (the digits
+example, its Monitor serving the mailbox from ``$COLABTUI_MAILBOX``), and the laptop watches,
+saves and stops it through the runtime proxy. A runtime's death (its process killed, the
+assignment gone) and the relaunch that resumes from the shared checkpoint folder; each refusal
+a user meets (a script that dies, no quota, a runtime still assigned, an unknown GPU, no
+sign-in, a corrupt launches file)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from colab_standin import standin_that_assigns
+
+from colabtui.app import ColabTuiApp
+from colabtui.colab.account import Account
+from colabtui.colab.client import ColabMailboxClient
+from colabtui.colab.errors import AssignRefused, ColabError, LaunchFailed
+from colabtui.colab.launch import LAUNCH_DIR, LaunchSpec, launch
+from colabtui.colab.launches import LaunchRecordError, load_launches, relaunch, remember
+from colabtui.colab.proxy import RuntimeProxy
+from colabtui.colab.url import DEFAULT_MAILBOX, parse_colab_url
+from colabtui.config import Config, SessionConfig, Settings, load_config, save_config
+from colabtui.screens.confirm_relaunch import ConfirmRelaunchScreen
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN_DIGITS = REPO / "remote" / "examples" / "train_digits.py"
+
+
+@pytest.fixture(scope="module")
+def colab(tmp_path_factory):
+    """Colab that assigns runtimes (three at most), each a Jupyter server of its own."""
+    with standin_that_assigns(tmp_path_factory.mktemp("runtimes")) as (standin, disks):
+        yield {"standin": standin, "disks": disks}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """This colabtui-remote's wheel, built once as ``colabtui launch`` builds it."""
+    from colabtui.notebook_wheel import build_remote_wheel
+
+    return build_remote_wheel(tmp_path_factory.mktemp("wheel"))
+
+
+@pytest.fixture
+def signed_in(colab, tmp_path, monkeypatch):
+    """Signed in to the stand-in (the CLI's token file under a HOME of our own), launches.json
+    under a data folder of our own; every process a launch started is killed after, every
+    runtime released."""
+    standin = colab["standin"]
+    home = tmp_path / "home"
+    path = standin.write_credentials(home)
+    import colab_cli.auth
+
+    monkeypatch.setattr(colab_cli.auth, "TOKEN_CONFIG_PATH", str(path))
+    env = {"HOME": str(home), "COLABTUI_COLAB_DOMAIN": standin.url,
+           "COLABTUI_GOOGLE_TOKEN_URI": f"{standin.url}/token",
+           "COLABTUI_DATA_DIR": str(tmp_path / "data")}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    pids: list[int] = []
+    yield {"env": {**os.environ, **env}, "config": tmp_path / "config.toml", "pids": pids,
+           "launches": tmp_path / "data" / "launches.json", "ckpt": tmp_path / "ckpt"}
+    for disk in colab["disks"].values():  # every script started on any runtime
+        for pid in _launched_pids(disk):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with standin.lock:
+        standin.runtimes.clear()
+    standin.max_assignments = 3
+
+
+def _launched_pids(disk: Path) -> list[int]:
+    """Processes whose working folder is that runtime's launch folder."""
+    folder = str((disk / LAUNCH_DIR).resolve())
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(proc / "cwd") == folder:
+                    found.append(int(proc.name))
+    return found
+
+
+def digits_args(ckpt: Path, *, steps: int = 100_000, delay: float = 0.01) -> tuple[str, ...]:
+    return ("--port", "-1", "--checkpoint-dir", str(ckpt), "--steps", str(steps),
+            "--step-delay", str(delay), "--autosave-every", "0", "--run", "launched-digits")
+
+
+def colabtui(signed: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "colabtui", "--config", str(signed["config"]),
+                           *args], capture_output=True, text=True, env=signed["env"],
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+async def wait_for(client, predicate, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = await client.status()
+        except OSError as exc:
+            last = exc
+        else:
+            if predicate(last):
+                return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not reached within {timeout} s; last: {last!r}")
+
+
+async def run_command(client, kind: str, command_id: str) -> None:
+    await client.send_command(kind, command_id)
+    deadline = time.monotonic() + 60
+    while (rec := await client.get_command(command_id)).state not in ("done", "failed"):
+        assert time.monotonic() < deadline, rec
+        await asyncio.sleep(0.2)
+    assert rec.state == "done", rec
+
+
+def kernels_of(standin, endpoint: str) -> list:
+    rt = standin.runtimes[endpoint]
+    return httpx.get(f"{rt.jupyter_url}/api/kernels",
+                     headers={"Authorization": f"token {rt.jupyter_token}"}, timeout=10).json()
+
+
+# --------------------------------------------------------------------------- launch
+
+
+async def test_two_sessions_launched_trained_watched_saved_stopped_and_kept_alive(
+        colab, signed_in, wheel):
+    standin, disks = colab["standin"], colab["disks"]
+    said: list[str] = []
+    spec = LaunchSpec(TRAIN_DIGITS, digits_args(signed_in["ckpt"]), "T4")
+    started = launch(Account(), spec, wheel.path, wheel.version, 2, say=said.append)
+    assert len(started) == 2 and len(standin.runtimes) == 2  # never more than asked
+    assert {s.runtime.endpoint for s in started} == set(standin.runtimes)
+    for s in started:
+        disk = disks[s.runtime.endpoint]
+        assert s.runtime.accelerator == "T4"
+        assert s.url == f"colab://{s.runtime.endpoint}/{DEFAULT_MAILBOX}"
+        # the uploaded version, not the laptop's: installed into the launch folder's lib
+        assert Path(s.module).resolve().is_relative_to((disk / LAUNCH_DIR / "lib").resolve())
+        assert (disk / LAUNCH_DIR / "train_digits.py").read_bytes() == TRAIN_DIGITS.read_bytes()
+        assert Path(s.log).resolve() == (disk / LAUNCH_DIR / "train.log").resolve()
+        assert kernels_of(standin, s.runtime.endpoint) == []  # the kernels stay free
+    assert any("asking Colab for a T4 runtime" in line for line in said)
+
+    first, second = started
+    clients = [ColabMailboxClient(s.url, RuntimeProxy(s.runtime.endpoint), keep_alive_s=0.5)
+               for s in started]
+    try:
+        for client in clients:
+            st = await wait_for(client, lambda s: s.state == "running" and s.step > 0)
+            assert st.run == "launched-digits"
+        await run_command(clients[0], "save", "save-1")
+        st = await wait_for(clients[0], lambda s: s.checkpoint.last is not None)
+        assert st.checkpoint.last.step > 0
+        await asyncio.sleep(0.6)
+        await clients[1].status()  # a keep-alive is due again while it trains
+        for client in clients:
+            await run_command(client, "stop", "stop-1")
+            st = await wait_for(client, lambda s: s.state == "stopped")
+            assert st.checkpoint.last.step == st.step
+        kept = [ep for ep, _ in standin.keep_alives]
+        assert first.runtime.endpoint in kept and kept.count(second.runtime.endpoint) >= 2
+        alive_before = len(standin.keep_alives)
+        for client in clients:  # a stopped run's runtime is not kept alive
+            await asyncio.sleep(0.6)
+            assert (await client.status()).state == "stopped"
+        assert len(standin.keep_alives) == alive_before
+        assert all(c.keep_alive_error is None for c in clients)
+    finally:
+        for client in clients:
+            await client.aclose()
+    log = (disks[first.runtime.endpoint] / LAUNCH_DIR / "train.log").read_text()
+    assert log.strip(), "the script's output goes to train.log"
+
+
+def test_a_script_that_dies_at_once_is_a_clear_failure_and_its_runtime_is_released(
+        colab, signed_in, wheel, tmp_path):
+    standin = colab["standin"]
+    script = tmp_path / "broken.py"
+    script.write_text("print('loading the data…')\nraise SystemExit('no such file: data.csv')\n")
+    said: list[str] = []
+    with pytest.raises(LaunchFailed) as err:
+        launch(Account(), LaunchSpec(script, (), None), wheel.path, wheel.version, 1,
+               say=said.append)
+    message = str(err.value)
+    assert "`python broken.py` ended within 3 s" in message
+    assert "no such file: data.csv" in message and "loading the data" in message
+    assert standin.runtimes == {}  # nothing left burning units
+    assert any("released runtime" in line for line in said)
+
+
+def test_no_quota_for_the_second_session_releases_the_first(colab, signed_in, wheel, tmp_path):
+    standin = colab["standin"]
+    standin.max_assignments = 1
+    script = tmp_path / "sleeper.py"
+    script.write_text("import time\ntime.sleep(120)\n")
+    said: list[str] = []
+    with pytest.raises(AssignRefused) as err:
+        launch(Account(), LaunchSpec(script, (), "A100"), wheel.path, wheel.version, 2,
+               say=said.append)
+    assert "412" in str(err.value)
+    assert standin.runtimes == {}
+    released = [line for line in said if "released runtime" in line]
+    assert len(released) == 1, said
+
+
+def test_sessions_out_of_range_and_a_missing_script_are_refused_before_any_cost(
+        colab, signed_in, wheel, tmp_path):
+    standin = colab["standin"]
+    before = len(standin.requests)
+    for n in (0, 4):
+        with pytest.raises(ValueError, match="from 1 to 3"):
+            launch(Account(), LaunchSpec(TRAIN_DIGITS), wheel.path, wheel.version, n)
+    with pytest.raises(ValueError, match="cannot be read"):
+        launch(Account(), LaunchSpec(tmp_path / "gone.py"), wheel.path, wheel.version, 1)
+    with pytest.raises(ValueError, match=r"a Python script \(\.py\)"):
+        launch(Account(), LaunchSpec(tmp_path / "notes.txt"), wheel.path, wheel.version, 1)
+    assert standin.runtimes == {} and not any(
+        path.startswith("/tun/m/assign") for _, path in standin.requests[before:])
+
+
+# --------------------------------------------------------------------------- relaunch
+
+
+async def test_a_dead_runtime_is_relaunched_and_the_run_resumes_from_its_checkpoint(
+        colab, signed_in, wheel):
+    standin = colab["standin"]
+    account = Account()
+    spec = LaunchSpec(TRAIN_DIGITS, digits_args(signed_in["ckpt"], delay=0.05), None)
+    (old,) = launch(account, spec, wheel.path, wheel.version, 1)
+    config = signed_in["config"]
+    save_config(Config([SessionConfig(old.url, "", "digits")]), config)
+    remember([old], spec, ["digits"])
+    assert set(load_launches()) == {old.url}
+
+    async with ColabMailboxClient(old.url, RuntimeProxy(old.runtime.endpoint)) as client:
+        await wait_for(client, lambda s: s.state == "running" and s.step > 0)
+        await run_command(client, "save", "save-1")
+        st = await wait_for(client, lambda s: s.checkpoint.last is not None)
+        saved = st.checkpoint.last.step
+
+    with pytest.raises(ColabError, match="still assigned"):  # never two runtimes for one run
+        relaunch(account, old.url, config, wheel.path, wheel.version)
+    assert list(standin.runtimes) == [old.runtime.endpoint]
+
+    os.kill(old.pid, signal.SIGKILL)  # the runtime dies: its process, then its assignment
+    standin.release(old.runtime.endpoint)
+    said: list[str] = []
+    new = relaunch(account, old.url, config, wheel.path, wheel.version, say=said.append)
+    assert new.runtime.endpoint != old.runtime.endpoint
+    assert list(standin.runtimes) == [new.runtime.endpoint]
+    (session,) = load_config(config).sessions  # moved, label kept
+    assert session.url == new.url and session.label == "digits"
+    assert set(load_launches()) == {new.url}
+    assert any("asking Colab for a CPU runtime for digits" in line for line in said)
+
+    async with ColabMailboxClient(new.url, RuntimeProxy(new.runtime.endpoint)) as client:
+        st = await wait_for(client, lambda s: s.state == "running" and s.step is not None)
+        assert st.run == "launched-digits"
+        assert st.checkpoint.last is not None and st.checkpoint.last.step == saved
+        assert st.step >= saved  # resumed there, not from step 0
+        await run_command(client, "stop", "stop-1")
+
+
+async def test_the_app_offers_r_on_a_dead_launched_session_and_relaunches_it_after_a_yes(
+        colab, signed_in, wheel, tmp_path):
+    standin = colab["standin"]
+    spec = LaunchSpec(TRAIN_DIGITS, digits_args(signed_in["ckpt"]), None)
+    (old,) = launch(Account(), spec, wheel.path, wheel.version, 1)
+    config = signed_in["config"]
+    save_config(Config([SessionConfig(old.url, "", "digits")], Settings(poll_interval_s=0.2)),
+                config)
+    remember([old], spec, ["digits"])
+    os.kill(old.pid, signal.SIGKILL)
+    standin.release(old.runtime.endpoint)
+
+    app = ColabTuiApp(config, tmp_path / "ledger.sqlite3", backoff_max_s=0.5)
+    async with app.run_test(size=(140, 40)) as pilot:
+        async def until(condition, what: str, timeout: float = 120.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                assert time.monotonic() < deadline, f"gave up waiting for {what}"
+                await pilot.pause(0.1)
+
+        panel = app.panels[0]
+        await until(lambda: panel.conn_kind not in ("connected", "waiting")
+                    and "R relaunches it" in panel._header_text().plain, "the hint")
+        assert app.check_action("relaunch", ()) is True  # in the footer now
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmRelaunchScreen)
+        assert "Relaunch digits on a new CPU runtime?" in app.screen.question().plain
+        await pilot.press("n")  # No is nothing: no runtime asked for
+        assert not isinstance(app.screen, ConfirmRelaunchScreen) and standin.runtimes == {}
+        await pilot.press("R")
+        await pilot.press("y")
+        await until(lambda: load_config(config).sessions[0].url != old.url, "the new URL saved")
+        await until(lambda: app.panels and app.panels[0].session.url != old.url
+                    and app.panels[0].conn_kind == "connected", "the new runtime watched")
+        (endpoint,) = standin.runtimes
+        assert app.panels[0].session.url == f"colab://{endpoint}/{DEFAULT_MAILBOX}"
+        assert app.panels[0].session.label == "digits"
+        assert "R relaunches it" not in app.panels[0]._header_text().plain
+        shown = " ".join(str(n.message) for n in app._notifications)
+        assert f"digits relaunched on runtime {endpoint} (CPU)" in shown
+
+
+def test_relaunch_of_a_session_never_launched_or_with_a_corrupt_file_says_so(
+        colab, signed_in, wheel):
+    account = Account()
+    with pytest.raises(LaunchRecordError, match="was not started by `colabtui launch`"):
+        relaunch(account, "colab://gpu-t4-s-nowhere/content/colabtui", signed_in["config"],
+                 wheel.path, wheel.version)
+    signed_in["launches"].parent.mkdir(parents=True)
+    signed_in["launches"].write_text('{"launches": [1, 2')
+    with pytest.raises(LaunchRecordError, match="not a launches file"):
+        load_launches()
+    assert signed_in["launches"].read_text() == '{"launches": [1, 2'  # left as it was
+    assert colab["standin"].runtimes == {}
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+def test_colabtui_launch_starts_saves_the_session_and_relaunch_refuses_a_live_one(
+        colab, signed_in):
+    r = colabtui(signed_in, "launch", "--no-open", "--label", "digits", str(TRAIN_DIGITS),
+                 *digits_args(signed_in["ckpt"]))
+    assert r.returncode == 0, r.stderr
+    assert "compute units: 97.50 left" in r.stdout
+    (endpoint,) = colab["standin"].runtimes
+    assert f"started 'digits' on {endpoint} (CPU)" in r.stdout
+    (session,) = load_config(signed_in["config"]).sessions
+    assert parse_colab_url(session.url)[0] == endpoint and session.label == "digits"
+    record = json.loads(signed_in["launches"].read_text())["launches"][session.url]
+    assert record["script"] == str(TRAIN_DIGITS) and record["gpu"] is None
+    assert record["args"][:2] == ["--port", "-1"]
+
+    r = colabtui(signed_in, "colab", "relaunch", session.url)
+    assert r.returncode == 1
+    assert f"runtime {endpoint} is still assigned to your account" in r.stderr
+    assert list(colab["standin"].runtimes) == [endpoint]
+
+
+def test_colabtui_launch_refuses_bad_arguments_and_no_sign_in_with_one_line(
+        colab, signed_in, tmp_path):
+    r = colabtui(signed_in, "launch", "--gpu", "H900", str(TRAIN_DIGITS))
+    assert r.returncode == 2 and "invalid choice: 'H900'" in r.stderr
+    r = colabtui(signed_in, "launch", "--sessions", "4", str(TRAIN_DIGITS))
+    assert r.returncode == 2 and "--sessions 4: from 1 to 3" in r.stderr
+    r = colabtui(signed_in, "launch", str(tmp_path / "nope.py"))
+    assert r.returncode == 2 and "cannot be read" in r.stderr
+    r = colabtui(signed_in, "colab", "relaunch")
+    assert r.returncode == 2 and "needs the session's colab:// URL" in r.stderr
+    nobody = {**signed_in, "env": {**signed_in["env"], "HOME": str(tmp_path / "nobody")}}
+    r = colabtui(nobody, "launch", str(TRAIN_DIGITS))
+    assert r.returncode == 1 and "colabtui colab login" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert colab["standin"].runtimes == {}
