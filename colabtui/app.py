@@ -3,8 +3,9 @@
 Keys (also in the footer and the command palette): ``s`` save the focused session, ``S`` save
 all, ``x`` stop the focused one after a confirmation, ``a`` add, ``d`` remove (config only; the
 ledger keeps the history; asks first), ``1``-``9`` focus, ``l`` log scale, ``h`` history,
-``!`` alerts, ``?`` help, ``q`` quit; ``R`` relaunches a session that ``colabtui launch``
-started, on a new Colab runtime, after a yes (:mod:`colabtui.app_relaunch`).
+``!`` alerts, ``?`` help, ``q`` quit; for a session ``colabtui launch`` started, ``o`` shows
+its output and ``R`` relaunches it on a new Colab runtime, after a yes
+(:mod:`colabtui.app_relaunch`).
 
 Keys act on what the user sees: a digit moves the focus at once, so a key typed right after it
 in one burst acts on the newly focused panel; one save (and one stop) is in flight per session;
@@ -41,7 +42,7 @@ from textual.widgets import Header
 from textual.worker import Worker, WorkerState
 
 from colabtui.app_alerts import AppAlerts
-from colabtui.app_relaunch import AppRelaunch
+from colabtui.app_relaunch import AppRelaunch, LaunchedActions
 from colabtui.app_views import VIEW_SCREENS, AppViews
 from colabtui.config import (
     LIVE_SETTINGS,
@@ -67,7 +68,7 @@ COMPACT_BELOW_ROWS = 36
 """Terminals shorter than this get panels without blank lines between blocks."""
 
 PANEL_ACTIONS = {"save", "save_all", "stop", "remove", "focus_panel", "log_scale", "x_axis",
-                 "relaunch"}
+                 "relaunch", "output"}
 """Actions that need the main screen with at least one panel."""
 
 EXIT_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
@@ -79,7 +80,7 @@ CRASH_ENV = "COLABTUI_TEST_CRASH_AFTER_S"
 """A test hook: the app raises ``RuntimeError`` this many seconds after it starts."""
 
 
-class ColabTuiApp(AppViews, App):
+class ColabTuiApp(AppViews, LaunchedActions, App):
     """Watch and control training sessions.
 
     Args:
@@ -103,6 +104,7 @@ class ColabTuiApp(AppViews, App):
         Binding("S", "save_all", "Save all"),
         Binding("x", "stop", "Stop"),
         Binding("R", "relaunch", "Relaunch"),
+        Binding("o", "output", "Output"),
         Binding("a", "add", "Add"),
         Binding("d", "remove", "Remove"),
         Binding("l", "log_scale", "Log"),
@@ -315,7 +317,7 @@ class ColabTuiApp(AppViews, App):
                 return False
             if action not in ("log_scale", "x_axis") and not self.config.sessions:
                 return False
-            if action == "relaunch" and not any(p.relaunchable for p in self.panels):
+            if action in ("relaunch", "output") and not any(p.launched for p in self.panels):
                 return False
         return not (action in ("add", "history", "compare")
                     and isinstance(screen, (ModalScreen, *VIEW_SCREENS)))
@@ -361,12 +363,6 @@ class ColabTuiApp(AppViews, App):
                 self._send(panel, "stop")
 
         self.push_screen(ConfirmStopScreen(panel.session.display_label, step), answered)
-
-    def action_relaunch(self) -> None:
-        """Relaunch the focused session on a new Colab runtime, after a yes."""
-        panel = self.focused_panel()
-        if panel is not None:
-            self.relaunches.start(panel)
 
     def action_add(self) -> None:
         """Open the add-session form; the session is saved once it answers."""

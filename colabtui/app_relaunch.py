@@ -1,5 +1,6 @@
-"""The app's ``R`` key: a session started by ``colabtui launch`` whose runtime died is launched
-again on a new runtime (:func:`colabtui.colab.launches.relaunch_session`), after a yes.
+"""The app's keys for sessions ``colabtui launch`` started: ``R``, a session whose runtime died
+is launched again on a new runtime (:func:`colabtui.colab.launches.relaunch_session`), after a
+yes; ``o``, the end of its output (:class:`~colabtui.screens.launch_output.LaunchOutputScreen`).
 
 The launch records are read when the app starts and when the config file changes; a panel of
 a recorded session says "R relaunches it" while it is not connected. The relaunch runs on a
@@ -43,8 +44,8 @@ class AppRelaunch:
         """URLs of the sessions being relaunched now."""
 
     def refresh(self) -> None:
-        """Read the launch records again and mark each panel relaunchable or not; never
-        raises (an unreadable file means no session is relaunchable, and is said on R)."""
+        """Read the launch records again and mark each panel launched or not; never raises
+        (an unreadable file means no session is launched, and is said on R and o)."""
         from colabtui.colab.launches import LaunchRecordError, load_launches
 
         try:
@@ -52,17 +53,38 @@ class AppRelaunch:
         except LaunchRecordError as exc:
             self.records, self.error = {}, str(exc)
         for panel in self.app.panels:
-            panel.relaunchable = panel.session.url in self.records
-        self.app.refresh_bindings()  # R shows in the footer only with a relaunchable session
+            panel.launched = panel.session.url in self.records
+        self.app.refresh_bindings()  # R and o show in the footer only with a launched session
+
+    def _record(self, session: SessionConfig, kind: str) -> Any:
+        """The launch record of ``session``, or ``None`` after a toast saying why not."""
+        record = self.records.get(session.url)
+        if record is None:
+            what = "relaunch" if kind == "relaunch" else "show"
+            why = self.error or (f"{session.display_label} was not started by `colabtui launch`"
+                                 f": there is nothing to {what}")
+            self.app.toast(session.key, kind, why, severity="warning", timeout=8)
+        return record
+
+    def show_output(self, panel: Any) -> None:
+        """Open the end of ``panel``'s script output (read through the runtime proxy)."""
+        from colabtui.colab.launch import LAUNCH_DIR, LOG_NAME, read_output
+        from colabtui.colab.url import parse_colab_url
+        from colabtui.screens.launch_output import LaunchOutputScreen
+
+        session: SessionConfig = panel.session
+        if self._record(session, "output") is None:
+            return
+        endpoint, _ = parse_colab_url(session.url)
+        self.app.push_screen(LaunchOutputScreen(
+            session.display_label, f"/{LAUNCH_DIR}/{LOG_NAME} on runtime {endpoint}",
+            lambda: read_output(endpoint)))
 
     def start(self, panel: Any) -> None:
         """Ask, then relaunch ``panel``'s session; says why not when it cannot be."""
         session: SessionConfig = panel.session
-        record = self.records.get(session.url)
+        record = self._record(session, "relaunch")
         if record is None:
-            why = self.error or (f"{session.display_label} was not started by `colabtui launch`"
-                                 ": there is nothing to relaunch")
-            self.app.toast(session.key, "relaunch", why, severity="warning", timeout=8)
             return
         if session.url in self.running:
             self.app.toast(session.key, "relaunch",
@@ -116,3 +138,20 @@ class AppRelaunch:
                        f"{started.runtime.endpoint} ({gpu}), process {started.pid}: it resumes "
                        "from its checkpoint folder", title="relaunched",
                        timeout=RELAUNCH_TOAST_S)
+
+
+class LaunchedActions:
+    """The app's actions for launched sessions (mixed into :class:`colabtui.app.ColabTuiApp`,
+    whose ``relaunches`` is an :class:`AppRelaunch`)."""
+
+    def action_relaunch(self: Any) -> None:
+        """Relaunch the focused session on a new Colab runtime, after a yes."""
+        panel = self.focused_panel()
+        if panel is not None:
+            self.relaunches.start(panel)
+
+    def action_output(self: Any) -> None:
+        """Show the end of the focused launched session's output."""
+        panel = self.focused_panel()
+        if panel is not None:
+            self.relaunches.show_output(panel)

@@ -37,7 +37,8 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
                     "it assigned. When a runtime dies, R in the app (or `colabtui colab "
                     "relaunch URL`) starts the same command on a new one: give the script a "
                     "checkpoint folder that outlives a runtime (a gdrive:// folder) and it "
-                    "resumes there.",
+                    "resumes there; a script with a gdrive:// argument gets your Drive sign-in "
+                    "(`colabtui drive login`) on its runtime.",
         epilog="examples:\n"
                "  colabtui launch --gpu T4 --sessions 2 remote/examples/train_digits.py \\\n"
                "      --port -1 --checkpoint-dir gdrive://FOLDER_ID/digits --steps 6000\n"
@@ -61,7 +62,13 @@ def run(args: argparse.Namespace, config_path: Path,
     """Run ``colabtui launch``, then ``open_app(config_path)`` on a terminal unless
     ``--no-open``; returns the exit code."""
     from colabtui.colab.errors import ColabError
-    from colabtui.colab.launch import MAX_SESSIONS, LaunchSpec, launch, read_script
+    from colabtui.colab.launch import (
+        MAX_SESSIONS,
+        LaunchSpec,
+        drive_credentials,
+        launch,
+        read_script,
+    )
     from colabtui.colab.launches import remember, remote_wheel
     from colabtui.config import Config, SessionConfig, load_config, save_config
 
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace, config_path: Path,
     spec = LaunchSpec(args.script, tuple(args.args), args.gpu)
     try:
         read_script(spec.script)
+        drive_credentials(spec)
     except ValueError as exc:
         return _usage(str(exc))
     config = load_config(config_path) if config_path.exists() else Config()  # said before cost

@@ -158,6 +158,21 @@ class ContentsMailbox:
         if r.status_code != 404:
             self._raise_for(r, name)
 
+    def tail(self, name: str, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` bytes of the file ``name`` in the folder (``GET /files/…``
+        with ``Range: bytes=-N``, which Jupyter's file handler answers 206; a server that sends
+        the whole file instead is cut here, within the same bound as :meth:`read`).
+
+        Raises:
+            FileNotFoundError: no such file; OSError kinds, as the storage methods.
+        """
+        r = self._request("GET", _name(name), api="files",
+                          headers={"Range": f"bytes=-{int(max_bytes)}"})
+        if r.status_code == 416:  # an empty file has no last bytes
+            return b""
+        self._raise_for(r, name)
+        return r.content[-max_bytes:]
+
     # ------------------------------------------------------------------ HTTP
 
     def server_started_at(self) -> float | None:
@@ -178,13 +193,15 @@ class ContentsMailbox:
             return None
 
     def _url(self, runtime: Any, path: str, api: str, full: str | None = None) -> str:
-        if api != "contents":
+        if api not in ("contents", "files"):
             return f"{runtime.proxy_url}/api/{api}"
         full = full if full is not None else "/".join(p for p in (self.folder, path) if p)
-        return f"{runtime.proxy_url}/api/contents/{quote(full, safe='/')}"
+        where = "api/contents" if api == "contents" else "files"
+        return f"{runtime.proxy_url}/{where}/{quote(full, safe='/')}"
 
     def _request(self, method: str, path: str, *, params: dict | None = None,
-                 json: Any = None, api: str = "contents", full: str | None = None) -> _Answer:
+                 json: Any = None, api: str = "contents", full: str | None = None,
+                 headers: dict | None = None) -> _Answer:
         refreshed = False
         while True:
             runtime = self.proxy.current(refresh=refreshed)
@@ -193,7 +210,7 @@ class ContentsMailbox:
                                      f"{self.proxy.endpoint}")
             try:
                 r = self._fetch(method, self._url(runtime, path, api, full), params, json,
-                                runtime.proxy_token)
+                                runtime.proxy_token, headers)
             except httpx.InvalidURL:
                 raise ColabBadAnswer(f"Colab listed no usable proxy URL for runtime "
                                  f"{self.proxy.endpoint}") from None
@@ -214,7 +231,7 @@ class ContentsMailbox:
             return r
 
     def _fetch(self, method: str, url: str, params: dict | None, json: Any,
-               token: str) -> _Answer:
+               token: str, headers: dict | None = None) -> _Answer:
         """One request, read whole within :attr:`timeout_s` and :data:`_MAX_BODY` bytes. No
         compression is asked for, and a compressed answer is refused: decoded, a few kB can
         become gigabytes in memory before any bound is checked.
@@ -227,7 +244,8 @@ class ContentsMailbox:
         deadline = time.monotonic() + self.timeout_s
         body = bytearray()
         with self._http.stream(method, url, params=params, json=json,
-                               headers={TOKEN_HEADER: token, "Accept-Encoding": "identity"}) as r:
+                               headers={**(headers or {}), TOKEN_HEADER: token,
+                                        "Accept-Encoding": "identity"}) as r:
             if r.headers.get("Content-Encoding", "identity").lower() != "identity":
                 raise ColabBadAnswer(f"runtime {self.proxy.endpoint}: a compressed answer, "
                                      "though none was asked for")  # a bomb decodes in memory

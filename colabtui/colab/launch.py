@@ -9,7 +9,10 @@ checks that this very version imports, and starts the script as a process of its
 detached from the kernel (which is shut down: the runtime's kernels stay free), with its
 output in ``/content/colabtui-launch/train.log``. The script's Monitor serves the mailbox
 ``/content/colabtui`` from its start (``$COLABTUI_MAILBOX``), polled every second: the laptop
-watches it as ``colab://ENDPOINT``.
+watches it as ``colab://ENDPOINT``. A script with a ``gdrive://`` argument (its checkpoint
+folder, which outlives the runtime) gets the laptop's Drive sign-in too (``colabtui drive
+login``'s file, mode 600, through ``$COLABTUI_DRIVE_CREDENTIALS``): a process started this way
+cannot call ``google.colab.auth.authenticate_user()``.
 
 Never more runtimes than asked: each is assigned once, for a new notebook id. A launch that
 fails after a runtime was assigned releases what this launch assigned, and says so.
@@ -44,6 +47,13 @@ KERNEL_TIMEOUT_S = 300.0
 MAX_SESSIONS = 3
 """Sessions one launch may start: a paid Colab plan runs up to three notebooks at once."""
 MARK = "COLABTUI-LAUNCH "
+LOG_NAME = "train.log"
+"""The launched script's output (stdout and stderr), in :data:`LAUNCH_DIR`."""
+OUTPUT_TAIL_BYTES = 64 * 1024
+"""How much of the end of that output :func:`read_output` reads, bytes."""
+DRIVE_CREDENTIALS = "drive-credentials.json"
+"""The laptop's Drive sign-in as uploaded for a script with a ``gdrive://`` argument; the
+script finds it through ``$COLABTUI_DRIVE_CREDENTIALS``."""
 
 _START = r'''
 import json, os, subprocess, sys, time
@@ -64,6 +74,10 @@ def _colabtui_launch(p):
     env["COLABTUI_MAILBOX"] = os.path.join(base, p["mailbox"])
     env["COLABTUI_MAILBOX_INTERVAL"] = str(p["interval"])
     env["PYTHONUNBUFFERED"] = "1"
+    if p["drive_credentials"]:
+        creds = os.path.join(d, p["drive_credentials"])
+        os.chmod(creds, 0o600)
+        env["COLABTUI_DRIVE_CREDENTIALS"] = creds
     v = subprocess.run([sys.executable, "-c", "import colabtui_remote as m; print(m.__version__);"
                         " print(m.__file__)"], env=env, cwd=d, capture_output=True, text=True,
                        timeout=120)
@@ -71,7 +85,7 @@ def _colabtui_launch(p):
     if v.returncode or found[:1] != [p["version"]]:
         return {"error": "colabtui-remote %s does not import on the runtime: %s" % (
             p["version"], (v.stderr or v.stdout)[-1500:])}
-    log = os.path.join(d, "train.log")
+    log = os.path.join(d, p["log"])
     detach = ("import subprocess, sys; f = open(sys.argv[1], 'ab'); p = subprocess.Popen("
               "sys.argv[2:], stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, "
               "start_new_session=True); print(p.pid)")
@@ -108,6 +122,11 @@ class LaunchSpec:
     @property
     def command(self) -> str:
         return shlex.join(["python", self.script.name, *self.args])
+
+    @property
+    def uses_drive(self) -> bool:
+        """An argument names a ``gdrive://`` folder: the runtime needs the Drive sign-in."""
+        return any(a.startswith("gdrive://") or "=gdrive://" in a for a in self.args)
 
 
 @dataclass(frozen=True)
@@ -151,6 +170,7 @@ def launch(account: Account, spec: LaunchSpec, wheel: Path, version: str, sessio
     if not 1 <= sessions <= MAX_SESSIONS:
         raise ValueError(f"--sessions {sessions}: from 1 to {MAX_SESSIONS}")
     script = read_script(spec.script)
+    drive_credentials(spec)  # refused before any cost
     assigned: list[Runtime] = []
     started: list[Started] = []
     try:
@@ -174,16 +194,22 @@ def start_on(account: Account, runtime: Runtime, spec: LaunchSpec, script: bytes
     releasing nothing (the caller owns the runtime)."""
     proxy = RuntimeProxy(runtime.endpoint, lambda: account, runtime=runtime)
     files = ContentsMailbox(proxy, LAUNCH_DIR, timeout_s=120.0)
+    credentials = drive_credentials(spec)
     try:
         files.make_folder()
         files.write(spec.script.name, script)
         files.write(wheel.name, wheel.read_bytes())
+        if credentials is not None:
+            say(f"    uploading your Drive sign-in ({credentials.name}, mode 600 there) for "
+                "the script's gdrive:// folder…")
+            files.write(DRIVE_CREDENTIALS, credentials.read_bytes())
     finally:
         files.close()
     say(f"    starting `{spec.command}` as its own process…")
     params = {"dir": LAUNCH_DIR, "script": spec.script.name, "wheel": wheel.name,
               "version": version, "args": list(spec.args), "mailbox": DEFAULT_MAILBOX,
-              "interval": MAILBOX_INTERVAL_S, "settle": SETTLE_S}
+              "interval": MAILBOX_INTERVAL_S, "settle": SETTLE_S, "log": LOG_NAME,
+              "drive_credentials": DRIVE_CREDENTIALS if credentials is not None else None}
     code = _START.replace("PARAMS", repr(json.dumps(params)))
     out = run_in_kernel(proxy.current(), code, timeout_s=KERNEL_TIMEOUT_S)
     answer = _answer(runtime, out)
@@ -204,6 +230,52 @@ def read_script(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_output(endpoint: str, proxy: RuntimeProxy | None = None, *,
+                max_bytes: int = OUTPUT_TAIL_BYTES) -> list[str]:
+    """The end of a launched script's output (``train.log`` on runtime ``endpoint``), as a
+    terminal shows it: one line per ``\\n`` (a progress bar's ``\\r`` rewrites keep only
+    their last state), each cleaned of escape sequences (the text is the runtime's: hostile);
+    a line cut by the ``max_bytes`` bound is left out.
+
+    Raises:
+        FileNotFoundError: no output there (the script was not started by ``colabtui
+            launch``). OSError kinds otherwise, as :class:`~.contents.ContentsMailbox`
+            (a runtime that is gone, a refused sign-in).
+    """
+    files = ContentsMailbox(proxy or RuntimeProxy(endpoint), LAUNCH_DIR)
+    try:
+        data = files.tail(LOG_NAME, max_bytes)
+    finally:
+        files.close()
+    lines = data.decode("utf-8", "replace").split("\n")
+    if len(data) >= max_bytes:
+        lines = lines[1:]  # the first may be cut
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [wire.clean_text(line.rstrip("\r").rpartition("\r")[2], 1000) for line in lines]
+
+
+def drive_credentials(spec: LaunchSpec) -> Path | None:
+    """The laptop's Drive sign-in (``colabtui drive login``) a script with a ``gdrive://``
+    argument needs on its runtime (a launched process cannot sign in to Drive by itself);
+    ``None`` for a script without one.
+
+    Raises:
+        ValueError: the script names a ``gdrive://`` folder and there is no sign-in to send.
+    """
+    if not spec.uses_drive:
+        return None
+    from colabtui_remote.drive.auth import credentials_path_in_use
+
+    path = credentials_path_in_use()
+    if not path.is_file():
+        raise ValueError(f"`{spec.command}` names a gdrive:// folder, and a launched script "
+                         "cannot sign in to Drive by itself: run `colabtui drive login` first "
+                         f"(its credentials, {path}, are then copied to each runtime for the "
+                         "script alone)")
+    return path
 
 
 def tail_lines(text: str, lines: int = 20) -> str:

@@ -25,7 +25,14 @@ from typing import Any
 
 from colabtui.colab.account import Account
 from colabtui.colab.errors import ColabError
-from colabtui.colab.launch import LaunchSpec, Started, read_script, release_all, start_on
+from colabtui.colab.launch import (
+    LaunchSpec,
+    Started,
+    drive_credentials,
+    read_script,
+    release_all,
+    start_on,
+)
 from colabtui.colab.url import parse_colab_url
 from colabtui.config import Config, ConfigError, SessionConfig, data_dir, load_config, save_config
 
@@ -122,7 +129,8 @@ def relaunch(account: Account, url: str, config_path: Path, wheel: Path, version
         ColabError: the old runtime is still assigned (release it first, or it is still
             running), or as :func:`~.launch.launch`; a runtime assigned here is released
             before the error is raised.
-        ValueError: the script is no longer readable on this laptop.
+        ValueError: the script is no longer readable on this laptop, or it names a
+            ``gdrive://`` folder and there is no Drive sign-in to send.
         ConfigError: the config file cannot be read or written (the runtime is released).
     """
     records = load_launches(path)
@@ -137,6 +145,7 @@ def relaunch(account: Account, url: str, config_path: Path, wheel: Path, version
                          f"{endpoint}`); nothing launched")
     spec = record.spec
     script = read_script(spec.script)
+    drive_credentials(spec)
     load_config(config_path)  # a config that cannot be read is said before any cost
     what = spec.gpu.upper() if spec.gpu else "CPU"
     say(f"asking Colab for a {what} runtime for {record.label or url}…")

@@ -12,9 +12,9 @@ from textual.widgets._footer import FooterKey
 
 HIDDEN_BY_TIER: tuple[frozenset[str], ...] = (
     frozenset(),
-    frozenset({"focus_panel(1)", "log_scale", "x_axis", "history", "compare"}),
+    frozenset({"focus_panel(1)", "log_scale", "x_axis", "history", "compare", "output"}),
     frozenset({"focus_panel(1)", "log_scale", "x_axis", "save_all", "add", "remove", "history",
-               "compare", "relaunch"}),
+               "compare", "relaunch", "output"}),
 )
 """Actions left out of the footer at each width tier (0 wide, 1 compact, 2 narrow)."""
 

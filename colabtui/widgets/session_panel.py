@@ -130,8 +130,9 @@ class SessionPanel(Vertical, can_focus=True):
         self.unreachable_since: float | None = None
         self.seen_at: float | None = None
         self.note: str | None = None
-        self.relaunchable = False
-        """Started by ``colabtui launch``: a dead session's header says R relaunches it."""
+        self.launched = False
+        """Started by ``colabtui launch``: ``o`` shows its output, and while it is not
+        connected the header says R relaunches it."""
         self._last_ok_at: float | None = None  # the clock at the last poll without an error
         self.clock_offset = 0.0
         self.series: dict[str, list[MetricPoint]] = {}
@@ -233,7 +234,7 @@ class SessionPanel(Vertical, can_focus=True):
         text.append_text(connection_text(self.conn_kind, self.conn_message,
                                          self.unreachable_since, self._clock(), ended,
                                          silent_s=self.silent_s, note=self.note,
-                                         hint=RELAUNCH_HINT if self.relaunchable else None))
+                                         hint=RELAUNCH_HINT if self.launched else None))
         if self.conn_kind == "connected" and self._client is not None and (
                 extra := transport_text(self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)

@@ -18,8 +18,8 @@ class TrainingLoops:
     """The loops of a :class:`~.monitor.Monitor`, mixed into it. It uses the Monitor's
     ``run``, ``step``, ``epoch``, ``total_steps``, ``state``, ``error``, ``finished``,
     :meth:`~.monitor.Monitor.resume`, :meth:`~.monitor.Monitor.at_step_boundary` and the
-    private ``_resumed``, ``_stop``, ``_sigint``, ``_interrupt``, ``_loaders``, ``_saver``, ``_job``,
-    ``_set_state``."""
+    private ``_resumed``, ``_stop``, ``_sigint``, ``_sigterm``, ``_interrupt``, ``_loaders``,
+    ``_saver``, ``_job``, ``_launched``, ``_mailbox``, ``_set_state``, and :meth:`~.monitor.Monitor.serve_mailbox`."""
 
     def steps(self, total: int) -> Iterator[int]:
         """Yield step indices from the resumed step to ``total - 1``.
@@ -32,6 +32,7 @@ class TrainingLoops:
         """
         self.total_steps = int(total)
         self.resume()
+        self._serve_launched()
         step = self.step
         if self.finished and step >= total:
             self._say_finished()
@@ -56,6 +57,7 @@ class TrainingLoops:
         epoch's body (its evaluation and ``scheduler.step()`` included) comes a boundary: a
         save due there holds the closed epoch, and resumes into the next one."""
         self.resume()
+        self._serve_launched()
         start = self.epoch if self.epoch is not None else first
         if self.finished and start >= stop:
             self._say_finished()
@@ -69,6 +71,26 @@ class TrainingLoops:
             self.epoch = epoch + 1
             if self.at_step_boundary(self.step):
                 return
+
+    def _serve_launched(self) -> None:
+        """Serve the mailbox ``colabtui launch`` named (``$COLABTUI_MAILBOX``, read when the
+        Monitor was made) from the moment the run is resumed: a loop's start, the first step
+        boundary, or :meth:`close` for a run that ended before either. Not earlier: the
+        laptop never sees step 0 of a run about to resume, or a run that cannot."""
+        if self._launched is not None:
+            folder, interval_s = self._launched
+            self._launched = None
+            if self._mailbox is None:
+                self.serve_mailbox(folder, interval_s=interval_s)
+            else:  # the script serves a mailbox of its own: it is kept
+                print(f"colabtui: not serving {folder} ($COLABTUI_MAILBOX): this script serves "
+                      "a mailbox of its own; the laptop reads that one", flush=True)
+
+    def _on_sigterm(self) -> bool:
+        if self._sigterm or self._stop or self.state in ("finished", "stopped"):
+            return False  # a second SIGTERM, or nothing left to save
+        self._sigterm = True
+        return True
 
     def _start_loop(self) -> None:
         """A loop starts (or a cell runs it again): clear a stop, ``running``, interrupts on."""

@@ -84,8 +84,8 @@ class Monitor(TrainingLoops, RunReport):
             and seconds without a heartbeat before a rank is lost (the run fails).
         limit_margin_s: the autosave is due this long before the runtime's limit (:mod:`.runtime`).
 
-    A ``$COLABTUI_MAILBOX`` (``colabtui launch`` sets it) is served from the start
-    (:func:`.transport.mailbox.serve.serve_launched`).
+    A ``$COLABTUI_MAILBOX`` (``colabtui launch`` sets it) is served once the run is resumed
+    (:meth:`~.loops.TrainingLoops._serve_launched`).
 
     Raises:
         ValueError: a bad argument (``run`` empty, a bad ``gdrive://`` URL or
@@ -103,6 +103,7 @@ class Monitor(TrainingLoops, RunReport):
                  rank_timeout_s: float = DEFAULT_RANK_TIMEOUT_S) -> None:
         if not isinstance(run, str) or not run.strip():
             raise ValueError("run must be a non-empty name, e.g. Monitor(run='resnet-lr3e-4')")
+        self._launched = mailbox_serve.from_environment()  # set by `colabtui launch`
         self.run = run
         self.label = label or run
         self.session_id = uuid.uuid4().hex[:16]
@@ -149,7 +150,6 @@ class Monitor(TrainingLoops, RunReport):
                                  if handle_sigterm else None)
         self._status_served_at: float | None = None
         self._mailbox: Any = None
-        mailbox_serve.serve_launched(self)
 
     @property
     def checkpointer(self) -> Checkpointer | None:
@@ -377,6 +377,8 @@ class Monitor(TrainingLoops, RunReport):
         self.step = step
         if epoch is not None:
             self.epoch = epoch
+        if self._launched is not None:
+            self._serve_launched()
         now = time.monotonic()
         self._boundaries.append((now, step))
         if self._job is not None:  # every rank: one small collective, then the agreed action
@@ -405,12 +407,6 @@ class Monitor(TrainingLoops, RunReport):
 
     # ------------------------------------------------------------------ shutdown
 
-    def _on_sigterm(self) -> bool:
-        if self._sigterm or self._stop or self.state in ("finished", "stopped"):
-            return False  # a second SIGTERM, or nothing left to save
-        self._sigterm = True
-        return True
-
     def close(self, linger_s: float | None = None) -> None:
         """Finish a checkpoint in flight, stop the server, the tunnel, the mailbox and the GPU
         sampler. Idempotent.
@@ -423,6 +419,7 @@ class Monitor(TrainingLoops, RunReport):
         ended."""
         if self._closed:
             return
+        self._serve_launched()  # a run that ended before its first step: how it ended
         self._closed = True
         if self._job is not None:
             self._job.end()

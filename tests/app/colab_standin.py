@@ -20,7 +20,8 @@ runs against it unchanged, pointed here by ``COLABTUI_COLAB_DOMAIN``:
 - ``/proxy/ENDPOINT/...``: the runtime proxy. It wants a token it issued for that runtime and
   not expired, in ``X-Colab-Runtime-Proxy-Token`` or the ``colab-runtime-proxy-token`` query
   field (401 otherwise), and forwards the request to the runtime's Jupyter server with that
-  server's own token; a websocket (the kernel channels) is relayed byte for byte. A released
+  server's own token (and its ``Content-Type`` and ``Range``: a ranged download through the
+  proxy is verified live by mandipadk/colabctl); a websocket (the kernel channels) is relayed byte for byte. A released
   runtime's proxy answers 502.
 
 Every ``/tun/m`` route wants ``Authorization: Bearer <access token>`` issued here (401 else).
@@ -279,10 +280,11 @@ class ColabStandin:
             return refusal
         params = [(k, v) for k, vs in query.items() for v in vs
                   if k not in ("colab-runtime-proxy-token", "authuser")]
+        forwarded = {k: headers[k] for k in ("Content-Type", "Range") if headers.get(k)}
         r = self._http.request(method, f"{rt.jupyter_url}/{rest}", params=params,
                                content=body or None,
                                headers={"Authorization": f"token {rt.jupyter_token}",
-                                        "Content-Type": headers.get("Content-Type", "")})
+                                        **forwarded})
         return r.status_code, r.content, r.headers.get("Content-Type", "application/json")
 
 
@@ -384,11 +386,14 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _route
 
 
-def start_jupyter(root: Path, runtime_dir: Path) -> tuple[subprocess.Popen, str, str]:
+def start_jupyter(root: Path, runtime_dir: Path, home: Path | None = None
+                  ) -> tuple[subprocess.Popen, str, str]:
     """A real Jupyter server (jupyter_server) on loopback serving ``root``, as Colab's runtime
-    serves ``/``. Returns (process, URL, token)."""
+    serves ``/``; ``home``: its ``$HOME`` (a runtime's own, so ``~/.cache`` is not shared
+    between runtimes). Returns (process, URL, token)."""
     port, token = free_port(), secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime_dir),
+    env = {**os.environ, **({"HOME": str(home)} if home else {}),
+           "JUPYTER_RUNTIME_DIR": str(runtime_dir),
            "JUPYTER_CONFIG_DIR": str(runtime_dir / "config"),
            "JUPYTER_DATA_DIR": str(runtime_dir / "data")}
     proc = subprocess.Popen(
@@ -437,16 +442,18 @@ def standin_with_runtime(base: Path, endpoint: str) -> Iterator[tuple[ColabStand
 def standin_that_assigns(base: Path, *, max_assignments: int = 3
                          ) -> Iterator[tuple[ColabStandin, dict[str, Path]]]:
     """The stand-in with no runtime; each ``POST /tun/m/assign`` starts a real Jupyter server
-    whose disk is ``base/ENDPOINT`` (with its ``content`` folder). Yields (stand-in, disks by
-    endpoint); kills every server after."""
+    whose disk is ``base/ENDPOINT`` (with its ``content`` folder, and ``root``, its home), in
+    this process's environment as it is then. Yields (stand-in, disks by endpoint); kills every
+    server after."""
     procs: list[subprocess.Popen] = []
     disks: dict[str, Path] = {}
 
     def assign(endpoint: str) -> tuple[str, str]:
         disk, rtdir = base / endpoint, base / f"{endpoint}-jupyter"
         (disk / "content").mkdir(parents=True)
+        (disk / "root").mkdir()
         rtdir.mkdir()
-        proc, url, token = start_jupyter(disk, rtdir)
+        proc, url, token = start_jupyter(disk, rtdir, home=disk / "root")
         procs.append(proc)
         disks[endpoint] = disk
         return url, token

@@ -28,12 +28,13 @@ from colabtui.app import ColabTuiApp
 from colabtui.colab.account import Account
 from colabtui.colab.client import ColabMailboxClient
 from colabtui.colab.errors import AssignRefused, ColabError, LaunchFailed
-from colabtui.colab.launch import LAUNCH_DIR, LaunchSpec, launch
+from colabtui.colab.launch import LAUNCH_DIR, LaunchSpec, launch, read_output
 from colabtui.colab.launches import LaunchRecordError, load_launches, relaunch, remember
 from colabtui.colab.proxy import RuntimeProxy
 from colabtui.colab.url import DEFAULT_MAILBOX, parse_colab_url
 from colabtui.config import Config, SessionConfig, Settings, load_config, save_config
 from colabtui.screens.confirm_relaunch import ConfirmRelaunchScreen
+from colabtui.screens.launch_output import LaunchOutputScreen
 
 REPO = Path(__file__).resolve().parents[2]
 TRAIN_DIGITS = REPO / "remote" / "examples" / "train_digits.py"
@@ -97,7 +98,7 @@ def _launched_pids(disk: Path) -> list[int]:
     return found
 
 
-def digits_args(ckpt: Path, *, steps: int = 100_000, delay: float = 0.01) -> tuple[str, ...]:
+def digits_args(ckpt: Path | str, *, steps: int = 100_000, delay: float = 0.01) -> tuple[str, ...]:
     return ("--port", "-1", "--checkpoint-dir", str(ckpt), "--steps", str(steps),
             "--step-delay", str(delay), "--autosave-every", "0", "--run", "launched-digits")
 
@@ -187,8 +188,22 @@ async def test_two_sessions_launched_trained_watched_saved_stopped_and_kept_aliv
     finally:
         for client in clients:
             await client.aclose()
-    log = (disks[first.runtime.endpoint] / LAUNCH_DIR / "train.log").read_text()
-    assert log.strip(), "the script's output goes to train.log"
+    log = disks[first.runtime.endpoint] / LAUNCH_DIR / "train.log"
+    lines = read_output(first.runtime.endpoint)  # through the proxy, as the app's o reads it
+    assert lines == log.read_text().splitlines() and any("stopped at step" in ln for ln in lines)
+
+    # the output is the runtime's: hostile until cleaned; a progress bar's \r shows its last
+    # state; the end of a big file only, and never half a line
+    log.write_bytes(b"x" * 100_000 + b"\nepoch 1:  10%\repoch 1: 100%\r\n"
+                    b"\x1b]0;owned\x07\x1b[2Jloss 0.5 [/bold]\n")
+    lines = read_output(first.runtime.endpoint, max_bytes=4096)
+    assert lines[0] == "epoch 1: 100%" and len(lines) == 2
+    assert lines[1].endswith("loss 0.5 [/bold]") and not {"\x1b", "\x07"} & set(lines[1])
+    log.write_bytes(b"")
+    assert read_output(first.runtime.endpoint) == []
+    log.unlink()
+    with pytest.raises(FileNotFoundError):
+        read_output(first.runtime.endpoint)
 
 
 def test_a_script_that_dies_at_once_is_a_clear_failure_and_its_runtime_is_released(
@@ -223,8 +238,10 @@ def test_no_quota_for_the_second_session_releases_the_first(colab, signed_in, wh
 
 
 def test_sessions_out_of_range_and_a_missing_script_are_refused_before_any_cost(
-        colab, signed_in, wheel, tmp_path):
+        colab, signed_in, wheel, tmp_path, monkeypatch):
     standin = colab["standin"]
+    monkeypatch.setenv("COLABTUI_CONFIG_DIR", str(tmp_path / "no-drive-login"))
+    monkeypatch.delenv("COLABTUI_DRIVE_CREDENTIALS", raising=False)
     before = len(standin.requests)
     for n in (0, 4):
         with pytest.raises(ValueError, match="from 1 to 3"):
@@ -233,6 +250,10 @@ def test_sessions_out_of_range_and_a_missing_script_are_refused_before_any_cost(
         launch(Account(), LaunchSpec(tmp_path / "gone.py"), wheel.path, wheel.version, 1)
     with pytest.raises(ValueError, match=r"a Python script \(\.py\)"):
         launch(Account(), LaunchSpec(tmp_path / "notes.txt"), wheel.path, wheel.version, 1)
+    for arg in ("gdrive://1AbC/digits", "--checkpoint-dir=gdrive://1AbC/digits"):
+        with pytest.raises(ValueError, match="run `colabtui drive login` first"):
+            launch(Account(), LaunchSpec(TRAIN_DIGITS, ("--checkpoint-dir", arg)),
+                   wheel.path, wheel.version, 1)
     assert standin.runtimes == {} and not any(
         path.startswith("/tun/m/assign") for _, path in standin.requests[before:])
 
@@ -240,12 +261,36 @@ def test_sessions_out_of_range_and_a_missing_script_are_refused_before_any_cost(
 # --------------------------------------------------------------------------- relaunch
 
 
-async def test_a_dead_runtime_is_relaunched_and_the_run_resumes_from_its_checkpoint(
-        colab, signed_in, wheel):
-    standin = colab["standin"]
+@pytest.fixture
+def drive(tmp_path, monkeypatch):
+    """A stand-in Drive (tests/remote/drive_standin.py) with a folder ``colabtui``; the
+    laptop's Drive sign-in (``colabtui drive login``'s file) in a config folder of our own; the
+    runtimes reach the stand-in through ``$COLABTUI_DRIVE_API``, as the laptop does."""
+    from drive_standin import DriveStandin
+
+    with DriveStandin(tmp_path / "drive") as standin:
+        config_dir = tmp_path / "laptop-config"
+        config_dir.mkdir()
+        standin.creds = standin.make_credentials_file(config_dir / "drive-credentials.json")
+        monkeypatch.setenv("COLABTUI_CONFIG_DIR", str(config_dir))
+        monkeypatch.delenv("COLABTUI_DRIVE_CREDENTIALS", raising=False)
+        monkeypatch.setenv("COLABTUI_DRIVE_API", standin.api_endpoint)
+        monkeypatch.delenv("COLABTUI_LOCAL_CHECKPOINTS", raising=False)
+        standin.folder_id = standin.create_folder("colabtui")
+        yield standin
+
+
+async def test_a_dead_runtime_is_relaunched_and_the_run_resumes_from_its_drive_checkpoint(
+        colab, signed_in, wheel, drive):
+    standin, disks = colab["standin"], colab["disks"]
     account = Account()
-    spec = LaunchSpec(TRAIN_DIGITS, digits_args(signed_in["ckpt"], delay=0.05), None)
-    (old,) = launch(account, spec, wheel.path, wheel.version, 1)
+    ckpt = f"gdrive://{drive.folder_id}/digits"
+    spec = LaunchSpec(TRAIN_DIGITS, digits_args(ckpt, delay=0.05), None)
+    said: list[str] = []
+    (old,) = launch(account, spec, wheel.path, wheel.version, 1, say=said.append)
+    sent = disks[old.runtime.endpoint] / LAUNCH_DIR / "drive-credentials.json"
+    assert sent.stat().st_mode & 0o777 == 0o600  # the laptop's Drive sign-in, for the script
+    assert any("uploading your Drive sign-in" in line for line in said)
     config = signed_in["config"]
     save_config(Config([SessionConfig(old.url, "", "digits")]), config)
     remember([old], spec, ["digits"])
@@ -254,8 +299,10 @@ async def test_a_dead_runtime_is_relaunched_and_the_run_resumes_from_its_checkpo
     async with ColabMailboxClient(old.url, RuntimeProxy(old.runtime.endpoint)) as client:
         await wait_for(client, lambda s: s.state == "running" and s.step > 0)
         await run_command(client, "save", "save-1")
-        st = await wait_for(client, lambda s: s.checkpoint.last is not None)
-        saved = st.checkpoint.last.step
+        st = await wait_for(client, lambda s: s.checkpoint.replica is not None
+                            and s.checkpoint.replica.verified is not None)
+        saved = st.checkpoint.replica.verified.step  # on Drive: it outlives the runtime
+        assert saved > 0 and st.checkpoint.replica.dest == ckpt
 
     with pytest.raises(ColabError, match="still assigned"):  # never two runtimes for one run
         relaunch(account, old.url, config, wheel.path, wheel.version)
@@ -278,6 +325,10 @@ async def test_a_dead_runtime_is_relaunched_and_the_run_resumes_from_its_checkpo
         assert st.checkpoint.last is not None and st.checkpoint.last.step == saved
         assert st.step >= saved  # resumed there, not from step 0
         await run_command(client, "stop", "stop-1")
+    # each runtime stages checkpoints on its own disk (its home's ~/.cache): the new one
+    # started with nothing there, so what it resumed from came down from Drive
+    staged = Path(".cache", "colabtui", "checkpoints", "launched-digits")
+    assert any((disks[old.runtime.endpoint] / "root" / staged).iterdir())
 
 
 async def test_the_app_offers_r_on_a_dead_launched_session_and_relaunches_it_after_a_yes(
@@ -320,6 +371,15 @@ async def test_the_app_offers_r_on_a_dead_launched_session_and_relaunches_it_aft
         assert "R relaunches it" not in app.panels[0]._header_text().plain
         shown = " ".join(str(n.message) for n in app._notifications)
         assert f"digits relaunched on runtime {endpoint} (CPU)" in shown
+
+        await pilot.press("o")  # its output, through the runtime proxy
+        screen = app.screen
+        assert isinstance(screen, LaunchOutputScreen)
+        await until(lambda: screen.lines is not None or screen.error is not None, "the output")
+        assert screen.error is None
+        assert any(line.startswith("colabtui: mailbox") for line in screen.lines)
+        await pilot.press("q")
+        assert not isinstance(app.screen, LaunchOutputScreen)
 
 
 def test_relaunch_of_a_session_never_launched_or_with_a_corrupt_file_says_so(

@@ -195,7 +195,11 @@ def test_a_monitor_serves_the_mailbox_that_colabtui_launch_names_in_its_environm
     monkeypatch.setenv(MAILBOX_INTERVAL_ENV, "0.05")
     mon = Monitor(run="digits", checkpoint_dir=None, autosave_every=None, handle_sigterm=False)
     try:
-        mon.log(step=3, loss=1.5)
+        mon.resume()
+        mon.log(step=0, loss=1.5)
+        time.sleep(0.3)
+        assert not folder.exists()  # not announced before its first step (it may still resume)
+        mon.at_step_boundary(1)
         for _ in range(200):
             if (folder / "status.json").exists():
                 break

@@ -4,14 +4,13 @@ the line the laptop runs. ``Monitor.serve_mailbox()`` is a thin call of :func:`s
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ..source import RunSource
 from .layout import LocalFolder, MailboxStorage
 from .server import MailboxServer
 
-__all__ = ["MAILBOX_ENV", "MAILBOX_INTERVAL_ENV", "from_environment", "open_storage",
-           "serve_launched", "start", "synced_hint"]
+__all__ = ["MAILBOX_ENV", "MAILBOX_INTERVAL_ENV", "from_environment", "open_storage", "start",
+           "synced_hint"]
 
 MAILBOX_ENV = "COLABTUI_MAILBOX"
 """A mailbox folder every Monitor of the process serves from its start: ``colabtui launch``
@@ -40,15 +39,6 @@ def from_environment(env: dict[str, str] | None = None) -> tuple[str, float] | N
         raise ValueError(f"{MAILBOX_INTERVAL_ENV}={text!r}: seconds between mailbox rounds, "
                          "from 0.05 to 86400")
     return folder, interval
-
-
-def serve_launched(mon: Any) -> None:
-    """Have the Monitor ``mon`` serve the mailbox :func:`from_environment` names, every
-    interval it names, from its start; nothing when none is named. Raises as
-    :func:`from_environment`, and ``OSError`` when the folder cannot be created."""
-    launched = from_environment()
-    if launched is not None:
-        mon.serve_mailbox(launched[0], interval_s=launched[1])
 
 
 def synced_hint(folder: str) -> str:
