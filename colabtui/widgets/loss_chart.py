@@ -12,6 +12,10 @@ the edges and counted, at most two points a dot column, log10 on request) and la
 
 Drawing is one widget's strips, built once per change of data or size and kept: a repaint of
 the screen around the chart (an age ticking in the panel) copies them, it does not draw again.
+A live chart (:meth:`LossChart.update_series`, then :meth:`LossChart.flush`) keeps its axes
+while the new points fit in them, and moves an end they outgrow past them by
+:data:`HEADROOM` of the span, so that a flush changes only the rows the new points touch, and
+only those rows are repainted.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from colabtui_remote.wire import clean_text
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.reactive import reactive
 from textual.strip import Strip
 from textual.widget import Widget
@@ -63,6 +67,11 @@ MIN_PLOT_ROWS = 2
 
 X_LABEL_GAP = 2
 """Cells kept free between two x labels (a label that would come closer is left out)."""
+
+HEADROOM = 0.1
+"""When a live chart's points outgrow an end of an axis, that end moves past them by this share
+of the span: room for the next points, so the axes (and every row of dots already drawn) stay
+as they are until then."""
 
 
 class LossChart(Widget):
@@ -103,6 +112,11 @@ class LossChart(Widget):
         self._drawn_for: tuple[Size, Style] | None = None
         self._y_labels: list[str] = []
         self._title_text = Text(empty_text)
+        self._axes: tuple[float, float, float, float] | None = None
+        """(x_min, x_max, y_min, y_max) of the last draw, kept for a live flush."""
+        self._keep_axes = False
+        self.rows_repainted = 0
+        """Rows the last :meth:`flush` repainted (all of them after anything but a flush)."""
 
     def set_series(self, series: Mapping[str, list[MetricPoint]],
                    resumes: Sequence[ResumeMark] | None = None) -> None:
@@ -137,10 +151,29 @@ class LossChart(Widget):
         return self._dirty
 
     def flush(self) -> bool:
-        """Draw the series given by :meth:`update_series`, if any; ``True`` when it drew."""
+        """Draw the series given by :meth:`update_series`, if any; ``True`` when it drew.
+
+        The axes are kept while the points fit (see the module's text), and only the rows
+        that differ from what is on screen are repainted."""
         if not self._dirty:
             return False
-        self._redraw()
+        self._dirty = False
+        self._prepared_cache = None
+        old, drawn_for = self._strips, self._drawn_for
+        if drawn_for is None or drawn_for[0] != self.size or len(old) != self.size.height:
+            self._redraw()  # nothing drawn at this size yet: the whole chart
+            return True
+        self._keep_axes = True
+        try:
+            self._strips = self._draw(self.size.width, self.size.height, drawn_for[1])
+        finally:
+            self._keep_axes = False
+        changed = [Region(0, y, self.size.width, 1)
+                   for y, (was, now) in enumerate(zip(old, self._strips, strict=True))
+                   if was != now]
+        self.rows_repainted = len(changed)
+        if changed:
+            self.refresh(*changed)
         return True
 
     def watch_log_scale(self) -> None:
@@ -185,10 +218,12 @@ class LossChart(Widget):
         return self._prepared_cache
 
     def _redraw(self) -> None:
-        """Forget the drawing: the next paint draws the data as it is now."""
+        """Forget the drawing and its axes: the next paint draws the data as it is now."""
         self._dirty = False
         self._prepared_cache = None
         self._drawn_for = None
+        self._axes = None
+        self.rows_repainted = self.size.height
         self.refresh()
 
     # ----------------------------------------------------------------- painting
@@ -234,6 +269,7 @@ class LossChart(Widget):
         if y_min == y_max:
             pad = abs(y_min) * 0.05 or 0.5
             y_min, y_max = y_min - pad, y_max + pad
+        x_min, x_max, y_min, y_max = self._axes_for(x_min, x_max, y_min, y_max)
         # a row of headroom and one of footroom for the edge markers, where the span allows
         cell = (y_max - y_min) / max(1, rows - 2)
         lo, hi = (y_min - cell, y_max + cell) if math.isfinite(cell) else (y_min, y_max)
@@ -290,6 +326,20 @@ class LossChart(Widget):
         return self._box(canvas.to_strips(base), tick_rows, margin, columns,
                          list(zip(x_cols, x_format.get_labels_for_ticks(x_ticks), strict=True)),
                          width, axis)
+
+    def _axes_for(self, x_min: float, x_max: float, y_min: float, y_max: float
+                  ) -> tuple[float, float, float, float]:
+        """The axes to draw the data's ranges on. During a live flush each end of the last
+        draw's axes is kept while the data stays within it, and an end the data passed moves
+        past the data by :data:`HEADROOM` of the span; otherwise the data's own ranges."""
+        kept = self._axes if self._keep_axes else None
+        if kept is not None and kept[0] == x_min:
+            x_max = kept[1] if x_max <= kept[1] else _grown(x_max, x_max - x_min)
+            span = max(y_max, kept[3]) - min(y_min, kept[2])
+            y_min = kept[2] if y_min >= kept[2] else _grown(y_min, -span)
+            y_max = kept[3] if y_max <= kept[3] else _grown(y_max, span)
+        self._axes = (x_min, x_max, y_min, y_max)
+        return self._axes
 
     def _box(self, inside: list[Strip], tick_rows: dict[int, str], margin: int, columns: int,
              x_ticks: list[tuple[int, str]], width: int, axis: Style) -> list[Strip]:
@@ -348,3 +398,9 @@ class LossChart(Widget):
         if self._resumes:
             text.append(f"  ┊ {len(self._resumes) + 1} sessions", style=RESUME_STYLE)
         return text
+
+
+def _grown(end: float, by: float) -> float:
+    """``end`` moved by :data:`HEADROOM` of ``by`` (signed), or ``end`` when that is not finite."""
+    grown = end + by * HEADROOM
+    return grown if math.isfinite(grown) else end

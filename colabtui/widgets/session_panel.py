@@ -374,10 +374,13 @@ class SessionPanel(Vertical, can_focus=True):
                                          self.status.world)
             self.query_one(ProgressView).show(self.status, live=self.live, seen_at=self.seen_at)
             self.query_one(CheckpointView).show(self.status, self.clock_offset, live=self.live)
-        if result.history is not None or result.new_points:
+        if result.history is not None:  # a new run's history: drawn afresh, at once
+            self._chart_drawn_at = time.monotonic()
+            self.query_one(LossChart).set_series(self.series, self.resumes)
+        elif result.new_points:
             chart = self.query_one(LossChart)
             chart.update_series(self.series, self.resumes)
-            if result.history is not None or not self._poll_enabled:
+            if not self._poll_enabled:
                 self._chart_drawn_at = time.monotonic()
                 chart.flush()
         self._received = (self.status, self.conn_kind, self.conn_message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from colabtui_remote.schema import MetricPoint
 from rich.style import Style
 from textual.app import App
@@ -109,6 +110,51 @@ async def test_a_resize_draws_again_and_a_repaint_does_not():
         await pilot.pause()
         assert chart._strips is not drawn
         assert all(chart.render_line(y).cell_length == 30 for y in range(chart.size.height))
+
+
+def _curve(n: int, start: int = 0) -> list[MetricPoint]:
+    return [MetricPoint(i + 1, i, float(i), 2.0 * math.exp(-i / 150) + 0.1 + 0.02 * (i % 7))
+            for i in range(start, n)]
+
+
+async def test_a_live_chart_keeps_its_axes_and_repaints_only_the_rows_new_points_touch():
+    app = _One()
+    async with app.run_test(size=(60, 20)) as pilot:
+        chart = app.query_one(LossChart)
+        chart.set_series({"loss": _curve(500)})
+        await pilot.pause()
+        labels, height = chart.y_labels, chart.size.height
+        assert chart.rows_repainted == height  # a new series: drawn whole
+
+        points = _curve(560)  # outgrows the x axis: it grows past the last point
+        chart.update_series({"loss": points})
+        chart.flush()
+        await pilot.pause()
+        assert chart._axes[1] == pytest.approx(559 + 559 * 0.1)
+        for n in (580, 600):  # within the room it made: only the rows near the end change
+            points = points + _curve(n, len(points))
+            chart.update_series({"loss": points})
+            assert chart.flush()
+            await pilot.pause()
+            assert 0 < chart.rows_repainted <= 4, chart.rows_repainted
+            assert chart.y_labels == labels and chart._axes[1] == pytest.approx(614.9)
+        assert not chart.flush()  # nothing new: nothing drawn
+
+        # a spike past the top moves the top end, and is drawn: min/max per column kept
+        spike = points + [MetricPoint(601, 600, 600.0, 9.0)]
+        chart.update_series({"loss": spike})
+        chart.flush()
+        await pilot.pause()
+        assert chart._axes[3] > 9.0 and chart.rows_repainted > 4
+        rows = [chart.render_line(y).text for y in range(height)]
+        dotted = [y for y, r in enumerate(rows)
+                  if any(BRAILLE_BASE < ord(c) <= BRAILLE_BASE + 0xFF for c in r)]
+        assert dotted[0] <= 3  # the spike reaches the top rows of the box
+        assert chart.y_labels != labels
+
+        chart.set_series({"loss": _curve(100)})  # a new history: its own axes again
+        await pilot.pause()
+        assert chart._axes[1] == 99 and chart.rows_repainted == height
 
 
 def test_point_tables_extend_a_growing_list_and_convert_a_refilled_one_again():
