@@ -447,8 +447,8 @@ class ColabTuiApp(AppViews, LaunchedActions, App):
                 if isinstance(self.screen, WelcomeScreen):
                     self.pop_screen()
                 self._mount_panel(session, n)
-        if any(key not in wanted for key in panels):
-            self.call_after_refresh(self._after_remove)  # renumbers, and moves the focus
+        if any(key not in wanted for key in panels):  # (a relaunch: a URL changed)
+            self.call_after_refresh(self._after_remove)  # reorders, renumbers, moves the focus
 
     @on(TokenRefused)
     def _token_refused(self, message: TokenRefused) -> None:
@@ -482,6 +482,9 @@ class ColabTuiApp(AppViews, LaunchedActions, App):
                    "its token is forgotten, its history kept")
 
     def _after_remove(self) -> None:
+        order = {s.key: i for i, s in enumerate(self.config.sessions)}  # digits = the file's
+        self.query_one("#panels", Horizontal).sort_children(
+            key=lambda p: order.get(p.session.key, len(order)))
         panels = self.panels
         for n, p in enumerate(panels, start=1):
             p.set_index(n)

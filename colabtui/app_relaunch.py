@@ -86,6 +86,13 @@ class AppRelaunch:
         record = self._record(session, "relaunch")
         if record is None:
             return
+        if panel.conn_kind != "unreachable":  # alive (or a sign-in to renew): nothing to pay
+            why = ("its runtime answers" if panel.conn_kind in ("connected", "waiting") else
+                   "it is not unreachable but: " + (panel.conn_message or panel.conn_kind))
+            self.app.toast(session.key, "relaunch", f"{session.display_label}: {why}; R "
+                           "relaunches a session whose runtime died", severity="warning",
+                           timeout=8)
+            return
         if session.url in self.running:
             self.app.toast(session.key, "relaunch",
                            f"{session.display_label}: a relaunch is already under way", timeout=5)

@@ -41,13 +41,16 @@ def add_parser(sub: Any, fmt: type[argparse.HelpFormatter]) -> None:
                     "(`colabtui drive login`) on its runtime.",
         epilog="examples:\n"
                "  colabtui launch --gpu T4 --sessions 2 remote/examples/train_digits.py \\\n"
-               "      --port -1 --checkpoint-dir gdrive://FOLDER_ID/digits --steps 6000\n"
+               "      --port -1 --checkpoint-dir gdrive://FOLDER_ID/digits-{session} \\\n"
+               "      --run digits-{session} --steps 6000\n"
                "  colabtui launch train.py --lr 3e-4          (a CPU runtime)\n"
                "  colabtui launch --no-open --gpu A100 train.py")
     p.add_argument("--gpu", type=str.upper, choices=GPUS, default=None,
                    help="the GPU of each runtime (default: a CPU runtime)")
     p.add_argument("--sessions", type=int, default=1, metavar="N",
-                   help=f"runtimes to start, 1 to {MAX_SESSIONS} (default 1); each runs SCRIPT")
+                   help=f"runtimes to start, 1 to {MAX_SESSIONS} (default 1); each runs SCRIPT, "
+                        "with {session} in an argument replaced by its number (needed for more "
+                        "than one: each run its own name and checkpoint folder)")
     p.add_argument("--label", default=None,
                    help="name shown in the app (default: the script's name); a number is added "
                         "for more than one session")
@@ -65,7 +68,9 @@ def run(args: argparse.Namespace, config_path: Path,
     from colabtui.colab.launch import (
         MAX_SESSIONS,
         LaunchSpec,
+        check_sessions,
         drive_credentials,
+        gpu_name,
         launch,
         read_script,
     )
@@ -76,6 +81,7 @@ def run(args: argparse.Namespace, config_path: Path,
         return _usage(f"--sessions {args.sessions}: from 1 to {MAX_SESSIONS}")
     spec = LaunchSpec(args.script, tuple(args.args), args.gpu)
     try:
+        check_sessions(spec, args.sessions)
         read_script(spec.script)
         drive_credentials(spec)
     except ValueError as exc:
@@ -98,8 +104,8 @@ def run(args: argparse.Namespace, config_path: Path,
     except ColabError as exc:
         print(f"colabtui: {exc}: the sessions run, but R cannot relaunch them", file=sys.stderr)
     for s, label in zip(started, labels, strict=True):
-        gpu = "CPU" if s.runtime.accelerator == "NONE" else s.runtime.accelerator
-        print(f"started {label!r} on {s.runtime.endpoint} ({gpu}), process {s.pid}; "
+        print(f"started {label!r} on {s.runtime.endpoint} ({gpu_name(s.runtime)}), "
+              f"process {s.pid}; "
               f"watch: {s.url}; output: {s.log}")
     _say_units(account)
     if args.no_open or open_app is None or not sys.stdout.isatty():

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from colabtui_remote import schema, wire
 
@@ -46,6 +50,12 @@ KERNEL_TIMEOUT_S = 300.0
 """The most the kernel's part may take, seconds: the install, the import check, the start."""
 MAX_SESSIONS = 3
 """Sessions one launch may start: a paid Colab plan runs up to three notebooks at once."""
+MAX_SCRIPT_BYTES = 16 << 20
+"""The largest script a launch uploads, bytes (a training script is one file of code; data
+and weights belong on Drive)."""
+SESSION_FIELD = "{session}"
+"""In an argument, the session's number (1 to 3): two sessions of one command must not share
+a run name or a checkpoint folder."""
 MARK = "COLABTUI-LAUNCH "
 LOG_NAME = "train.log"
 """The launched script's output (stdout and stderr), in :data:`LAUNCH_DIR`."""
@@ -121,7 +131,14 @@ class LaunchSpec:
 
     @property
     def command(self) -> str:
-        return shlex.join(["python", self.script.name, *self.args])
+        """``python SCRIPT ARGS…`` for messages: one line, cleaned for a terminal."""
+        return wire.clean_text(shlex.join(["python", self.script.name, *self.args]), 1000)
+
+    def for_session(self, number: int) -> LaunchSpec:
+        """This spec for session ``number`` (1-based): each :data:`SESSION_FIELD` in an
+        argument becomes the number (``--run digits-{session}`` → ``--run digits-2``)."""
+        return LaunchSpec(self.script, tuple(a.replace(SESSION_FIELD, str(number))
+                                             for a in self.args), self.gpu)
 
     @property
     def uses_drive(self) -> bool:
@@ -139,6 +156,7 @@ class Started:
         pid: the script's process id on the runtime.
         log: its output file on the runtime.
         module: where colabtui_remote was imported from there (the uploaded version's).
+        args: the script's arguments there (:data:`SESSION_FIELD` replaced).
     """
 
     runtime: Runtime
@@ -146,6 +164,7 @@ class Started:
     pid: int
     log: str
     module: str
+    args: tuple[str, ...] = ()
 
 
 def launch(account: Account, spec: LaunchSpec, wheel: Path, version: str, sessions: int, *,
@@ -169,6 +188,7 @@ def launch(account: Account, spec: LaunchSpec, wheel: Path, version: str, sessio
     """
     if not 1 <= sessions <= MAX_SESSIONS:
         raise ValueError(f"--sessions {sessions}: from 1 to {MAX_SESSIONS}")
+    check_sessions(spec, sessions)
     script = read_script(spec.script)
     drive_credentials(spec)  # refused before any cost
     assigned: list[Runtime] = []
@@ -177,15 +197,56 @@ def launch(account: Account, spec: LaunchSpec, wheel: Path, version: str, sessio
         for i in range(sessions):
             what = spec.gpu.upper() if spec.gpu else "CPU"
             say(f"[{i + 1}/{sessions}] asking Colab for a {what} runtime…")
-            runtime = account.assign(spec.gpu)
+            runtime, interrupted = assign_whole(account, spec.gpu)
             assigned.append(runtime)
-            say(f"[{i + 1}/{sessions}] runtime {runtime.endpoint} ({runtime.accelerator}): "
+            if interrupted:
+                raise KeyboardInterrupt
+            say(f"[{i + 1}/{sessions}] runtime {runtime.endpoint} ({gpu_name(runtime)}): "
                 f"uploading {spec.script.name} and colabtui-remote {version}…")
-            started.append(start_on(account, runtime, spec, script, wheel, version, say=say))
+            started.append(start_on(account, runtime, spec.for_session(i + 1), script, wheel,
+                                    version, say=say))
     except BaseException as exc:
         release_all(account, assigned, exc, say)
         raise
     return started
+
+
+def check_sessions(spec: LaunchSpec, sessions: int) -> None:
+    """Refuse (``ValueError``, what to do) more than one session of a command in which no
+    argument holds :data:`SESSION_FIELD`: they would train one run into one folder."""
+    if sessions > 1 and not any(SESSION_FIELD in a for a in spec.args):
+        raise ValueError(f"--sessions {sessions} starts `{spec.command}` {sessions} times: "
+                         f"put {SESSION_FIELD} in the arguments that must differ (each session "
+                         "gets its number), e.g. --run digits-{session} --checkpoint-dir "
+                         "gdrive://FOLDER_ID/digits-{session}")
+
+
+def gpu_name(runtime: Runtime) -> str:
+    """The runtime's accelerator as the user names it (``CPU`` for ``NONE``)."""
+    return "CPU" if runtime.accelerator == "NONE" else runtime.accelerator
+
+
+def assign_whole(account: Account, gpu: str | None) -> tuple[Runtime, bool]:
+    """:meth:`~.account.Account.assign`, with Ctrl-C held until Colab has answered (on the
+    main thread): an interrupt in the middle would leave a runtime assigned that this launch
+    never heard of, burning units. Returns (the runtime, whether Ctrl-C came meanwhile); the
+    caller releases it then."""
+    if threading.current_thread() is not threading.main_thread():
+        return account.assign(gpu), False
+    pressed: list[int] = []
+
+    def hold(signum: int, frame: Any) -> None:
+        if not pressed:
+            print("\ninterrupted: waiting for Colab's answer, to release the runtime it "
+                  "assigns…", file=sys.stderr, flush=True)
+        pressed.append(signum)
+
+    before = signal.signal(signal.SIGINT, hold)
+    try:
+        runtime = account.assign(gpu)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    return runtime, bool(pressed)
 
 
 def start_on(account: Account, runtime: Runtime, spec: LaunchSpec, script: bytes, wheel: Path,
@@ -219,7 +280,7 @@ def start_on(account: Account, runtime: Runtime, spec: LaunchSpec, script: bytes
                            + tail_lines(str(answer.get("tail", ""))))
     return Started(runtime, colab_url(runtime.endpoint), int(answer["pid"]),
                    wire.clean_text(str(answer.get("log", "")), 500),
-                   wire.clean_text(str(answer.get("module", "")), 500))
+                   wire.clean_text(str(answer.get("module", "")), 500), spec.args)
 
 
 def read_script(path: Path) -> bytes:
@@ -227,9 +288,14 @@ def read_script(path: Path) -> bytes:
     if path.suffix != ".py":
         raise ValueError(f"{path}: a Python script (.py) is launched")
     try:
-        return path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_SCRIPT_BYTES + 1)
     except OSError as exc:
         raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > MAX_SCRIPT_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_SCRIPT_BYTES >> 20} MiB; a launch uploads "
+                         "one script (put data and weights on Drive)")
+    return data
 
 
 def read_output(endpoint: str, proxy: RuntimeProxy | None = None, *,

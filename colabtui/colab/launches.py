@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from colabtui_remote import schema, wire
+
 from colabtui.colab.account import Account
 from colabtui.colab.errors import ColabError
 from colabtui.colab.launch import (
     LaunchSpec,
     Started,
+    assign_whole,
     drive_credentials,
     read_script,
     release_all,
@@ -78,15 +81,27 @@ def load_launches(path: Path | None = None) -> dict[str, LaunchRecord]:
     except OSError as exc:
         raise LaunchRecordError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
-        doc = json.loads(raw) if len(raw) <= MAX_FILE_BYTES else None
-        records = {url: LaunchRecord(str(r["script"]), tuple(str(a) for a in r["args"]),
-                                     None if r.get("gpu") is None else str(r["gpu"]),
-                                     str(r.get("label", "")))
-                   for url, r in doc["launches"].items()}
-    except (ValueError, TypeError, KeyError, AttributeError):
+        doc = wire.loads(raw) if len(raw) <= MAX_FILE_BYTES else None  # depth, digits bounded
+        records = {_url(url): _record(r) for url, r in doc["launches"].items()}
+    except (schema.SchemaError, ValueError, TypeError, KeyError, AttributeError):
         raise LaunchRecordError(f"{path}: not a launches file colabtui wrote (move it away to "
                                 "start afresh)") from None
     return records
+
+
+def _url(url: Any) -> str:
+    parse_colab_url(url)  # ValueError unless a colab:// URL, whole
+    return url
+
+
+def _record(r: Any) -> LaunchRecord:
+    """One record, each field of the type colabtui writes (TypeError otherwise); the label
+    cleaned as session text is (it is shown)."""
+    script, args, gpu, label = r["script"], r["args"], r.get("gpu"), r.get("label", "")
+    if not (isinstance(script, str) and isinstance(args, list) and isinstance(label, str)
+            and all(isinstance(a, str) for a in args) and (gpu is None or isinstance(gpu, str))):
+        raise TypeError("a field of the wrong type")
+    return LaunchRecord(script, tuple(args), gpu, wire.clean_text(label, 200))
 
 
 def save_launches(records: dict[str, LaunchRecord], path: Path | None = None) -> None:
@@ -116,7 +131,7 @@ def remember(started: list[Started], spec: LaunchSpec, labels: list[str],
     """Add a record for each session just started. Raises :class:`LaunchRecordError`."""
     records = load_launches(path)
     for s, label in zip(started, labels, strict=True):
-        records[s.url] = LaunchRecord(str(spec.script.resolve()), spec.args, spec.gpu, label)
+        records[s.url] = LaunchRecord(str(spec.script.resolve()), s.args, spec.gpu, label)
     save_launches(records, path)
 
 
@@ -149,8 +164,10 @@ def relaunch(account: Account, url: str, config_path: Path, wheel: Path, version
     load_config(config_path)  # a config that cannot be read is said before any cost
     what = spec.gpu.upper() if spec.gpu else "CPU"
     say(f"asking Colab for a {what} runtime for {record.label or url}…")
-    runtime = account.assign(spec.gpu)
+    runtime, interrupted = assign_whole(account, spec.gpu)
     try:
+        if interrupted:
+            raise KeyboardInterrupt
         started = start_on(account, runtime, spec, script, wheel, version, say=say)
         config = load_config(config_path)
         old = config.find(url)
@@ -162,8 +179,9 @@ def relaunch(account: Account, url: str, config_path: Path, wheel: Path, version
     except BaseException as exc:
         release_all(account, [runtime], exc, say)
         raise
+    records = load_launches(path)  # again: another relaunch may have written it meanwhile
     records.pop(url, None)
-    records[started.url] = record
+    records[started.url] = LaunchRecord(record.script, started.args, record.gpu, record.label)
     save_launches(records, path)
     return started
 
@@ -185,6 +203,9 @@ def relaunch_session(account: Account, url: str, config_path: Path, *,
                      say: Callable[[str], None] = print, path: Path | None = None) -> Started:
     """:func:`relaunch` with this installation's colabtui-remote wheel, built in a temporary
     folder (removed after). Raises as :func:`relaunch`."""
+    if url not in load_launches(path):  # said before a wheel is built for nothing
+        raise LaunchRecordError(f"{url} was not started by `colabtui launch`: nothing to "
+                                "relaunch")
     with tempfile.TemporaryDirectory(prefix="colabtui-launch-") as tmp:
         built = remote_wheel(tmp, say)
         return relaunch(account, url, config_path, built.path, built.version, say=say,

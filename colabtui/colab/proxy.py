@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 from colabtui.colab.account import Account, Runtime
-from colabtui.colab.errors import RuntimeGone
+from colabtui.colab.errors import NotSignedIn, RuntimeGone
 
 REFRESH_MARGIN_S = 300.0
 """Seconds before the proxy token's expiry at which it is refreshed (the Colab CLI's
@@ -23,8 +23,9 @@ class RuntimeProxy:
 
     Args:
         endpoint: the runtime's id in the assignment list.
-        account: returns the :class:`~.account.Account` (called once, on first use, on the
-            caller's thread: it reads the stored sign-in).
+        account: returns the :class:`~.account.Account` (called on first use, on the
+            caller's thread: it reads the stored sign-in; again after Colab refused it, so
+            that a new ``colabtui colab login`` is taken up).
         margin_s: refresh this many seconds before the token expires.
         clock: wall clock, seconds.
         runtime: the runtime as just listed (no second listing until its token is due).
@@ -64,7 +65,11 @@ class RuntimeProxy:
             if refresh or rt is None or rt.expires_at - self._clock() <= self._margin_s:
                 if self._account is None:
                     self._account = self._account_factory()
-                listed = {r.endpoint: r for r in self._account.runtimes()}
+                try:
+                    listed = {r.endpoint: r for r in self._account.runtimes()}
+                except NotSignedIn:  # the next try reads the stored sign-in again (a login)
+                    self._account = None
+                    raise
                 rt = listed.get(self.endpoint)
                 self.refreshes += 1
                 if rt is None:

@@ -234,7 +234,7 @@ class SessionPanel(Vertical, can_focus=True):
         text.append_text(connection_text(self.conn_kind, self.conn_message,
                                          self.unreachable_since, self._clock(), ended,
                                          silent_s=self.silent_s, note=self.note,
-                                         hint=RELAUNCH_HINT if self.launched else None))
+                                         hint=RELAUNCH_HINT if self.launched and self.conn_kind == "unreachable" else None))
         if self.conn_kind == "connected" and self._client is not None and (
                 extra := transport_text(self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)

@@ -81,7 +81,9 @@ class TrainingLoops:
             folder, interval_s = self._launched
             self._launched = None
             if self._mailbox is None:
-                self.serve_mailbox(folder, interval_s=interval_s)
+                self.serve_mailbox(folder, interval_s=interval_s, quiet=True)
+                print(f"colabtui: serving {folder} every {interval_s:g} s for `colabtui "
+                      "launch` (the laptop watches it as colab://)", flush=True)
             else:  # the script serves a mailbox of its own: it is kept
                 print(f"colabtui: not serving {folder} ($COLABTUI_MAILBOX): this script serves "
                       "a mailbox of its own; the laptop reads that one", flush=True)

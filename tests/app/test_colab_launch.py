@@ -27,7 +27,13 @@ from colab_standin import standin_that_assigns
 from colabtui.app import ColabTuiApp
 from colabtui.colab.account import Account
 from colabtui.colab.client import ColabMailboxClient
-from colabtui.colab.errors import AssignRefused, ColabError, LaunchFailed
+from colabtui.colab.errors import (
+    AssignRefused,
+    ColabError,
+    LaunchFailed,
+    NotSignedIn,
+    RuntimeGone,
+)
 from colabtui.colab.launch import LAUNCH_DIR, LaunchSpec, launch, read_output
 from colabtui.colab.launches import LaunchRecordError, load_launches, relaunch, remember
 from colabtui.colab.proxy import RuntimeProxy
@@ -98,9 +104,10 @@ def _launched_pids(disk: Path) -> list[int]:
     return found
 
 
-def digits_args(ckpt: Path | str, *, steps: int = 100_000, delay: float = 0.01) -> tuple[str, ...]:
+def digits_args(ckpt: Path | str, *, steps: int = 100_000, delay: float = 0.01,
+                run: str = "launched-digits") -> tuple[str, ...]:
     return ("--port", "-1", "--checkpoint-dir", str(ckpt), "--steps", str(steps),
-            "--step-delay", str(delay), "--autosave-every", "0", "--run", "launched-digits")
+            "--step-delay", str(delay), "--autosave-every", "0", "--run", run)
 
 
 def colabtui(signed: dict, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -146,9 +153,12 @@ async def test_two_sessions_launched_trained_watched_saved_stopped_and_kept_aliv
         colab, signed_in, wheel):
     standin, disks = colab["standin"], colab["disks"]
     said: list[str] = []
-    spec = LaunchSpec(TRAIN_DIGITS, digits_args(signed_in["ckpt"]), "T4")
+    ckpt = f"{signed_in['ckpt']}-{{session}}"  # each session its own run and folder
+    spec = LaunchSpec(TRAIN_DIGITS, digits_args(ckpt, run="launched-digits-{session}"), "T4")
     started = launch(Account(), spec, wheel.path, wheel.version, 2, say=said.append)
     assert len(started) == 2 and len(standin.runtimes) == 2  # never more than asked
+    for n, s in enumerate(started, start=1):
+        assert f"{signed_in['ckpt']}-{n}" in s.args and f"launched-digits-{n}" in s.args
     assert {s.runtime.endpoint for s in started} == set(standin.runtimes)
     for s in started:
         disk = disks[s.runtime.endpoint]
@@ -165,9 +175,9 @@ async def test_two_sessions_launched_trained_watched_saved_stopped_and_kept_aliv
     clients = [ColabMailboxClient(s.url, RuntimeProxy(s.runtime.endpoint), keep_alive_s=0.5)
                for s in started]
     try:
-        for client in clients:
+        for n, client in enumerate(clients, start=1):
             st = await wait_for(client, lambda s: s.state == "running" and s.step > 0)
-            assert st.run == "launched-digits"
+            assert st.run == f"launched-digits-{n}"
         await run_command(clients[0], "save", "save-1")
         st = await wait_for(clients[0], lambda s: s.checkpoint.last is not None)
         assert st.checkpoint.last.step > 0
@@ -229,7 +239,7 @@ def test_no_quota_for_the_second_session_releases_the_first(colab, signed_in, wh
     script.write_text("import time\ntime.sleep(120)\n")
     said: list[str] = []
     with pytest.raises(AssignRefused) as err:
-        launch(Account(), LaunchSpec(script, (), "A100"), wheel.path, wheel.version, 2,
+        launch(Account(), LaunchSpec(script, ("{session}",), "A100"), wheel.path, wheel.version, 2,
                say=said.append)
     assert "412" in str(err.value)
     assert standin.runtimes == {}
@@ -250,6 +260,13 @@ def test_sessions_out_of_range_and_a_missing_script_are_refused_before_any_cost(
         launch(Account(), LaunchSpec(tmp_path / "gone.py"), wheel.path, wheel.version, 1)
     with pytest.raises(ValueError, match=r"a Python script \(\.py\)"):
         launch(Account(), LaunchSpec(tmp_path / "notes.txt"), wheel.path, wheel.version, 1)
+    with pytest.raises(ValueError, match=r"put \{session\} in the arguments that must differ"):
+        launch(Account(), LaunchSpec(TRAIN_DIGITS, digits_args(tmp_path)), wheel.path,
+               wheel.version, 2)
+    big = tmp_path / "big.py"
+    big.write_bytes(b"#" * ((16 << 20) + 1))
+    with pytest.raises(ValueError, match="larger than 16 MiB"):
+        launch(Account(), LaunchSpec(big), wheel.path, wheel.version, 1)
     for arg in ("gdrive://1AbC/digits", "--checkpoint-dir=gdrive://1AbC/digits"):
         with pytest.raises(ValueError, match="run `colabtui drive login` first"):
             launch(Account(), LaunchSpec(TRAIN_DIGITS, ("--checkpoint-dir", arg)),
@@ -337,8 +354,9 @@ async def test_the_app_offers_r_on_a_dead_launched_session_and_relaunches_it_aft
     spec = LaunchSpec(TRAIN_DIGITS, digits_args(signed_in["ckpt"]), None)
     (old,) = launch(Account(), spec, wheel.path, wheel.version, 1)
     config = signed_in["config"]
-    save_config(Config([SessionConfig(old.url, "", "digits")], Settings(poll_interval_s=0.2)),
-                config)
+    other = SessionConfig("http://127.0.0.1:9", "other-token-0123456789abcdef", "other")
+    save_config(Config([SessionConfig(old.url, "", "digits"), other],
+                       Settings(poll_interval_s=0.2)), config)
     remember([old], spec, ["digits"])
     os.kill(old.pid, signal.SIGKILL)
     standin.release(old.runtime.endpoint)
@@ -366,18 +384,25 @@ async def test_the_app_offers_r_on_a_dead_launched_session_and_relaunches_it_aft
         await until(lambda: app.panels and app.panels[0].session.url != old.url
                     and app.panels[0].conn_kind == "connected", "the new runtime watched")
         (endpoint,) = standin.runtimes
+        # the relaunched panel keeps its place and its number: 1 still acts on it
+        assert [(p.session.label, p.index) for p in app.panels] == [("digits", 1), ("other", 2)]
         assert app.panels[0].session.url == f"colab://{endpoint}/{DEFAULT_MAILBOX}"
-        assert app.panels[0].session.label == "digits"
         assert "R relaunches it" not in app.panels[0]._header_text().plain
         shown = " ".join(str(n.message) for n in app._notifications)
         assert f"digits relaunched on runtime {endpoint} (CPU)" in shown
+
+        await pilot.press("1", "R")  # alive now: R says so, and asks nothing
+        assert not isinstance(app.screen, ConfirmRelaunchScreen)
+        await until(lambda: any("its runtime answers" in str(n.message)
+                                for n in app._notifications), "the refusal")
+        assert list(standin.runtimes) == [endpoint]
 
         await pilot.press("o")  # its output, through the runtime proxy
         screen = app.screen
         assert isinstance(screen, LaunchOutputScreen)
         await until(lambda: screen.lines is not None or screen.error is not None, "the output")
         assert screen.error is None
-        assert any(line.startswith("colabtui: mailbox") for line in screen.lines)
+        assert any(line.startswith("colabtui: serving") for line in screen.lines)
         await pilot.press("q")
         assert not isinstance(app.screen, LaunchOutputScreen)
 
@@ -389,10 +414,20 @@ def test_relaunch_of_a_session_never_launched_or_with_a_corrupt_file_says_so(
         relaunch(account, "colab://gpu-t4-s-nowhere/content/colabtui", signed_in["config"],
                  wheel.path, wheel.version)
     signed_in["launches"].parent.mkdir(parents=True)
-    signed_in["launches"].write_text('{"launches": [1, 2')
-    with pytest.raises(LaunchRecordError, match="not a launches file"):
-        load_launches()
-    assert signed_in["launches"].read_text() == '{"launches": [1, 2'  # left as it was
+    url = "colab://gpu-t4-s-x/content/colabtui"
+    good = {"script": "/t/train.py", "args": ["--steps", "9"], "gpu": "T4", "label": "x"}
+    for bad in ('{"launches": [1, 2', "[" * 100_000 + "]" * 100_000,
+                json.dumps({"launches": {url: {**good, "args": "abc"}}}),
+                json.dumps({"launches": {url: {**good, "gpu": 4}}}),
+                json.dumps({"launches": {"http://x/": good}})):
+        signed_in["launches"].write_text(bad)
+        with pytest.raises(LaunchRecordError, match="not a launches file"):
+            load_launches()
+        assert signed_in["launches"].read_text() == bad  # left as it was
+    hostile = {**good, "label": "L\x1b]0;owned\x07 [/] \x1b[2J", "args": ["\x1b]52;c;AAAA\x07"]}
+    signed_in["launches"].write_text(json.dumps({"launches": {url: hostile}}))
+    (record,) = load_launches().values()
+    assert not {"\x1b", "\x07"} & set(record.label + record.spec.command)
     assert colab["standin"].runtimes == {}
 
 
@@ -434,3 +469,38 @@ def test_colabtui_launch_refuses_bad_arguments_and_no_sign_in_with_one_line(
     assert r.returncode == 1 and "colabtui colab login" in r.stderr
     assert "Traceback" not in r.stderr
     assert colab["standin"].runtimes == {}
+
+
+def test_ctrl_c_while_colab_assigns_waits_for_the_runtime_and_releases_it(colab, signed_in):
+    standin = colab["standin"]
+    proc = subprocess.Popen([sys.executable, "-m", "colabtui", "--config",
+                             str(signed_in["config"]), "launch", "--no-open", str(TRAIN_DIGITS),
+                             *digits_args(signed_in["ckpt"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=signed_in["env"], stdin=subprocess.DEVNULL)
+    out = []
+    for line in proc.stdout:  # the wheel is built first; then Colab is asked
+        out.append(line)
+        if "asking Colab for a CPU runtime" in line:
+            break
+    time.sleep(0.3)  # Colab is starting the runtime (a Jupyter server: seconds)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    said = "".join(out) + rest
+    assert proc.returncode == 130, said
+    assert "waiting for Colab's answer" in said and "released runtime" in said
+    assert standin.runtimes == {}  # nothing left burning units
+    assert "Traceback" not in said
+
+
+def test_a_refused_sign_in_is_read_again_after_a_new_login(colab, signed_in):
+    standin = colab["standin"]
+    proxy = RuntimeProxy("gpu-t4-s-nowhere")
+    standin.expire_access_tokens()
+    standin.revoke_refresh_token()
+    with pytest.raises(NotSignedIn):
+        proxy.current()
+    standin.refresh_token = "refresh-after-login"  # `colabtui colab login` again: a new one
+    standin.write_credentials(Path(signed_in["env"]["HOME"]))
+    with pytest.raises(RuntimeGone):  # listed with the new sign-in: this runtime is not there
+        proxy.current()
