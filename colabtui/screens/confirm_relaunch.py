@@ -4,16 +4,14 @@ default (focused, and Escape/n/q answer No)."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Static
 
-from colabtui.screens.dialog import DialogScreen
+from colabtui.screens.dialog import ConfirmScreen
 
 
-class ConfirmRelaunchScreen(DialogScreen[bool]):
+class ConfirmRelaunchScreen(ConfirmScreen):
     """Dismisses with ``True`` only when the user chooses Yes.
 
     Args:
@@ -21,11 +19,6 @@ class ConfirmRelaunchScreen(DialogScreen[bool]):
         command: the command that runs again (``python train.py --steps 6000``; untrusted).
         gpu: the accelerator asked for (``T4``), ``None`` for a CPU runtime.
     """
-
-    BINDINGS = [
-        Binding("escape,n,q", "answer(False)", "No", show=True),
-        Binding("y", "answer(True)", "Yes", show=True),
-    ]
 
     def __init__(self, label: str, command: str, gpu: str | None) -> None:
         super().__init__()
@@ -49,16 +42,3 @@ class ConfirmRelaunchScreen(DialogScreen[bool]):
         text.append("\n\nColab assigns a runtime, which burns compute units until it is "
                     "released; the script resumes from its checkpoint folder.")
         return text
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-    def close(self) -> None:
-        self.dismiss(False)

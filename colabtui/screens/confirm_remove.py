@@ -4,16 +4,14 @@ the default (focused, and Escape/n/q answer No)."""
 from __future__ import annotations
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Static
 
-from colabtui.screens.dialog import DialogScreen
+from colabtui.screens.dialog import ConfirmScreen
 
 
-class ConfirmRemoveScreen(DialogScreen[bool]):
+class ConfirmRemoveScreen(ConfirmScreen):
     """Dismisses with ``True`` only when the user chooses Yes.
 
     Args:
@@ -22,11 +20,6 @@ class ConfirmRemoveScreen(DialogScreen[bool]):
         masked_token: the token as shown on screen (:func:`colabtui.config.mask_token`);
             empty for a session without one (a mailbox).
     """
-
-    BINDINGS = [
-        Binding("escape,n,q", "answer(False)", "No", show=True),
-        Binding("y", "answer(True)", "Yes", show=True),
-    ]
 
     def __init__(self, label: str, url: str, masked_token: str = "") -> None:
         super().__init__()
@@ -57,16 +50,3 @@ class ConfirmRemoveScreen(DialogScreen[bool]):
             text.append(": to watch it again you need the connect line the notebook printed. ")
         text.append("The run goes on training; its history (curves, past sessions) stays.")
         return text
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-    def close(self) -> None:
-        self.dismiss(False)

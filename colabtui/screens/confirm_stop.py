@@ -8,19 +8,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Static
 
-from colabtui.screens.dialog import DialogScreen
+from colabtui.screens.dialog import ConfirmScreen
 
 STEP_REFRESH_S = 0.5
 """Seconds between reads of the step while the dialog is open."""
 
 
-class ConfirmStopScreen(DialogScreen[bool]):
+class ConfirmStopScreen(ConfirmScreen):
     """Dismisses with ``True`` only when the user chooses Yes.
 
     Args:
@@ -28,11 +26,6 @@ class ConfirmStopScreen(DialogScreen[bool]):
         step: the step it is at, if known; or a function returning it, called every
             :data:`STEP_REFRESH_S` seconds while the dialog is open.
     """
-
-    BINDINGS = [
-        Binding("escape,n,q", "answer(False)", "No", show=True),
-        Binding("y", "answer(True)", "Yes", show=True),
-    ]
 
     def __init__(self, label: str,
                  step: int | None | Callable[[], int | None] = None) -> None:
@@ -62,8 +55,7 @@ class ConfirmStopScreen(DialogScreen[bool]):
                 yield Button("Yes, stop", id="yes", variant="error")
             yield Static(self.question(), id="question")
 
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
+    def on_mount(self) -> None:  # (the #no button is focused by ConfirmScreen's)
         self.set_interval(STEP_REFRESH_S, self._refresh_step)
 
     def _refresh_step(self) -> None:
@@ -71,13 +63,3 @@ class ConfirmStopScreen(DialogScreen[bool]):
         if step != self._step:
             self._step = step
             self.query_one("#question", Static).update(self.question())
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
-
-    def close(self) -> None:
-        self.dismiss(False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar, TypeVar
 
-from textual import events
+from textual import events, on
 from textual.binding import Binding, BindingType
 from textual.screen import ModalScreen
 from textual.widgets import Button
@@ -44,3 +44,27 @@ class DialogScreen(ModalScreen[ResultType]):
         self.set_class(small, "-small")
         for button in self.query(Button):
             button.compact = small
+
+
+class ConfirmScreen(DialogScreen[bool]):
+    """A yes/no question that dismisses with ``True`` only when the user chooses Yes: No is
+    the default (the ``#no`` button is focused; Escape, ``n`` and ``q`` answer No). Subclasses
+    compose the text and a ``#no`` and a ``#yes`` button."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,n,q", "answer(False)", "No", show=True),
+        Binding("y", "answer(True)", "Yes", show=True),
+    ]
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+    def close(self) -> None:
+        self.dismiss(False)

@@ -466,3 +466,26 @@ def standin_that_assigns(base: Path, *, max_assignments: int = 3
         for proc in procs:
             proc.kill()
             proc.wait(timeout=30)
+
+
+async def wait_for(client, predicate, timeout: float = 90.0):
+    """The first status of ``client`` (a session client) that ``predicate`` accepts, polled
+    every 0.2 s; a poll's :class:`~colabtui.client.SessionError` (no mailbox yet) is waited
+    past. AssertionError with the last answer after ``timeout`` seconds (a bound, not a
+    figure)."""
+    import asyncio
+
+    from colabtui.client import SessionError
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = await client.status()
+        except SessionError as exc:
+            last = exc
+        else:
+            if predicate(last):
+                return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not reached within {timeout} s; last: {last!r}")

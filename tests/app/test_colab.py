@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from colab_standin import standin_with_runtime
+from colab_standin import standin_with_runtime, wait_for
 
 from colabtui.client import SessionError
 from colabtui.colab import account as colab_account
@@ -92,21 +92,6 @@ def training(runtime, tmp_path):
 def colabtui(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "colabtui", "--config", env["_config"],
                            *args], capture_output=True, text=True, env=env, timeout=timeout)
-
-
-async def wait_for(client, predicate, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = await client.status()
-        except SessionError as exc:
-            last = exc
-        else:
-            if predicate(last):
-                return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not reached within {timeout} s; last: {last!r}")
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from colab_standin import standin_that_assigns
+from colab_standin import standin_that_assigns, wait_for
 
 from colabtui.app import ColabTuiApp
 from colabtui.colab.account import Account
@@ -114,21 +114,6 @@ def colabtui(signed: dict, *args: str, timeout: float = 180) -> subprocess.Compl
     return subprocess.run([sys.executable, "-m", "colabtui", "--config", str(signed["config"]),
                            *args], capture_output=True, text=True, env=signed["env"],
                           timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-async def wait_for(client, predicate, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = await client.status()
-        except OSError as exc:
-            last = exc
-        else:
-            if predicate(last):
-                return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"not reached within {timeout} s; last: {last!r}")
 
 
 async def run_command(client, kind: str, command_id: str) -> None:
