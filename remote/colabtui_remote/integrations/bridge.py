@@ -165,6 +165,13 @@ class FrameworkBridge:
                 except (TypeError, ValueError):
                     pass
 
+    def log_loss(self, step: int, value: Any) -> None:
+        """:meth:`log` of the one value ``loss`` (a step's loss, every step: the short way)."""
+        try:
+            self.mon.metrics.append("loss", value, step)
+        except (TypeError, ValueError):
+            pass
+
     def saved(self, path: str, step: int, epoch: int | None) -> CheckpointInfo | None:
         """The framework wrote the checkpoint folder ``path`` (asked by colabtui or on its own
         schedule): make it durable and list it; the commands due end with it. For a stop, wait

@@ -100,6 +100,7 @@ class ColabtuiCallback(Callback):
         self._folder: str | None = None
         self._rng: dict | None = None
         self._metrics_due = 0.0
+        self._epoch: int | None = None
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
@@ -135,6 +136,9 @@ class ColabtuiCallback(Callback):
                 say(f"the random number generators could not be restored: {exc}")
             self._rng = None
 
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        self._epoch = trainer.current_epoch  # read once an epoch, not once a step
+
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         step = trainer.global_step
@@ -142,9 +146,9 @@ class ColabtuiCallback(Callback):
         if now >= self._metrics_due:  # building callback_metrics costs ~100 us: once a second
             self._metrics_due = now + METRICS_EVERY_S
             self.bridge.log(step, trainer.callback_metrics)
-        elif isinstance(outputs, dict) and "loss" in outputs:  # the step's loss, every step
-            self.bridge.log(step, {"loss": outputs["loss"]})
-        what = self.bridge.boundary(step, trainer.current_epoch)
+        elif type(outputs) is dict and "loss" in outputs:  # the step's loss, every step
+            self.bridge.log_loss(step, outputs["loss"])
+        what = self.bridge.boundary(step, self._epoch)
         if what is not None and self._save(trainer, step) and what == "stop":
             trainer.should_stop = True
 
