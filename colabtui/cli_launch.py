@@ -65,25 +65,13 @@ def run(args: argparse.Namespace, config_path: Path,
     """Run ``colabtui launch``, then ``open_app(config_path)`` on a terminal unless
     ``--no-open``; returns the exit code."""
     from colabtui.colab.errors import ColabError
-    from colabtui.colab.launch import (
-        MAX_SESSIONS,
-        LaunchSpec,
-        check_sessions,
-        drive_credentials,
-        gpu_name,
-        launch,
-        read_script,
-    )
+    from colabtui.colab.launch import LaunchSpec, gpu_name, launch, preflight
     from colabtui.colab.launches import remember, remote_wheel
     from colabtui.config import Config, SessionConfig, load_config, save_config
 
-    if not 1 <= args.sessions <= MAX_SESSIONS:
-        return _usage(f"--sessions {args.sessions}: from 1 to {MAX_SESSIONS}")
     spec = LaunchSpec(args.script, tuple(args.args), args.gpu)
     try:
-        check_sessions(spec, args.sessions)
-        read_script(spec.script)
-        drive_credentials(spec)
+        preflight(spec, args.sessions)  # said before a wheel is built
     except ValueError as exc:
         return _usage(str(exc))
     config = load_config(config_path) if config_path.exists() else Config()  # said before cost

@@ -168,7 +168,7 @@ class Started:
 
 
 def launch(account: Account, spec: LaunchSpec, wheel: Path, version: str, sessions: int, *,
-           say: Callable[[str], None] = print) -> list[Started]:
+           say: Callable[[str], None] = print, what_for: str = "") -> list[Started]:
     """Assign ``sessions`` runtimes and start ``spec`` on each (see the module's text).
 
     Args:
@@ -178,6 +178,7 @@ def launch(account: Account, spec: LaunchSpec, wheel: Path, version: str, sessio
         version: the version that wheel holds (checked on the runtime).
         sessions: 1 to :data:`MAX_SESSIONS`.
         say: gets a line for each step, and for each runtime released after a failure.
+        what_for: named in the line that asks for a runtime (a relaunch: the session).
 
     Raises:
         ValueError: ``sessions`` out of range, or the script is not a readable file.
@@ -186,17 +187,14 @@ def launch(account: Account, spec: LaunchSpec, wheel: Path, version: str, sessio
             is raised, every runtime this call assigned is released (or the message says
             which could not be).
     """
-    if not 1 <= sessions <= MAX_SESSIONS:
-        raise ValueError(f"--sessions {sessions}: from 1 to {MAX_SESSIONS}")
-    check_sessions(spec, sessions)
-    script = read_script(spec.script)
-    drive_credentials(spec)  # refused before any cost
+    script = preflight(spec, sessions)
+    what = (spec.gpu.upper() if spec.gpu else "CPU") + " runtime" + \
+        (f" for {what_for}" if what_for else "")
     assigned: list[Runtime] = []
     started: list[Started] = []
     try:
         for i in range(sessions):
-            what = spec.gpu.upper() if spec.gpu else "CPU"
-            say(f"[{i + 1}/{sessions}] asking Colab for a {what} runtime…")
+            say(f"[{i + 1}/{sessions}] asking Colab for a {what}…")
             runtime, interrupted = assign_whole(account, spec.gpu)
             assigned.append(runtime)
             if interrupted:
@@ -209,6 +207,18 @@ def launch(account: Account, spec: LaunchSpec, wheel: Path, version: str, sessio
         release_all(account, assigned, exc, say)
         raise
     return started
+
+
+def preflight(spec: LaunchSpec, sessions: int) -> bytes:
+    """Everything about a launch that can be refused before it costs anything (the session
+    count, :func:`check_sessions`, :func:`read_script`, :func:`drive_credentials`); returns
+    the script's bytes. Raises ``ValueError`` saying what to do."""
+    if not 1 <= sessions <= MAX_SESSIONS:
+        raise ValueError(f"--sessions {sessions}: from 1 to {MAX_SESSIONS}")
+    check_sessions(spec, sessions)
+    script = read_script(spec.script)
+    drive_credentials(spec)
+    return script
 
 
 def check_sessions(spec: LaunchSpec, sessions: int) -> None:

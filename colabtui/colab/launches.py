@@ -27,15 +27,7 @@ from colabtui_remote import schema, wire
 
 from colabtui.colab.account import Account
 from colabtui.colab.errors import ColabError
-from colabtui.colab.launch import (
-    LaunchSpec,
-    Started,
-    assign_whole,
-    drive_credentials,
-    read_script,
-    release_all,
-    start_on,
-)
+from colabtui.colab.launch import LaunchSpec, Started, launch, release_all
 from colabtui.colab.url import parse_colab_url
 from colabtui.config import Config, ConfigError, SessionConfig, data_dir, load_config, save_config
 
@@ -142,33 +134,22 @@ def relaunch(account: Account, url: str, config_path: Path, wheel: Path, version
     Raises:
         LaunchRecordError: no record of ``url`` (it was not started by ``colabtui launch``).
         ColabError: the old runtime is still assigned (release it first, or it is still
-            running), or as :func:`~.launch.launch`; a runtime assigned here is released
-            before the error is raised.
+            running), or as :func:`~.launch.launch` (one session); a runtime assigned here
+            is released before the error is raised.
         ValueError: the script is no longer readable on this laptop, or it names a
             ``gdrive://`` folder and there is no Drive sign-in to send.
         ConfigError: the config file cannot be read or written (the runtime is released).
     """
-    records = load_launches(path)
-    record = records.get(url)
-    if record is None:
-        raise LaunchRecordError(f"{url} was not started by `colabtui launch`: nothing to "
-                                "relaunch")
+    record = record_of(url, path)
     endpoint, _ = parse_colab_url(url)
     if any(r.endpoint == endpoint for r in account.runtimes()):
         raise ColabError(f"runtime {endpoint} is still assigned to your account: it is not "
                          "dead (or release it first: `colabtui colab release "
                          f"{endpoint}`); nothing launched")
-    spec = record.spec
-    script = read_script(spec.script)
-    drive_credentials(spec)
     load_config(config_path)  # a config that cannot be read is said before any cost
-    what = spec.gpu.upper() if spec.gpu else "CPU"
-    say(f"asking Colab for a {what} runtime for {record.label or url}…")
-    runtime, interrupted = assign_whole(account, spec.gpu)
+    (started,) = launch(account, record.spec, wheel, version, 1, say=say,
+                        what_for=record.label or url)
     try:
-        if interrupted:
-            raise KeyboardInterrupt
-        started = start_on(account, runtime, spec, script, wheel, version, say=say)
         config = load_config(config_path)
         old = config.find(url)
         session = SessionConfig(started.url, old.token if old else "",
@@ -177,13 +158,27 @@ def relaunch(account: Account, url: str, config_path: Path, wheel: Path, version
                        config.settings) if old is not None else config.with_session(session)
         save_config(moved, config_path)
     except BaseException as exc:
-        release_all(account, [runtime], exc, say)
+        release_all(account, [started.runtime], exc, say)
         raise
     records = load_launches(path)  # again: another relaunch may have written it meanwhile
     records.pop(url, None)
     records[started.url] = LaunchRecord(record.script, started.args, record.gpu, record.label)
     save_launches(records, path)
     return started
+
+
+def record_of(url: str, path: Path | None = None) -> LaunchRecord:
+    """The launch record of the session ``url``.
+
+    Raises:
+        LaunchRecordError: none (it was not started by ``colabtui launch``), or the file
+            cannot be read.
+    """
+    record = load_launches(path).get(url)
+    if record is None:
+        raise LaunchRecordError(f"{url} was not started by `colabtui launch`: nothing to "
+                                "relaunch")
+    return record
 
 
 def remote_wheel(out_dir: str, say: Callable[[str], None] = print) -> Any:
@@ -203,9 +198,7 @@ def relaunch_session(account: Account, url: str, config_path: Path, *,
                      say: Callable[[str], None] = print, path: Path | None = None) -> Started:
     """:func:`relaunch` with this installation's colabtui-remote wheel, built in a temporary
     folder (removed after). Raises as :func:`relaunch`."""
-    if url not in load_launches(path):  # said before a wheel is built for nothing
-        raise LaunchRecordError(f"{url} was not started by `colabtui launch`: nothing to "
-                                "relaunch")
+    record_of(url, path)  # said before a wheel is built for nothing
     with tempfile.TemporaryDirectory(prefix="colabtui-launch-") as tmp:
         built = remote_wheel(tmp, say)
         return relaunch(account, url, config_path, built.path, built.version, say=say,
@@ -213,4 +206,4 @@ def relaunch_session(account: Account, url: str, config_path: Path, *,
 
 
 __all__ = ["ConfigError", "LaunchRecord", "LaunchRecordError", "launches_path", "load_launches",
-           "relaunch", "relaunch_session", "remember", "remote_wheel", "save_launches"]
+           "record_of", "relaunch", "relaunch_session", "remember", "remote_wheel", "save_launches"]

@@ -63,10 +63,8 @@ class RuntimeProxy:
         with self._lock:
             rt = self._runtime
             if refresh or rt is None or rt.expires_at - self._clock() <= self._margin_s:
-                if self._account is None:
-                    self._account = self._account_factory()
                 try:
-                    listed = {r.endpoint: r for r in self._account.runtimes()}
+                    listed = {r.endpoint: r for r in self._the_account().runtimes()}
                 except NotSignedIn:  # the next try reads the stored sign-in again (a login)
                     self._account = None
                     raise
@@ -87,7 +85,11 @@ class RuntimeProxy:
             RuntimeGone, NotSignedIn, ColabError: from the account.
         """
         with self._lock:
-            if self._account is None:
-                self._account = self._account_factory()
-            account = self._account
+            account = self._the_account()
         account.keep_alive(self.endpoint)
+
+    def _the_account(self) -> Account:
+        """The account, made on first use (under the lock)."""
+        if self._account is None:
+            self._account = self._account_factory()
+        return self._account

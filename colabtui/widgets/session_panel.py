@@ -231,10 +231,11 @@ class SessionPanel(Vertical, can_focus=True):
         ended = self.ended
         if ended is not None and self.status.step is not None:
             ended = f"{ended} at step {self.status.step:,}"
+        dead = self.launched and self.conn_kind == "unreachable"
         text.append_text(connection_text(self.conn_kind, self.conn_message,
                                          self.unreachable_since, self._clock(), ended,
                                          silent_s=self.silent_s, note=self.note,
-                                         hint=RELAUNCH_HINT if self.launched and self.conn_kind == "unreachable" else None))
+                                         hint=RELAUNCH_HINT if dead else None))
         if self.conn_kind == "connected" and self._client is not None and (
                 extra := transport_text(self._client, ended=self.ended is not None)) is not None:
             text.append_text(extra)

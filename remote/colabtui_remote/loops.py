@@ -19,7 +19,8 @@ class TrainingLoops:
     ``run``, ``step``, ``epoch``, ``total_steps``, ``state``, ``error``, ``finished``,
     :meth:`~.monitor.Monitor.resume`, :meth:`~.monitor.Monitor.at_step_boundary` and the
     private ``_resumed``, ``_stop``, ``_sigint``, ``_sigterm``, ``_interrupt``, ``_loaders``,
-    ``_saver``, ``_job``, ``_launched``, ``_mailbox``, ``_set_state``, and :meth:`~.monitor.Monitor.serve_mailbox`."""
+    ``_saver``, ``_job``, ``_launched``, ``_mailbox``, ``_set_state``, and
+    :meth:`~.monitor.Monitor.serve_mailbox`."""
 
     def steps(self, total: int) -> Iterator[int]:
         """Yield step indices from the resumed step to ``total - 1``.
